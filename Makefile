@@ -1,0 +1,48 @@
+# The README's commands. CI runs `make test` in a fresh clone (see .ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DATA ?= data/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+# Synthetic data -> train the seed's CNN for a few epochs -> evaluate -> print where things are.
+demo: $(VENV)/.installed
+	$(BIN)/metastasis synth --out $(DEMO_DATA) --n 2000 --n-valid 500
+	$(BIN)/metastasis check $(DEMO_DATA) --no-progress
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/metastasis train --config configs/demo.yaml --data $(DEMO_DATA)/train \
+		--val-data $(DEMO_DATA)/valid --out $$run && \
+	$(BIN)/metastasis evaluate --checkpoint $$run --data $(DEMO_DATA)/valid \
+		--out $$run/evaluation --no-progress && \
+	echo "" && echo "Demo finished. Run folder: $$run  Report: $$run/report.html"
+
+test: lint pytest
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,58 @@
+"""metastasis: detect metastatic cancer in H&E lymph-node patches (PCam / Kaggle).
+
+The public API; each CLI command is one of these calls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Predictor",
+    "TrainConfig",
+    "check_dataset",
+    "create_model",
+    "evaluate_checkpoint",
+    "fit",
+    "list_models",
+    "load_checkpoint",
+    "open_split",
+    "predict_to_csv",
+    "resolve_config",
+]
+
+_WHERE = {
+    "Predictor": "metastasis.inference.predictor",
+    "TrainConfig": "metastasis.config",
+    "resolve_config": "metastasis.config",
+    "check_dataset": "metastasis.data.checks",
+    "open_split": "metastasis.data.cache",
+    "create_model": "metastasis.models",
+    "list_models": "metastasis.models",
+    "fit": "metastasis.engine.trainer",
+    "load_checkpoint": "metastasis.engine.checkpoint",
+    "evaluate_checkpoint": "metastasis.inference.evaluate",
+    "predict_to_csv": "metastasis.inference.predict",
+}
+
+if TYPE_CHECKING:
+    from metastasis.config import TrainConfig, resolve_config
+    from metastasis.data.cache import open_split
+    from metastasis.data.checks import check_dataset
+    from metastasis.engine.checkpoint import load_checkpoint
+    from metastasis.engine.trainer import fit
+    from metastasis.inference.evaluate import evaluate_checkpoint
+    from metastasis.inference.predict import predict_to_csv
+    from metastasis.inference.predictor import Predictor
+    from metastasis.models import create_model, list_models
+
+
+def __getattr__(name: str) -> Any:
+    """Import lazily, so `import metastasis` (and the CLI's start) stays fast."""
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'metastasis' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from metastasis.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: the loop (plain functions), the trainer (run folder) and checkpoints."""

@@ -1,0 +1,1 @@
+"""Using trained checkpoints: batch prediction and evaluation."""

@@ -1,0 +1,70 @@
+"""A loaded model plus its preprocessing: probabilities for uint8 patches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from metastasis.data.cache import CachedSplit
+from metastasis.data.dataset import PatchDataset, passthrough
+from metastasis.engine.checkpoint import Bundle, load_checkpoint
+from metastasis.engine.loop import predict
+from metastasis.transforms.presets import Preprocessing
+
+
+def auto_device(device: str = "auto") -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Predictor:
+    """Probabilities of tumour for batches of 96x96 RGB uint8 patches (N x H x W x 3)."""
+
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing, threshold: float = 0.5,
+                 device: str = "auto", batch_size: int = 256) -> None:
+        self.device = auto_device(device)
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.preprocessing = preprocessing
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.bundle: Bundle | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto",
+                        batch_size: int = 256) -> Predictor:
+        bundle = load_checkpoint(path)
+        self = cls(bundle.build_model(), bundle.preprocessing, bundle.threshold, device, batch_size)
+        self.bundle = bundle
+        return self
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.preprocessing(x)
+
+    def predict_proba(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Probabilities for an in-memory batch of uint8 patches."""
+        x = torch.as_tensor(np.asarray(images))
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        batches = [(x[i : i + self.batch_size], torch.full((min(self.batch_size, len(x) - i),), -1))
+                   for i in range(0, len(x), self.batch_size)]
+        return predict(self.model, batches, self._prepare, self.device).probs
+
+    def predict_split(self, data: CachedSplit, indices: np.ndarray | None = None,
+                      progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (and labels, -1 when unlabelled) for the usable rows of a cached split."""
+        ds = PatchDataset(data, indices)
+        loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, collate_fn=passthrough,
+                            pin_memory=self.device.type == "cuda")
+        bar = tqdm(loader, desc="predicting", unit="batch", disable=not progress, leave=False)
+        out = predict(self.model, bar, self._prepare, self.device)
+        return out.probs, out.labels
