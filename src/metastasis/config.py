@@ -86,8 +86,9 @@ def build_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
     known = {f.name: f for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise MetastasisError(f"{source}: unknown setting(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(known)}")
+        raise MetastasisError(
+            f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
     hints = typing.get_type_hints(TrainConfig)
     return TrainConfig(**{k: _coerce(k, v, hints[k], source) for k, v in values.items()})
 
@@ -95,7 +96,9 @@ def build_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     if value is None:
         return None
-    allowed = [a for a in typing.get_args(hint) if a is not type(None)] if _is_union(hint) else [hint]
+    allowed = (
+        [a for a in typing.get_args(hint) if a is not type(None)] if _is_union(hint) else [hint]
+    )
     target = typing.get_origin(allowed[0]) or allowed[0]
     try:
         if target is dict:
@@ -110,8 +113,10 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             return target(value)
         return value
     except (TypeError, ValueError):
-        raise MetastasisError(f"{source}: setting {name!r} expects "
-                              f"{getattr(target, '__name__', target)}, got {value!r}") from None
+        raise MetastasisError(
+            f"{source}: setting {name!r} expects "
+            f"{getattr(target, '__name__', target)}, got {value!r}"
+        ) from None
 
 
 def _is_union(hint: Any) -> bool:

@@ -48,7 +48,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n"
+    )
 
 
 def _jsonable(obj: Any) -> Any:

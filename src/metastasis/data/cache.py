@@ -98,13 +98,19 @@ class CachedSplit:
     def excluded(self) -> pd.DataFrame:
         """Rows left out, with the reason: for the run folder's ``excluded.csv``."""
         bad = ~self.ok
-        return pd.DataFrame({"id": self.ids[bad], "source": self.sources[bad],
-                             "problem": self.problems[bad], "detail": self.details[bad]})
+        return pd.DataFrame(
+            {
+                "id": self.ids[bad],
+                "source": self.sources[bad],
+                "problem": self.problems[bad],
+                "detail": self.details[bad],
+            }
+        )
 
     def class_counts(self) -> dict[str, int]:
         labels = self.labels[self.ok]
         if not self.labelled:
-            return {"unlabelled": int(len(labels))}
+            return {"unlabelled": len(labels)}
         return {str(c): int((labels == c).sum()) for c in (0, 1)}
 
     def findings(self) -> list[Finding]:
@@ -118,8 +124,14 @@ class CachedSplit:
         if dup:
             copies = sum(len(g) - 1 for g in dup)
             examples = [" = ".join(g[:3]) + (" ..." if len(g) > 3 else "") for g in dup[:10]]
-            out.append(Finding(DUPLICATE_PIXELS, copies, examples,
-                               f"extra copies of identical pixels ({len(dup)} groups)"))
+            out.append(
+                Finding(
+                    DUPLICATE_PIXELS,
+                    copies,
+                    examples,
+                    f"extra copies of identical pixels ({len(dup)} groups)",
+                )
+            )
         return out
 
 
@@ -136,7 +148,7 @@ def duplicate_groups(digests: np.ndarray, names: np.ndarray) -> list[list[str]]:
     groups: dict[str, list[str]] = {}
     for d, n in zip(digests, names):
         groups.setdefault(d, []).append(str(n))
-    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+    return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
 
 
 def fingerprint(listing: Listing) -> str:
@@ -161,8 +173,12 @@ def _stat(path: Path | None) -> str:
     return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def open_cache(listing: Listing, cache_root: Path | None = None, workers: int | None = None,
-               progress: bool = True) -> CachedSplit:
+def open_cache(
+    listing: Listing,
+    cache_root: Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> CachedSplit:
     """Open the cache of ``listing``, building it first when it does not exist yet."""
     root = Path(cache_root) if cache_root else default_cache_root()
     fp = fingerprint(listing)
@@ -177,9 +193,16 @@ def open_cache(listing: Listing, cache_root: Path | None = None, workers: int | 
         else:
             table = _build_from_files(listing, tmp, workers, progress)
         table.to_csv(tmp / "items.csv", index=False)
-        meta = {"version": CACHE_VERSION, "layout": listing.layout, "split": listing.split,
-                "source": str(listing.root), "fingerprint": fp, "labelled": listing.labelled,
-                "n": len(table), "findings": [f.to_dict() for f in listing.findings]}
+        meta = {
+            "version": CACHE_VERSION,
+            "layout": listing.layout,
+            "split": listing.split,
+            "source": str(listing.root),
+            "fingerprint": fp,
+            "labelled": listing.labelled,
+            "n": len(table),
+            "findings": [f.to_dict() for f in listing.findings],
+        }
         atomic_write_json(tmp / "meta.json", meta)
         try:
             os.rename(tmp, final)
@@ -207,8 +230,9 @@ def _decode_chunk(npy: str, start: int, paths: list[str]) -> list[tuple[str, str
     return out
 
 
-def _build_from_files(listing: Listing, tmp: Path, workers: int | None,
-                      progress: bool) -> pd.DataFrame:
+def _build_from_files(
+    listing: Listing, tmp: Path, workers: int | None, progress: bool
+) -> pd.DataFrame:
     n = len(listing.items)
     npy = tmp / "images.npy"
     np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(n, *PATCH_SHAPE)).flush()
@@ -216,8 +240,9 @@ def _build_from_files(listing: Listing, tmp: Path, workers: int | None,
     chunks = [(s, paths[s : s + CHUNK]) for s in range(0, n, CHUNK)]
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     results: dict[int, list[tuple[str, str, str]]] = {}
-    bar = tqdm(total=n, unit="patch", desc=f"caching {listing.split}", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=n, unit="patch", desc=f"caching {listing.split}", disable=not progress, leave=False
+    )
     if workers > 1 and n >= 4 * CHUNK:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_decode_chunk, str(npy), s, ps): s for s, ps in chunks}
@@ -231,13 +256,16 @@ def _build_from_files(listing: Listing, tmp: Path, workers: int | None,
     bar.close()
     rows = [r for s, _ in chunks for r in results[s]]
     root = listing.root
-    return pd.DataFrame({
-        "id": [it.id for it in listing.items],
-        "label": [-1 if it.label is None else it.label for it in listing.items],
-        "source": [_relative(it.path, root) for it in listing.items],
-        "problem": [r[0] for r in rows], "detail": [r[1] for r in rows],
-        "digest": [r[2] for r in rows],
-    })
+    return pd.DataFrame(
+        {
+            "id": [it.id for it in listing.items],
+            "label": [-1 if it.label is None else it.label for it in listing.items],
+            "source": [_relative(it.path, root) for it in listing.items],
+            "problem": [r[0] for r in rows],
+            "detail": [r[1] for r in rows],
+            "digest": [r[2] for r in rows],
+        }
+    )
 
 
 def _relative(path: Path | None, root: Path) -> str:
@@ -274,13 +302,15 @@ def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool
         fx = h5py.File(_decompressed(x_path, cache_root), "r")
         fy = h5py.File(_decompressed(y_path, cache_root), "r") if y_path else None
     except OSError as exc:
-        raise DataError(f"{x_path if 'fx' not in locals() else y_path}: not a readable HDF5 "
-                        f"file ({exc})") from None
+        raise DataError(
+            f"{x_path if 'fx' not in locals() else y_path}: not a readable HDF5 file ({exc})"
+        ) from None
     with fx:
         x = _dataset(fx, "x", x_path)
         if x.ndim != 4 or tuple(x.shape[1:]) != PATCH_SHAPE or x.dtype != np.uint8:
-            raise DataError(f"{x_path}: dataset 'x' is {x.shape} {x.dtype}, expected "
-                            f"N x 96 x 96 x 3 uint8")
+            raise DataError(
+                f"{x_path}: dataset 'x' is {x.shape} {x.dtype}, expected N x 96 x 96 x 3 uint8"
+            )
         n = int(x.shape[0])
         labels = np.full(n, -1, dtype=np.int64)
         if fy is not None:
@@ -288,15 +318,23 @@ def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool
             with fy:
                 y = _dataset(fy, "y", y_path)
                 if y.shape[0] != n or int(np.prod(y.shape[1:])) != 1:
-                    raise DataError(f"{y_path}: dataset 'y' is {y.shape}, expected {n} x 1 x 1 x 1 "
-                                    f"to match {x_path.name}")
+                    raise DataError(
+                        f"{y_path}: dataset 'y' is {y.shape}, expected {n} x 1 x 1 x 1 "
+                        f"to match {x_path.name}"
+                    )
                 labels = _read(y, 0, n, y_path).reshape(n).astype(np.int64)
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                           shape=(n, *PATCH_SHAPE))
+        images = np.lib.format.open_memmap(
+            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, *PATCH_SHAPE)
+        )
         digests = []
         block = 2048
-        with tqdm(total=n, unit="patch", desc=f"caching {listing.split}", disable=not progress,
-                  leave=False) as bar:
+        with tqdm(
+            total=n,
+            unit="patch",
+            desc=f"caching {listing.split}",
+            disable=not progress,
+            leave=False,
+        ) as bar:
             for s in range(0, n, block):
                 arr = _read(x, s, min(s + block, n), x_path)
                 images[s : s + len(arr)] = arr
@@ -304,14 +342,16 @@ def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool
                 bar.update(len(arr))
         images.flush()
     bad = (labels != -1) & ~np.isin(labels, (0, 1)) if fy is not None else np.zeros(n, bool)
-    return pd.DataFrame({
-        "id": [f"{listing.split}_{i:06d}" for i in range(n)],
-        "label": np.where(bad, -1, labels),
-        "source": [f"{x_path.name}[{i}]" for i in range(n)],
-        "problem": np.where(bad, BAD_LABEL, ""),
-        "detail": [f"label {v}" if b else "" for v, b in zip(labels, bad)],
-        "digest": digests,
-    })
+    return pd.DataFrame(
+        {
+            "id": [f"{listing.split}_{i:06d}" for i in range(n)],
+            "label": np.where(bad, -1, labels),
+            "source": [f"{x_path.name}[{i}]" for i in range(n)],
+            "problem": np.where(bad, BAD_LABEL, ""),
+            "detail": [f"label {v}" if b else "" for v, b in zip(labels, bad)],
+            "digest": digests,
+        }
+    )
 
 
 def _dataset(f: Any, name: str, path: Path) -> Any:
@@ -327,8 +367,13 @@ def _read(ds: Any, start: int, stop: int, path: Path) -> np.ndarray:
         raise DataError(f"{path}: rows {start}-{stop} unreadable ({exc})") from None
 
 
-def open_split(path: str | Path, split: str | None = None, prefer: tuple[str, ...] = (),
-               cache_root: Path | None = None, progress: bool = True) -> CachedSplit:
+def open_split(
+    path: str | Path,
+    split: str | None = None,
+    prefer: tuple[str, ...] = (),
+    cache_root: Path | None = None,
+    progress: bool = True,
+) -> CachedSplit:
     """Detect the layout at ``path``, choose a split and open (building if needed) its cache."""
     from metastasis.data.layouts import open_layout
 

@@ -24,9 +24,13 @@ class SplitReport:
     findings: list[Finding]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "labelled": self.labelled, "n_usable": self.n_usable,
-                "class_counts": self.class_counts,
-                "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "split": self.split,
+            "labelled": self.labelled,
+            "n_usable": self.n_usable,
+            "class_counts": self.class_counts,
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
 @dataclass
@@ -43,12 +47,17 @@ class CheckReport:
     @property
     def n_problems(self) -> int:
         return sum(f.count for f in self.findings) + sum(
-            f.count for s in self.splits for f in s.findings)
+            f.count for s in self.splits for f in s.findings
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "layout": self.layout, "ok": self.ok,
-                "splits": [s.to_dict() for s in self.splits],
-                "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "path": self.path,
+            "layout": self.layout,
+            "ok": self.ok,
+            "splits": [s.to_dict() for s in self.splits],
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
     def format_text(self) -> str:
         lines = [f"{self.path} ({self.layout} layout)"]
@@ -74,8 +83,12 @@ def _finding_lines(findings: list[Finding], indent: str) -> list[str]:
     return lines
 
 
-def check_dataset(path: str | Path, split: str | None = None, cache_root: Path | None = None,
-                  progress: bool = True) -> CheckReport:
+def check_dataset(
+    path: str | Path,
+    split: str | None = None,
+    cache_root: Path | None = None,
+    progress: bool = True,
+) -> CheckReport:
     """Check every split of ``path`` (or only ``split``)."""
     layout = open_layout(path)
     names = [layout.choose_split(split, ())] if split else layout.splits
@@ -85,8 +98,13 @@ def check_dataset(path: str | Path, split: str | None = None, cache_root: Path |
 
 
 def split_report(cached: CachedSplit) -> SplitReport:
-    return SplitReport(cached.meta["split"], cached.labelled, int(cached.ok.sum()),
-                       cached.class_counts(), cached.findings())
+    return SplitReport(
+        cached.meta["split"],
+        cached.labelled,
+        int(cached.ok.sum()),
+        cached.class_counts(),
+        cached.findings(),
+    )
 
 
 def cross_split_findings(cached: list[CachedSplit]) -> list[Finding]:
@@ -94,12 +112,20 @@ def cross_split_findings(cached: list[CachedSplit]) -> list[Finding]:
     if len(cached) < 2:
         return []
     digests = np.concatenate([c.digests[c.ok] for c in cached])
-    names = np.concatenate([
-        np.array([f"{c.meta['split']}/{s}" for s in c.sources[c.ok]], dtype=object) for c in cached
-    ])
+    names = np.concatenate(
+        [
+            np.array([f"{c.meta['split']}/{s}" for s in c.sources[c.ok]], dtype=object)
+            for c in cached
+        ]
+    )
     groups = [g for g in duplicate_groups(digests, names) if len({n.split("/")[0] for n in g}) > 1]
     if not groups:
         return []
-    return [Finding("duplicate_across_splits", len(groups),
-                    [" = ".join(g[:3]) for g in groups[:10]],
-                    "identical patches in more than one split (leakage)")]
+    return [
+        Finding(
+            "duplicate_across_splits",
+            len(groups),
+            [" = ".join(g[:3]) for g in groups[:10]],
+            "identical patches in more than one split (leakage)",
+        )
+    ]

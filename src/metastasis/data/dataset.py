@@ -36,8 +36,10 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         row = int(self.indices[i])
-        return (torch.from_numpy(np.array(self.cached.images[row])),
-                torch.tensor(int(self.cached.labels[row])))
+        return (
+            torch.from_numpy(np.array(self.cached.images[row])),
+            torch.tensor(int(self.cached.labels[row])),
+        )
 
     def __getitems__(self, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.indices[np.asarray(batch)]

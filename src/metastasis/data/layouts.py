@@ -2,7 +2,8 @@
 
 Layouts, each turned into the same `Listing` (items + index-level findings):
 
-* Kaggle: ``DIR/train/*.tif`` + ``DIR/train_labels.csv`` (``id,label``), unlabelled ``DIR/test/*.tif``.
+* Kaggle: ``DIR/train/*.tif`` + ``DIR/train_labels.csv`` (``id,label``), unlabelled
+  ``DIR/test/*.tif``.
 * PCam HDF5: ``camelyonpatch_level_2_split_{split}_{x,y}.h5`` (or ``.h5.gz``), one file or a folder.
 * Folder per class: ``DIR/0/*``, ``DIR/1/*`` (any image Pillow reads); a folder of such folders
   (``DIR/train/0``, ``DIR/valid/1``, ...) gives one split per sub-folder; a flat folder of images
@@ -52,8 +53,12 @@ class Finding:
     description: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "count": self.count, "description": self.description,
-                "examples": self.examples}
+        return {
+            "kind": self.kind,
+            "count": self.count,
+            "description": self.description,
+            "examples": self.examples,
+        }
 
 
 @dataclass
@@ -105,7 +110,9 @@ class Layout:
                 return name
         if len(self._splits) == 1:
             return self.splits[0]
-        raise DataError(f"{self.root}: holds splits {', '.join(self.splits)}; choose one with --split")
+        raise DataError(
+            f"{self.root}: holds splits {', '.join(self.splits)}; choose one with --split"
+        )
 
 
 def open_layout(path: str | Path) -> Layout:
@@ -121,7 +128,7 @@ def open_layout(path: str | Path) -> Layout:
         return Layout("pcam-h5", root.parent, {m["split"]: files})
     if not root.is_dir():
         raise DataError(f"{root}: not a regular file or folder")
-    if (root / KAGGLE_LABELS).is_file() or (root / "train").is_dir() and _has_tif(root / "train"):
+    if (root / KAGGLE_LABELS).is_file() or ((root / "train").is_dir() and _has_tif(root / "train")):
         splits: dict[str, object] = {}
         if (root / "train").is_dir():
             splits["train"] = None
@@ -166,7 +173,9 @@ def _pcam_pair(folder: Path, split: str) -> tuple[Path, Path | None]:
 
     x = find("x")
     if x is None:
-        raise DataError(f"{folder}: no camelyonpatch_level_2_split_{split}_x.h5 for split {split!r}")
+        raise DataError(
+            f"{folder}: no camelyonpatch_level_2_split_{split}_x.h5 for split {split!r}"
+        )
     return x, find("y")
 
 
@@ -208,17 +217,23 @@ def _list_kaggle(root: Path, split: str) -> Listing:
     counts = Counter(ids)
     dup = sorted(i for i, c in counts.items() if c > 1)
     if dup:
-        findings.append(_finding(DUPLICATE_ID, dup, "ids listed more than once (all rows excluded)"))
+        findings.append(
+            _finding(DUPLICATE_ID, dup, "ids listed more than once (all rows excluded)")
+        )
     bad = [f"{i} (label {lab!r})" for i, lab in zip(ids, raw_labels) if lab not in ("0", "1")]
     if bad:
         findings.append(_finding(BAD_LABEL, bad, "labels outside {0, 1} (excluded)"))
     missing = sorted(i for i in counts if i not in files)
     if missing:
-        findings.append(_finding(MISSING_FILE, missing, f"ids in {KAGGLE_LABELS} with no image file"))
+        findings.append(
+            _finding(MISSING_FILE, missing, f"ids in {KAGGLE_LABELS} with no image file")
+        )
     labelled_ids = set(counts)
     unlabelled = sorted(files[i].name for i in files if i not in labelled_ids)
     if unlabelled:
-        findings.append(_finding(UNLABELLED_FILE, unlabelled, f"files in train/ not in {KAGGLE_LABELS}"))
+        findings.append(
+            _finding(UNLABELLED_FILE, unlabelled, f"files in train/ not in {KAGGLE_LABELS}")
+        )
     dup_set = set(dup)
     items = [
         Item(i, int(lab), files[i])
@@ -240,8 +255,12 @@ def _list_folder(folder: Path, split: str) -> Listing:
     findings = []
     stray = sorted(p.name for p in _image_files(folder))
     if stray:
-        findings.append(_finding(UNLABELLED_FILE, stray, "images outside the class folders 0/ and 1/"))
-    others = sorted(p.name + "/" for p in folder.iterdir() if p.is_dir() and p.name not in CLASS_DIRS)
+        findings.append(
+            _finding(UNLABELLED_FILE, stray, "images outside the class folders 0/ and 1/")
+        )
+    others = sorted(
+        p.name + "/" for p in folder.iterdir() if p.is_dir() and p.name not in CLASS_DIRS
+    )
     if others:
         findings.append(_finding(BAD_LABEL, others, "folders other than 0/ and 1/ (not read)"))
     kept, dup_findings = _dedupe(items)
@@ -251,8 +270,9 @@ def _list_folder(folder: Path, split: str) -> Listing:
 def _list_pcam(root: Path, split: str, files: tuple[Path, Path | None]) -> Listing:
     x, y = files
     # Row count and labels are read when the cache is built (they need the decompressed file).
-    return Listing("pcam-h5", split, root, [], labelled=y is not None,
-                   h5_files=(x,) if y is None else (x, y))
+    return Listing(
+        "pcam-h5", split, root, [], labelled=y is not None, h5_files=(x,) if y is None else (x, y)
+    )
 
 
 def group_names(items: list[Item]) -> dict[int | None, int]:

@@ -39,10 +39,18 @@ class Bundle:
     versions: dict[str, str] = field(default_factory=package_versions)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "arch": self.arch, "arch_kwargs": self.arch_kwargs,
-                "state_dict": self.state_dict, "preprocessing": self.preprocessing.to_dict(),
-                "threshold": float(self.threshold), "class_names": list(self.class_names),
-                "config": self.config, "metrics": self.metrics, "versions": self.versions}
+        return {
+            "format": FORMAT,
+            "arch": self.arch,
+            "arch_kwargs": self.arch_kwargs,
+            "state_dict": self.state_dict,
+            "preprocessing": self.preprocessing.to_dict(),
+            "threshold": float(self.threshold),
+            "class_names": list(self.class_names),
+            "config": self.config,
+            "metrics": self.metrics,
+            "versions": self.versions,
+        }
 
     def build_model(self) -> nn.Module:
         """The architecture with these weights, in eval mode."""
@@ -78,12 +86,14 @@ def load_checkpoint(path: str | Path) -> Bundle:
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{p}: refused: it holds objects other than tensors and plain "
-                              f"values, which could run code ({str(exc).splitlines()[0][:120]})"
-                              ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{p}: not a readable checkpoint ({str(exc).splitlines()[0]})"
-                              ) from None
+        raise CheckpointError(
+            f"{p}: refused: it holds objects other than tensors and plain "
+            f"values, which could run code ({str(exc).splitlines()[0][:120]})"
+        ) from None
+    except Exception as exc:  # zip, pickle-stream and storage errors all mean "unreadable"
+        raise CheckpointError(
+            f"{p}: not a readable checkpoint ({str(exc).splitlines()[0]})"
+        ) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a metastasis checkpoint (format {FORMAT} expected)")
     arch = raw.get("arch")
@@ -94,11 +104,14 @@ def load_checkpoint(path: str | Path) -> Bundle:
         raise CheckpointError(f"{p}: state_dict missing or not all tensors")
     try:
         return Bundle(
-            arch=str(arch), arch_kwargs=dict(raw.get("arch_kwargs") or {}), state_dict=state,
+            arch=str(arch),
+            arch_kwargs=dict(raw.get("arch_kwargs") or {}),
+            state_dict=state,
             preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
             threshold=float(raw.get("threshold", 0.5)),
             class_names=tuple(raw.get("class_names", CLASS_NAMES)),
-            config=dict(raw.get("config") or {}), metrics=dict(raw.get("metrics") or {}),
+            config=dict(raw.get("config") or {}),
+            metrics=dict(raw.get("metrics") or {}),
             versions=dict(raw.get("versions") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -10,8 +10,18 @@ from typing import Any
 
 import torch
 
-PACKAGES = ("metastasis", "torch", "torchvision", "lightning", "timm", "numpy", "pandas",
-            "scikit-learn", "Pillow", "h5py")
+PACKAGES = (
+    "metastasis",
+    "torch",
+    "torchvision",
+    "lightning",
+    "timm",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "Pillow",
+    "h5py",
+)
 
 
 def package_versions() -> dict[str, str]:

@@ -29,10 +29,14 @@ class EpochOutput:
         return len(self.labels) / self.seconds if self.seconds > 0 else float("nan")
 
 
-def train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer,
-                    prepare: Callable[[torch.Tensor], torch.Tensor],
-                    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
-                    device: torch.device | None = None) -> EpochOutput:
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[Batch],
+    optimizer: torch.optim.Optimizer,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+    device: torch.device | None = None,
+) -> EpochOutput:
     """Train over ``loader`` once. ``prepare`` turns a uint8 NHWC batch into model input
     (augmentation + preprocessing); ``backward`` lets Fabric scale the loss."""
     model.train()
@@ -62,9 +66,12 @@ def train_one_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: Iterable[Batch],
-            prepare: Callable[[torch.Tensor], torch.Tensor],
-            device: torch.device | None = None) -> EpochOutput:
+def predict(
+    model: nn.Module,
+    loader: Iterable[Batch],
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device | None = None,
+) -> EpochOutput:
     """Sigmoid probabilities (and the mean BCE loss where labels exist) over ``loader``."""
     model.eval()
     start = time.perf_counter()
@@ -78,6 +85,7 @@ def predict(model: nn.Module, loader: Iterable[Batch],
     logits = torch.cat(logits_all) if logits_all else torch.empty(0)
     y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
     labelled = bool(len(y)) and bool((y >= 0).all())
-    loss = (float(F.binary_cross_entropy_with_logits(logits, y.float())) if labelled
-            else float("nan"))
+    loss = (
+        float(F.binary_cross_entropy_with_logits(logits, y.float())) if labelled else float("nan")
+    )
     return EpochOutput(loss, torch.sigmoid(logits).numpy(), y.numpy(), seconds)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,9 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
     if cfg.data is None:
         raise MetastasisError("no training data: pass --data DIR or set `data:` in the config")
     if cfg.augment not in AUGMENT_PRESETS:
-        raise MetastasisError(f"unknown augment {cfg.augment!r}; known: {', '.join(AUGMENT_PRESETS)}")
+        raise MetastasisError(
+            f"unknown augment {cfg.augment!r}; known: {', '.join(AUGMENT_PRESETS)}"
+        )
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise MetastasisError("epochs and batch_size must be at least 1")
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.model)
@@ -71,11 +73,13 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, precision=cfg.precision)
+    fabric = Fabric(
+        accelerator=cfg.accelerator, devices=cfg.devices, precision=cast(Any, cfg.precision)
+    )
     seed_everything(cfg.seed, verbose=False)
 
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else None
-    train_data = open_split(cfg.data, cfg.split, TRAIN_SPLITS, cache_root, progress)
+    train_data = open_split(str(cfg.data), cfg.split, TRAIN_SPLITS, cache_root, progress)
     _require_labels(train_data)
     if cfg.val_data:
         val_data = open_split(cfg.val_data, cfg.val_split, VAL_SPLITS, cache_root, progress)
@@ -84,33 +88,52 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
         protocol = f"explicit validation set {cfg.val_data}"
     else:
         usable = train_data.usable_indices()
-        tr, va = stratified_split(train_data.labels[usable], cfg.val_fraction, cfg.seed)
-        train_idx, val_idx, val_data = usable[tr], usable[va], train_data
-        protocol = f"stratified {1 - cfg.val_fraction:.0%}/{cfg.val_fraction:.0%} split, seed {cfg.seed}"
+        tr_pos, va_pos = stratified_split(train_data.labels[usable], cfg.val_fraction, cfg.seed)
+        train_idx, val_idx, val_data = usable[tr_pos], usable[va_pos], train_data
+        protocol = (
+            f"stratified {1 - cfg.val_fraction:.0%}/{cfg.val_fraction:.0%} split, seed {cfg.seed}"
+        )
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise DataError(f"{cfg.data}: no usable patches left for training or validation")
 
     model = create_model(cfg.model, **cfg.model_kwargs)
     preprocessing = default_preprocessing(cfg.model)
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
+    model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(cfg, model)
     model, optimizer = fabric.setup(model, optimizer)
     pin = fabric.device.type == "cuda"
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(PatchDataset(train_data, train_idx), batch_size=cfg.batch_size,
-                              shuffle=True, generator=gen, collate_fn=passthrough,
-                              num_workers=cfg.num_workers, pin_memory=pin,
-                              persistent_workers=cfg.num_workers > 0)
-    val_loader = DataLoader(PatchDataset(val_data, val_idx), batch_size=cfg.eval_batch_size,
-                            shuffle=False, collate_fn=passthrough, num_workers=cfg.num_workers,
-                            pin_memory=pin)
+    train_loader = DataLoader(
+        PatchDataset(train_data, train_idx),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=gen,
+        collate_fn=passthrough,
+        num_workers=cfg.num_workers,
+        pin_memory=pin,
+        persistent_workers=cfg.num_workers > 0,
+    )
+    val_loader = DataLoader(
+        PatchDataset(val_data, val_idx),
+        batch_size=cfg.eval_batch_size,
+        shuffle=False,
+        collate_fn=passthrough,
+        num_workers=cfg.num_workers,
+        pin_memory=pin,
+    )
     train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
 
     _write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol)
     atomic_write_json(run_dir / "environment.json", environment(fabric.device, cfg.num_workers))
-    log.info("training %s on %d patches, validating on %d (%s); device %s, %d threads",
-             cfg.model, len(train_idx), len(val_idx), protocol, fabric.device,
-             torch.get_num_threads())
+    log.info(
+        "training %s on %d patches, validating on %d (%s); device %s, %d threads",
+        cfg.model,
+        len(train_idx),
+        len(val_idx),
+        protocol,
+        fabric.device,
+        torch.get_num_threads(),
+    )
 
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -121,8 +144,13 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
     best_score, best_epoch, best_val = -math.inf, 0, None
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
         tr = train_one_epoch(model, bar, optimizer, prepare_train, backward=fabric.backward)
         va = predict(model, val_loader, preprocessing)
         row = _history_row(epoch, tr, va, cfg.threshold, time.perf_counter() - start)
@@ -132,15 +160,29 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
         improved = score > best_score
         if improved:
             best_score, best_epoch, best_val = score, epoch, va
-            bundle = Bundle(arch=cfg.model, arch_kwargs=dict(cfg.model_kwargs),
-                            state_dict=state_dict_cpu(model), preprocessing=preprocessing,
-                            threshold=cfg.threshold, config=cfg.to_dict(),
-                            metrics={"epoch": epoch, "val_roc_auc": row["val_roc_auc"]})
+            bundle = Bundle(
+                arch=cfg.model,
+                arch_kwargs=dict(cfg.model_kwargs),
+                state_dict=state_dict_cpu(model),
+                preprocessing=preprocessing,
+                threshold=cfg.threshold,
+                config=cfg.to_dict(),
+                metrics={"epoch": epoch, "val_roc_auc": row["val_roc_auc"]},
+            )
             save_checkpoint(run_dir / FILENAME, bundle)
-        log.info("epoch %d/%d  loss %.4f  acc %.4f | val loss %.4f  acc %.4f  auc %.4f | "
-                 "%.0f patches/s%s", epoch, cfg.epochs, row["train_loss"], row["train_accuracy"],
-                 row["val_loss"], row["val_accuracy"], row["val_roc_auc"],
-                 row["train_patches_per_s"], "  *best" if improved else "")
+        log.info(
+            "epoch %d/%d  loss %.4f  acc %.4f | val loss %.4f  acc %.4f  auc %.4f | "
+            "%.0f patches/s%s",
+            epoch,
+            cfg.epochs,
+            row["train_loss"],
+            row["train_accuracy"],
+            row["val_loss"],
+            row["val_accuracy"],
+            row["val_roc_auc"],
+            row["train_patches_per_s"],
+            "  *best" if improved else "",
+        )
 
     assert best_val is not None
     metrics = _write_results(run_dir, cfg, val_data, val_idx, best_val, best_epoch, history)
@@ -149,8 +191,9 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
 
 def _claim_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise MetastasisError(f"{run_dir}: run folder already exists and is not empty; "
-                              "choose another --out")
+        raise MetastasisError(
+            f"{run_dir}: run folder already exists and is not empty; choose another --out"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -166,8 +209,9 @@ def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimize
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
     raise MetastasisError(f"unknown optimizer {cfg.optimizer!r}; known: adam, adamw, sgd")
 
 
@@ -175,16 +219,24 @@ def _nan(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 
-def _history_row(epoch: int, tr: EpochOutput, va: EpochOutput, threshold: float,
-                 seconds: float) -> dict[str, Any]:
+def _history_row(
+    epoch: int, tr: EpochOutput, va: EpochOutput, threshold: float, seconds: float
+) -> dict[str, Any]:
     mt = binary_metrics(tr.labels, tr.probs, threshold)
     mv = binary_metrics(va.labels, va.probs, threshold)
     return {
-        "epoch": epoch, "train_loss": tr.loss, "train_accuracy": mt["accuracy"],
-        "train_roc_auc": _nan(mt["roc_auc"]), "val_loss": va.loss, "val_accuracy": mv["accuracy"],
-        "val_roc_auc": _nan(mv["roc_auc"]), "val_pr_auc": _nan(mv["pr_auc"]),
-        "seconds": round(seconds, 3), "train_seconds": round(tr.seconds, 3),
-        "train_patches_per_s": round(tr.patches_per_s, 1), "val_seconds": round(va.seconds, 3),
+        "epoch": epoch,
+        "train_loss": tr.loss,
+        "train_accuracy": mt["accuracy"],
+        "train_roc_auc": _nan(mt["roc_auc"]),
+        "val_loss": va.loss,
+        "val_accuracy": mv["accuracy"],
+        "val_roc_auc": _nan(mv["roc_auc"]),
+        "val_pr_auc": _nan(mv["pr_auc"]),
+        "seconds": round(seconds, 3),
+        "train_seconds": round(tr.seconds, 3),
+        "train_patches_per_s": round(tr.patches_per_s, 1),
+        "val_seconds": round(va.seconds, 3),
     }
 
 
@@ -194,56 +246,100 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _data_summary(data: CachedSplit, n_used: int) -> dict[str, Any]:
-    return {"source": data.meta["source"], "layout": data.meta["layout"],
-            "split": data.meta["split"], "fingerprint": data.fingerprint, "cache": str(data.path),
-            "n_rows": len(data), "n_usable": int(data.ok.sum()), "n_excluded": int((~data.ok).sum()),
-            "n_used": n_used, "class_counts": data.class_counts(),
-            "findings": [f.to_dict() for f in data.findings()]}
+    return {
+        "source": data.meta["source"],
+        "layout": data.meta["layout"],
+        "split": data.meta["split"],
+        "fingerprint": data.fingerprint,
+        "cache": str(data.path),
+        "n_rows": len(data),
+        "n_usable": int(data.ok.sum()),
+        "n_excluded": int((~data.ok).sum()),
+        "n_used": n_used,
+        "class_counts": data.class_counts(),
+        "findings": [f.to_dict() for f in data.findings()],
+    }
 
 
-def _write_run_inputs(run_dir: Path, cfg: TrainConfig, train: CachedSplit, val: CachedSplit,
-                      train_idx: np.ndarray, val_idx: np.ndarray, protocol: str) -> None:
+def _write_run_inputs(
+    run_dir: Path,
+    cfg: TrainConfig,
+    train: CachedSplit,
+    val: CachedSplit,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    protocol: str,
+) -> None:
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    atomic_write_json(run_dir / "data.json", {
-        "validation_protocol": protocol,
-        "train": _data_summary(train, len(train_idx)),
-        "val": _data_summary(val, len(val_idx)),
-    })
-    splits = pd.concat([
-        pd.DataFrame({"split": "train", "id": train.ids[train_idx], "label": train.labels[train_idx]}),
-        pd.DataFrame({"split": "val", "id": val.ids[val_idx], "label": val.labels[val_idx]}),
-    ])
+    atomic_write_json(
+        run_dir / "data.json",
+        {
+            "validation_protocol": protocol,
+            "train": _data_summary(train, len(train_idx)),
+            "val": _data_summary(val, len(val_idx)),
+        },
+    )
+    splits = pd.concat(
+        [
+            pd.DataFrame(
+                {"split": "train", "id": train.ids[train_idx], "label": train.labels[train_idx]}
+            ),
+            pd.DataFrame({"split": "val", "id": val.ids[val_idx], "label": val.labels[val_idx]}),
+        ]
+    )
     with atomic_path(run_dir / "splits.csv") as tmp:
         splits.to_csv(tmp, index=False)
-    excluded = pd.concat([train.excluded().assign(split="train")] +
-                         ([val.excluded().assign(split="val")] if val is not train else []))
+    excluded = pd.concat(
+        [train.excluded().assign(split="train")]
+        + ([val.excluded().assign(split="val")] if val is not train else [])
+    )
     with atomic_path(run_dir / "excluded.csv") as tmp:
         excluded.to_csv(tmp, index=False)
     if len(excluded):
         counts = excluded["problem"].value_counts().to_dict()
-        log.warning("%d files excluded (%s); listed in %s", len(excluded),
-                    ", ".join(f"{k}: {v}" for k, v in counts.items()), run_dir / "excluded.csv")
+        log.warning(
+            "%d files excluded (%s); listed in %s",
+            len(excluded),
+            ", ".join(f"{k}: {v}" for k, v in counts.items()),
+            run_dir / "excluded.csv",
+        )
 
 
-def _write_results(run_dir: Path, cfg: TrainConfig, val: CachedSplit, val_idx: np.ndarray,
-                   best: EpochOutput, best_epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+def _write_results(
+    run_dir: Path,
+    cfg: TrainConfig,
+    val: CachedSplit,
+    val_idx: np.ndarray,
+    best: EpochOutput,
+    best_epoch: int,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
     from metastasis.metrics.plots import plot_history, save_figure
     from metastasis.reports.evaluation import write_evaluation, write_html_report
 
     metrics_val = write_evaluation(run_dir, best.labels, best.probs, cfg.threshold)
     save_figure(plot_history(pd.DataFrame(history)), run_dir / "history.png")
-    metrics = {"val": metrics_val, "best_epoch": best_epoch, "selected_by": "val_roc_auc",
-               "epochs": len(history),
-               "train_seconds_total": round(sum(h["train_seconds"] for h in history), 2)}
+    metrics = {
+        "val": metrics_val,
+        "best_epoch": best_epoch,
+        "selected_by": "val_roc_auc",
+        "epochs": len(history),
+        "train_seconds_total": round(sum(h["train_seconds"] for h in history), 2),
+    }
     atomic_write_json(run_dir / "metrics.json", metrics)
     with atomic_path(run_dir / "val_predictions.csv") as tmp:
-        pd.DataFrame({"id": val.ids[val_idx], "label": best.labels,
-                      "probability": best.probs}).to_csv(tmp, index=False, float_format="%.6f")
+        pd.DataFrame(
+            {"id": val.ids[val_idx], "label": best.labels, "probability": best.probs}
+        ).to_csv(tmp, index=False, float_format="%.6f")
     write_html_report(
-        run_dir / "report.html", f"metastasis run: {cfg.model}", metrics_val,
+        run_dir / "report.html",
+        f"metastasis run: {cfg.model}",
+        metrics_val,
         ["history.png", "roc.png", "pr.png", "confusion_matrix.png"],
         extra_tables={"History": pd.DataFrame(history)},
-        notes=[f"Best epoch {best_epoch} of {len(history)} by validation ROC-AUC.",
-               f"Training data: {cfg.data}; validation: {cfg.val_data or 'split of training data'}."],
+        notes=[
+            f"Best epoch {best_epoch} of {len(history)} by validation ROC-AUC.",
+            f"Training data: {cfg.data}; validation: {cfg.val_data or 'split of training data'}.",
+        ],
     )
     return metrics

@@ -18,10 +18,16 @@ log = logging.getLogger(__name__)
 EVAL_SPLITS = ("test", "valid", "val")
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path,
-                        split: str | None = None, batch_size: int = 256, device: str = "auto",
-                        cache_dir: str | Path | None = None, progress: bool = True
-                        ) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path,
+    split: str | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write ``metrics.json`` (top-level metric keys), plots, ``predictions.csv`` and
     ``report.html`` into ``out``; return the metrics."""
     from metastasis.reports.evaluation import write_evaluation, write_html_report
@@ -38,20 +44,39 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = write_evaluation(out_dir, labels, probs, predictor.threshold)
     excluded = cached.excluded()
-    metrics.update({"checkpoint": str(checkpoint), "data": str(data), "split": cached.meta["split"],
-                    "data_fingerprint": cached.fingerprint, "n_excluded": len(excluded),
-                    "device": str(predictor.device)})
+    metrics.update(
+        {
+            "checkpoint": str(checkpoint),
+            "data": str(data),
+            "split": cached.meta["split"],
+            "data_fingerprint": cached.fingerprint,
+            "n_excluded": len(excluded),
+            "device": str(predictor.device),
+        }
+    )
     atomic_write_json(out_dir / "metrics.json", metrics)
     with atomic_path(out_dir / "predictions.csv") as tmp:
-        pd.DataFrame({"id": cached.ids[idx], "label": labels, "probability": probs,
-                      "predicted": (probs >= predictor.threshold).astype(int)}
-                     ).to_csv(tmp, index=False, float_format="%.6f")
+        pd.DataFrame(
+            {
+                "id": cached.ids[idx],
+                "label": labels,
+                "probability": probs,
+                "predicted": (probs >= predictor.threshold).astype(int),
+            }
+        ).to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(out_dir / "excluded.csv") as tmp:
         excluded.to_csv(tmp, index=False)
     if len(excluded):
         log.warning("%d files excluded; listed in %s", len(excluded), out_dir / "excluded.csv")
-    write_html_report(out_dir / "report.html", f"Evaluation on {data}", metrics,
-                      ["roc.png", "pr.png", "confusion_matrix.png"],
-                      notes=[f"Checkpoint: {checkpoint}", f"Threshold: {predictor.threshold}",
-                             f"Excluded files: {len(excluded)}"])
+    write_html_report(
+        out_dir / "report.html",
+        f"Evaluation on {data}",
+        metrics,
+        ["roc.png", "pr.png", "confusion_matrix.png"],
+        notes=[
+            f"Checkpoint: {checkpoint}",
+            f"Threshold: {predictor.threshold}",
+            f"Excluded files: {len(excluded)}",
+        ],
+    )
     return metrics

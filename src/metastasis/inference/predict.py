@@ -18,10 +18,17 @@ log = logging.getLogger(__name__)
 PREDICT_SPLITS = ("test",)
 
 
-def predict_to_csv(checkpoint: str | Path, data: str | Path, out: str | Path,
-                   split: str | None = None, kaggle_submission: bool = False,
-                   batch_size: int = 256, device: str = "auto",
-                   cache_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+def predict_to_csv(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path,
+    split: str | None = None,
+    kaggle_submission: bool = False,
+    batch_size: int = 256,
+    device: str = "auto",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Predict every usable patch of ``data`` and write ``out`` (CSV, atomically).
 
     Rows: ``id,probability,label`` (label = probability >= the checkpoint's threshold). With
@@ -31,19 +38,23 @@ def predict_to_csv(checkpoint: str | Path, data: str | Path, out: str | Path,
     if kaggle_submission:
         layout = open_layout(data)
         if layout.kind != "kaggle" or "test" not in layout.splits:
-            raise DataError(f"{data}: --kaggle-submission needs the Kaggle layout with a test/ folder")
+            raise DataError(
+                f"{data}: --kaggle-submission needs the Kaggle layout with a test/ folder"
+            )
         split = "test"
     predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
-    cached = open_split(data, split, PREDICT_SPLITS, Path(cache_dir) if cache_dir else None,
-                        progress)
+    cached = open_split(
+        data, split, PREDICT_SPLITS, Path(cache_dir) if cache_dir else None, progress
+    )
     idx = cached.usable_indices()
     probs, _ = predictor.predict_split(cached, idx, progress)
     ids = cached.ids[idx]
     if kaggle_submission:
         table = pd.DataFrame({"id": ids, "label": probs})
     else:
-        table = pd.DataFrame({"id": ids, "probability": probs,
-                              "label": (probs >= predictor.threshold).astype(int)})
+        table = pd.DataFrame(
+            {"id": ids, "probability": probs, "label": (probs >= predictor.threshold).astype(int)}
+        )
     out_path = Path(out)
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")

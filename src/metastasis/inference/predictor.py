@@ -30,18 +30,25 @@ def auto_device(device: str = "auto") -> torch.device:
 class Predictor:
     """Probabilities of tumour for batches of 96x96 RGB uint8 patches (N x H x W x 3)."""
 
-    def __init__(self, model: nn.Module, preprocessing: Preprocessing, threshold: float = 0.5,
-                 device: str = "auto", batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocessing: Preprocessing,
+        threshold: float = 0.5,
+        device: str = "auto",
+        batch_size: int = 256,
+    ) -> None:
         self.device = auto_device(device)
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.preprocessing = preprocessing
         self.threshold = threshold
         self.batch_size = batch_size
         self.bundle: Bundle | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto",
-                        batch_size: int = 256) -> Predictor:
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", batch_size: int = 256
+    ) -> Predictor:
         bundle = load_checkpoint(path)
         self = cls(bundle.build_model(), bundle.preprocessing, bundle.threshold, device, batch_size)
         self.bundle = bundle
@@ -52,19 +59,27 @@ class Predictor:
 
     def predict_proba(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """Probabilities for an in-memory batch of uint8 patches."""
-        x = torch.as_tensor(np.asarray(images))
+        x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
         if x.ndim == 3:
             x = x.unsqueeze(0)
-        batches = [(x[i : i + self.batch_size], torch.full((min(self.batch_size, len(x) - i),), -1))
-                   for i in range(0, len(x), self.batch_size)]
+        batches = [
+            (x[i : i + self.batch_size], torch.full((min(self.batch_size, len(x) - i),), -1))
+            for i in range(0, len(x), self.batch_size)
+        ]
         return predict(self.model, batches, self._prepare, self.device).probs
 
-    def predict_split(self, data: CachedSplit, indices: np.ndarray | None = None,
-                      progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def predict_split(
+        self, data: CachedSplit, indices: np.ndarray | None = None, progress: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (and labels, -1 when unlabelled) for the usable rows of a cached split."""
         ds = PatchDataset(data, indices)
-        loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, collate_fn=passthrough,
-                            pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=passthrough,
+            pin_memory=self.device.type == "cuda",
+        )
         bar = tqdm(loader, desc="predicting", unit="batch", disable=not progress, leave=False)
         out = predict(self.model, bar, self._prepare, self.device)
         return out.probs, out.labels

@@ -26,9 +26,9 @@ class ModelEntry:
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def register_model(name: str, preprocessing: Preprocessing | None = None,
-                   description: str = "") -> Callable[[Callable[..., nn.Module]],
-                                                      Callable[..., nn.Module]]:
+def register_model(
+    name: str, preprocessing: Preprocessing | None = None, description: str = ""
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a factory ``(**kwargs) -> nn.Module`` returning one logit per patch."""
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -36,8 +36,13 @@ class Preprocessing:
             std = torch.tensor(self.std, dtype=dtype, device=x.device).view(1, 3, 1, 1)
             out = out.sub_(mean).div_(std)
         if out.shape[-1] != self.input_size or out.shape[-2] != self.input_size:
-            out = F.interpolate(out, size=(self.input_size, self.input_size), mode="bilinear",
-                                align_corners=False, antialias=False)
+            out = F.interpolate(
+                out,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=False,
+            )
         return out.contiguous(memory_format=torch.channels_last)
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,8 +50,11 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        return cls(input_size=int(d["input_size"]), mean=tuple(d["mean"]),  # type: ignore[arg-type]
-                   std=tuple(d["std"]))  # type: ignore[arg-type]
+        return cls(
+            input_size=int(d["input_size"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+        )
 
 
 def random_flips(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -59,11 +67,13 @@ def random_flips(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     return torch.where(v, x.flip(1), x)
 
 
-def augment_batch(x: torch.Tensor, preset: str, generator: torch.Generator | None = None
-                  ) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, preset: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     if preset == "none":
         return x
     if preset == "flips":
         return random_flips(x, generator)
-    raise MetastasisError(f"unknown augmentation preset {preset!r}; known: "
-                          f"{', '.join(AUGMENT_PRESETS)}")
+    raise MetastasisError(
+        f"unknown augmentation preset {preset!r}; known: {', '.join(AUGMENT_PRESETS)}"
+    )
