@@ -85,10 +85,11 @@ def test_interrupted_build_is_never_used(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_pcam_h5_and_h5_gz(tmp_path: Path, isolated_cache: Path, gz: bool) -> None:
-    x_path, _ = synthetic.write_pcam_h5(tmp_path, "valid", 20, seed=2, gzip_files=gz)
+    x_path, y_path = synthetic.write_pcam_h5(tmp_path, "valid", 20, seed=2, gzip_files=gz)
     assert x_path.name.endswith(".h5.gz" if gz else ".h5")
-    expected, labels = synthetic.make_patches(20, seed=2)
     cached = open_split(tmp_path, progress=False)
+    with h5py.File(_plain(x_path, tmp_path), "r") as fx, h5py.File(_plain(y_path, tmp_path)) as fy:
+        expected, labels = fx["x"][:], fy["y"][:].reshape(-1)
     assert cached.meta["layout"] == "pcam-h5" and cached.meta["split"] == "valid"
     np.testing.assert_array_equal(cached.images, expected)
     np.testing.assert_array_equal(cached.labels, labels)
@@ -97,6 +98,15 @@ def test_pcam_h5_and_h5_gz(tmp_path: Path, isolated_cache: Path, gz: bool) -> No
         assert len(list((isolated_cache / "h5").iterdir())) == 2
     single = open_split(x_path, progress=False)  # one file selects its split
     assert single.path == cached.path
+
+
+def _plain(path: Path, tmp: Path) -> Path:
+    """The HDF5 file itself, decompressing a .gz copy outside the data folder."""
+    if path.suffix != ".gz":
+        return path
+    out = tmp.parent / (tmp.name + "-" + path.name[:-3])
+    out.write_bytes(gzip.decompress(path.read_bytes()))
+    return out
 
 
 def _write_h5(path: Path, name: str, data: np.ndarray) -> None:

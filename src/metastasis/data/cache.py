@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,10 @@ def _build_from_files(
         total=n, unit="patch", desc=f"caching {listing.split}", disable=not progress, leave=False
     )
     if workers > 1 and n >= 4 * CHUNK:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        # fork (as torch's DataLoader does on Linux): workers only run Pillow and numpy, and
+        # unlike spawn it works from scripts without an `if __name__ == "__main__"` guard.
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
             futures = {pool.submit(_decode_chunk, str(npy), s, ps): s for s, ps in chunks}
             for fut, s in futures.items():
                 results[s] = fut.result()
