@@ -26,6 +26,7 @@ from metastasis.data.splits import stratified_split
 from metastasis.engine.checkpoint import FILENAME, Bundle, save_checkpoint, state_dict_cpu
 from metastasis.engine.environment import environment
 from metastasis.engine.loop import EpochOutput, predict, train_one_epoch
+from metastasis.engine.memory import fix_mmap_threshold
 from metastasis.errors import DataError, MetastasisError
 from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
 from metastasis.metrics.classification import binary_metrics
@@ -71,6 +72,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
     from lightning.fabric import Fabric
     from lightning.fabric.utilities.seed import seed_everything
 
+    flat_memory = fix_mmap_threshold()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     fabric = Fabric(
@@ -124,7 +126,10 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
     train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
 
     _write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol)
-    atomic_write_json(run_dir / "environment.json", environment(fabric.device, cfg.num_workers))
+    atomic_write_json(
+        run_dir / "environment.json",
+        {**environment(fabric.device, cfg.num_workers), "fixed_mmap_threshold": flat_memory},
+    )
     log.info(
         "training %s on %d patches, validating on %d (%s); device %s, %d threads",
         cfg.model,

@@ -14,6 +14,7 @@ from metastasis.data.cache import CachedSplit
 from metastasis.data.dataset import PatchDataset, passthrough
 from metastasis.engine.checkpoint import Bundle, load_checkpoint
 from metastasis.engine.loop import predict
+from metastasis.engine.memory import fix_mmap_threshold
 from metastasis.transforms.presets import Preprocessing
 
 
@@ -38,6 +39,7 @@ class Predictor:
         device: str = "auto",
         batch_size: int = 256,
     ) -> None:
+        fix_mmap_threshold()
         self.device = auto_device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.preprocessing = preprocessing
