@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from metastasis.cli import COMMANDS, build_parser, main
+from metastasis.cli import build_parser, command_modules, main
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", sorted(command_modules()))
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([command, "--help"])

@@ -99,3 +99,23 @@ def test_unlabelled_training_data_is_refused(tmp_path: Path, kaggle_data: Path) 
 def test_missing_data_option(tmp_path: Path) -> None:
     with pytest.raises(MetastasisError, match="no training data"):
         fit(TrainConfig(out=str(tmp_path / "r")), progress=False)
+
+
+def test_on_epoch_end_sees_each_epoch_and_can_stop_the_run(demo_data: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, float]] = []
+
+    class Stop(Exception):
+        pass
+
+    def hook(epoch: int, row: dict) -> None:
+        seen.append((epoch, row["val_roc_auc"]))
+        if epoch == 2:
+            raise Stop
+
+    cfg = TrainConfig(
+        data=str(demo_data / "train"), epochs=5, batch_size=64, out=str(tmp_path / "r")
+    )
+    with pytest.raises(Stop):
+        fit(cfg, progress=False, on_epoch_end=hook)
+    assert [e for e, _ in seen] == [1, 2]
+    assert len(pd.read_csv(tmp_path / "r" / "history.csv")) == 2

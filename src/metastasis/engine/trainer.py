@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,8 +56,16 @@ def default_run_dir(model: str) -> Path:
     return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{model}"
 
 
-def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
-    """Train ``cfg.model`` on ``cfg.data`` and write a complete run folder."""
+def fit(
+    cfg: TrainConfig,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Train ``cfg.model`` on ``cfg.data`` and write a complete run folder.
+
+    ``on_epoch_end(epoch, history_row)`` is called after each epoch's validation (e.g. to report
+    to a hyper-parameter search, which may raise to stop the run early).
+    """
     if cfg.data is None:
         raise MetastasisError("no training data: pass --data DIR or set `data:` in the config")
     if cfg.augment not in AUGMENT_PRESETS:
@@ -188,6 +197,8 @@ def fit(cfg: TrainConfig, progress: bool = True) -> RunResult:
             row["train_patches_per_s"],
             "  *best" if improved else "",
         )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
 
     assert best_val is not None
     metrics = _write_results(run_dir, cfg, val_data, val_idx, best_val, best_epoch, history)

@@ -1,0 +1,45 @@
+"""Metrics (accuracy, ROC-AUC, PR-AUC, sensitivity, specificity, F1, confusion matrix), plots,
+predictions and an HTML report of a checkpoint on any labelled set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from metastasis.cli.common import add_data_options, progress
+
+ORDER = 30
+HELP = "metrics and plots of a checkpoint on labelled data"
+
+
+def add_checkpoint_options(p: argparse.ArgumentParser, out_help: str) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", help="split of --data")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    add_data_options(p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_checkpoint_options(p, "output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from metastasis.inference.evaluate import evaluate_checkpoint
+
+    m = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.out,
+        args.split,
+        args.batch_size,
+        args.device,
+        args.cache_dir,
+        progress(args),
+    )
+    keys = ("n", "accuracy", "roc_auc", "pr_auc", "sensitivity", "specificity", "f1")
+    print(json.dumps({k: m[k] for k in keys}))
+    print(f"report: {args.out}/report.html")
+    return 0

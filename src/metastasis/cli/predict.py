@@ -1,0 +1,38 @@
+"""Predictions of a checkpoint as CSV (id, probability, label), or Kaggle's submission file."""
+
+from __future__ import annotations
+
+import argparse
+
+from metastasis.cli.common import progress
+from metastasis.cli.evaluate import add_checkpoint_options
+
+ORDER = 40
+HELP = "predictions of a checkpoint as CSV"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_checkpoint_options(p, "output CSV file")
+    p.add_argument(
+        "--kaggle-submission",
+        action="store_true",
+        help="write Kaggle's id,label (probability) file for DATA/test",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from metastasis.inference.predict import predict_to_csv
+
+    table = predict_to_csv(
+        args.checkpoint,
+        args.data,
+        args.out,
+        args.split,
+        args.kaggle_submission,
+        args.batch_size,
+        args.device,
+        args.cache_dir,
+        progress(args),
+    )
+    print(f"wrote {len(table)} predictions to {args.out}")
+    return 0
