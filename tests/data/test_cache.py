@@ -62,7 +62,7 @@ def test_parallel_build_matches_serial(tmp_path: Path, monkeypatch: pytest.Monke
     import metastasis.data.cache as cache_mod
 
     synthetic.write_folder_dataset(tmp_path / "d", 40, seed=5)
-    listing = open_layout(tmp_path / "d").listing("all")
+    listing = open_layout(tmp_path / "d").listing("d")
     monkeypatch.setattr(cache_mod, "CHUNK", 8)  # 5 chunks, enough to use the process pool
     par = open_cache(listing, tmp_path / "c1", workers=2, progress=False)
     ser = open_cache(listing, tmp_path / "c2", workers=1, progress=False)
@@ -72,14 +72,14 @@ def test_parallel_build_matches_serial(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_interrupted_build_is_never_used(tmp_path: Path) -> None:
     synthetic.write_folder_dataset(tmp_path / "d", 6, seed=1)
-    listing = open_layout(tmp_path / "d").listing("all")
+    listing = open_layout(tmp_path / "d").listing("d")
     root = tmp_path / "cache"
     # What a killed build leaves behind: a hidden temporary folder, no final folder.
-    leftover = root / f".folder-all-{fingerprint(listing)}.building-x"
+    leftover = root / f".folder-d-{fingerprint(listing)}.building-x"
     leftover.mkdir(parents=True)
     (leftover / "images.npy").write_bytes(b"partial")
     cached = open_cache(listing, root, progress=False)
-    assert cached.path.name == f"folder-all-{fingerprint(listing)}"
+    assert cached.path.name == f"folder-d-{fingerprint(listing)}"
     assert cached.ok.all() and len(cached) == 6
 
 
@@ -158,3 +158,10 @@ def test_gz_that_is_not_gzip(tmp_path: Path) -> None:
     y.unlink()
     with pytest.raises(DataError, match="cannot decompress"):
         open_split(tmp_path, progress=False)
+
+
+def test_a_split_folder_shares_its_cache_with_its_parent(demo_data: Path) -> None:
+    """`check DATA` then `train --data DATA/train` decode the training patches once."""
+    from_parent = open_split(demo_data, "train", progress=False)
+    direct = open_split(demo_data / "train", progress=False)
+    assert direct.path == from_parent.path

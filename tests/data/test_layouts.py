@@ -50,7 +50,7 @@ def test_class_folders_and_split_folders(demo_data: Path) -> None:
     train = layout.listing("train")
     assert len(train.items) == 160 and {it.label for it in train.items} == {0, 1}
     single = open_layout(demo_data / "valid")
-    assert single.splits == ["all"] and len(single.listing("all").items) == 64
+    assert single.splits == ["valid"] and len(single.listing("valid").items) == 64
 
 
 def test_same_name_in_both_class_folders_is_a_duplicate_id(tmp_path: Path) -> None:
@@ -58,14 +58,14 @@ def test_same_name_in_both_class_folders_is_a_duplicate_id(tmp_path: Path) -> No
     write_image(tmp_path / "0" / "x.png", imgs[0])
     write_image(tmp_path / "1" / "x.png", imgs[1])
     write_image(tmp_path / "1" / "y.png", imgs[2])
-    listing = open_layout(tmp_path).listing("all")
+    listing = open_layout(tmp_path).listing(tmp_path.name)
     assert [it.id for it in listing.items] == ["y"]
     assert listing.findings[0].kind == DUPLICATE_ID
 
 
 def test_flat_folder_is_unlabelled(tmp_path: Path) -> None:
     write_image(tmp_path / "p.jpg", patches(1)[0][0])
-    listing = open_layout(tmp_path).listing("all")
+    listing = open_layout(tmp_path).listing(tmp_path.name)
     assert not listing.labelled and listing.items[0].label is None
 
 

@@ -143,12 +143,12 @@ def open_layout(path: str | Path) -> Layout:
     if pcam_splits:
         return Layout("pcam-h5", root, {s: _pcam_pair(root, s) for s in pcam_splits})
     if _is_class_folder(root):
-        return Layout("folder", root, {"all": root})
+        return Layout("folder", root, {root.name: root})
     subs = sorted(p for p in root.iterdir() if p.is_dir() and _is_class_folder(p))
     if subs:
         return Layout("folder", root, {p.name: p for p in subs})
     if any(p.suffix.lower() in image_extensions() for p in root.iterdir() if p.is_file()):
-        return Layout("folder", root, {"all": root})
+        return Layout("folder", root, {root.name: root})
     raise DataError(
         f"{root}: no known layout (expected Kaggle train/ + {KAGGLE_LABELS}, PCam "
         "camelyonpatch_level_2_split_*_x.h5, class folders 0/ and 1/, or a folder of images)"
