@@ -4,6 +4,7 @@ overrides the defaults (the seed's recipe)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from metastasis.cli.common import add_data_options, progress
 
@@ -32,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", help="run folder (default runs/<timestamp>-<model>)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped run from its last completed epoch (takes no other options)",
+    )
     add_data_options(p)
 
 
@@ -62,9 +68,20 @@ OVERRIDES = (
 def run(args: argparse.Namespace) -> int:
     from metastasis.config import resolve_config
     from metastasis.engine.trainer import fit
+    from metastasis.errors import MetastasisError
 
-    cfg = resolve_config(args.config, **{k: getattr(args, k) for k in OVERRIDES})
-    result = fit(cfg, progress=progress(args))
+    overrides = {k: getattr(args, k) for k in OVERRIDES}
+    if args.resume:
+        given = sorted(k for k, v in overrides.items() if v is not None and k != "cache_dir")
+        if given or args.config:
+            raise MetastasisError(
+                "--resume continues a run with its own config.yaml; drop "
+                + ", ".join(f"--{k.replace('_', '-')}" for k in given or ["config"])
+            )
+        cfg = resolve_config(Path(args.resume) / "config.yaml", cache_dir=args.cache_dir)
+        result = fit(cfg.replace(out=args.resume), progress=progress(args), resume=True)
+    else:
+        result = fit(resolve_config(args.config, **overrides), progress=progress(args))
     val = result.metrics["val"]
     print(f"run folder: {result.run_dir}")
     print(f"report:     {result.run_dir / 'report.html'}")

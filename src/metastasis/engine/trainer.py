@@ -14,13 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from metastasis.config import TrainConfig, dump_config
+from metastasis.config import TrainConfig
 from metastasis.data.cache import CachedSplit, open_split
 from metastasis.data.dataset import PatchDataset, passthrough
 from metastasis.data.splits import stratified_split
@@ -28,9 +27,11 @@ from metastasis.engine.checkpoint import FILENAME, Bundle, save_checkpoint, stat
 from metastasis.engine.environment import environment
 from metastasis.engine.loop import EpochOutput, predict, train_one_epoch
 from metastasis.engine.memory import fix_mmap_threshold
+from metastasis.engine.run_folder import history_row, write_history, write_results, write_run_inputs
+from metastasis.engine.state import FILENAME as STATE_FILE
+from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError, MetastasisError
-from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
-from metastasis.metrics.classification import binary_metrics
+from metastasis.io import atomic_write_json, atomic_write_text
 from metastasis.models import create_model, default_preprocessing
 from metastasis.transforms.presets import AUGMENT_PRESETS, augment_batch
 
@@ -60,11 +61,14 @@ def fit(
     cfg: TrainConfig,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Train ``cfg.model`` on ``cfg.data`` and write a complete run folder.
 
     ``on_epoch_end(epoch, history_row)`` is called after each epoch's validation (e.g. to report
-    to a hyper-parameter search, which may raise to stop the run early).
+    to a hyper-parameter search, which may raise to stop the run early). With ``resume``, the
+    run in ``cfg.out`` continues from its last completed epoch (see ``state.py``) and ends with
+    the same numbers as an uninterrupted run.
     """
     if cfg.data is None:
         raise MetastasisError("no training data: pass --data DIR or set `data:` in the config")
@@ -75,7 +79,11 @@ def fit(
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise MetastasisError("epochs and batch_size must be at least 1")
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.model)
-    _claim_run_dir(run_dir)
+    state: TrainState | None = None
+    if resume:
+        state = _resumable_state(run_dir)
+    else:
+        _claim_run_dir(run_dir)
     cfg = cfg.replace(out=str(run_dir))
 
     from lightning.fabric import Fabric
@@ -134,7 +142,11 @@ def fit(
     )
     train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
 
-    _write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol)
+    fingerprints = {"train": train_data.fingerprint, "val": val_data.fingerprint}
+    if state is not None and state.fingerprints != fingerprints:
+        raise DataError(f"{run_dir}: the data changed since this run started; cannot resume")
+    if state is None:
+        write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol)
     atomic_write_json(
         run_dir / "environment.json",
         {**environment(fabric.device, cfg.num_workers), "fixed_mmap_threshold": flat_memory},
@@ -156,53 +168,104 @@ def fit(
 
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_val = -math.inf, 0, None
-    for epoch in range(1, cfg.epochs + 1):
-        start = time.perf_counter()
-        bar = tqdm(
-            train_loader,
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            unit="batch",
-            disable=not progress,
-            leave=False,
-        )
-        tr = train_one_epoch(model, bar, optimizer, prepare_train, backward=fabric.backward)
-        va = predict(model, val_loader, preprocessing)
-        row = _history_row(epoch, tr, va, cfg.threshold, time.perf_counter() - start)
-        history.append(row)
-        _write_history(run_dir, history)
-        score = row["val_roc_auc"] if not math.isnan(row["val_roc_auc"]) else -row["val_loss"]
-        improved = score > best_score
-        if improved:
-            best_score, best_epoch, best_val = score, epoch, va
-            bundle = Bundle(
-                arch=cfg.model,
-                arch_kwargs=dict(cfg.model_kwargs),
-                state_dict=state_dict_cpu(model),
-                preprocessing=preprocessing,
-                threshold=cfg.threshold,
-                config=cfg.to_dict(),
-                metrics={"epoch": epoch, "val_roc_auc": row["val_roc_auc"]},
+    if state is not None:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        torch.set_rng_state(state.rng["torch"])
+        gen.set_state(state.rng["loader"])
+        aug_gen.set_state(state.rng["augment"])
+        history, best_score, best_epoch = state.history, state.best_score, state.best_epoch
+        best_val = EpochOutput(math.nan, state.best_probs.numpy(), state.best_labels.numpy(), 0.0)
+        log.info("resuming %s after epoch %d", run_dir, state.epoch)
+    try:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            start = time.perf_counter()
+            bar = tqdm(
+                train_loader,
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                unit="batch",
+                disable=not progress,
+                leave=False,
             )
-            save_checkpoint(run_dir / FILENAME, bundle)
-        log.info(
-            "epoch %d/%d  loss %.4f  acc %.4f | val loss %.4f  acc %.4f  auc %.4f | "
-            "%.0f patches/s%s",
-            epoch,
-            cfg.epochs,
-            row["train_loss"],
-            row["train_accuracy"],
-            row["val_loss"],
-            row["val_accuracy"],
-            row["val_roc_auc"],
-            row["train_patches_per_s"],
-            "  *best" if improved else "",
-        )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
+            tr = train_one_epoch(model, bar, optimizer, prepare_train, backward=fabric.backward)
+            va = predict(model, val_loader, preprocessing)
+            row = history_row(epoch, tr, va, cfg.threshold, time.perf_counter() - start)
+            history.append(row)
+            write_history(run_dir, history)
+            score = row["val_roc_auc"] if not math.isnan(row["val_roc_auc"]) else -row["val_loss"]
+            improved = score > best_score
+            if improved:
+                best_score, best_epoch, best_val = score, epoch, va
+                bundle = Bundle(
+                    arch=cfg.model,
+                    arch_kwargs=dict(cfg.model_kwargs),
+                    state_dict=state_dict_cpu(model),
+                    preprocessing=preprocessing,
+                    threshold=cfg.threshold,
+                    config=cfg.to_dict(),
+                    metrics={"epoch": epoch, "val_roc_auc": row["val_roc_auc"]},
+                )
+                save_checkpoint(run_dir / FILENAME, bundle)
+            log.info(
+                "epoch %d/%d  loss %.4f  acc %.4f | val loss %.4f  acc %.4f  auc %.4f | "
+                "%.0f patches/s%s",
+                epoch,
+                cfg.epochs,
+                row["train_loss"],
+                row["train_accuracy"],
+                row["val_loss"],
+                row["val_accuracy"],
+                row["val_roc_auc"],
+                row["train_patches_per_s"],
+                "  *best" if improved else "",
+            )
+            assert best_val is not None
+            state = TrainState(
+                epoch=epoch,
+                model=state_dict_cpu(model),
+                optimizer=optimizer.state_dict(),
+                rng={
+                    "torch": torch.get_rng_state(),
+                    "loader": gen.get_state(),
+                    "augment": aug_gen.get_state(),
+                },
+                history=history,
+                best_score=best_score,
+                best_epoch=best_epoch,
+                best_probs=torch.from_numpy(best_val.probs),
+                best_labels=torch.from_numpy(best_val.labels),
+                fingerprints=fingerprints,
+            )
+            save_train_state(run_dir, state)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+    except KeyboardInterrupt:
+        _note_interrupt(run_dir, len(history) + 1, best_epoch)
+        raise
 
     assert best_val is not None
-    metrics = _write_results(run_dir, cfg, val_data, val_idx, best_val, best_epoch, history)
+    metrics = write_results(run_dir, cfg, val_data, val_idx, best_val, best_epoch, history)
+    (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
     return RunResult(run_dir, metrics, best_epoch, pd.DataFrame(history))
+
+
+def _resumable_state(run_dir: Path) -> TrainState | None:
+    if not (run_dir / "config.yaml").is_file():
+        raise MetastasisError(f"{run_dir}: not a run folder (no config.yaml); nothing to resume")
+    if (run_dir / "metrics.json").is_file() and not (run_dir / STATE_FILE).is_file():
+        raise MetastasisError(f"{run_dir}: this run is already complete")
+    return load_train_state(run_dir)
+
+
+def _note_interrupt(run_dir: Path, epoch: int, best_epoch: int) -> None:
+    best = f"epoch {best_epoch} in {FILENAME}" if best_epoch else "none yet"
+    atomic_write_text(
+        run_dir / "INTERRUPTED.txt",
+        f"Interrupted during epoch {epoch} at {datetime.now():%Y-%m-%d %H:%M:%S}.\n"
+        f"Best checkpoint so far: {best}.\n"
+        f"Continue with: metastasis train --resume {run_dir}\n",
+    )
+    log.warning("interrupted; continue with: metastasis train --resume %s", run_dir)
 
 
 def _claim_run_dir(run_dir: Path) -> None:
@@ -229,133 +292,3 @@ def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimize
             params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
         )
     raise MetastasisError(f"unknown optimizer {cfg.optimizer!r}; known: adam, adamw, sgd")
-
-
-def _nan(x: float | None) -> float:
-    return float("nan") if x is None else float(x)
-
-
-def _history_row(
-    epoch: int, tr: EpochOutput, va: EpochOutput, threshold: float, seconds: float
-) -> dict[str, Any]:
-    mt = binary_metrics(tr.labels, tr.probs, threshold)
-    mv = binary_metrics(va.labels, va.probs, threshold)
-    return {
-        "epoch": epoch,
-        "train_loss": tr.loss,
-        "train_accuracy": mt["accuracy"],
-        "train_roc_auc": _nan(mt["roc_auc"]),
-        "val_loss": va.loss,
-        "val_accuracy": mv["accuracy"],
-        "val_roc_auc": _nan(mv["roc_auc"]),
-        "val_pr_auc": _nan(mv["pr_auc"]),
-        "seconds": round(seconds, 3),
-        "train_seconds": round(tr.seconds, 3),
-        "train_patches_per_s": round(tr.patches_per_s, 1),
-        "val_seconds": round(va.seconds, 3),
-    }
-
-
-def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_path(run_dir / "history.csv") as tmp:
-        pd.DataFrame(history).to_csv(tmp, index=False)
-
-
-def _data_summary(data: CachedSplit, n_used: int) -> dict[str, Any]:
-    return {
-        "source": data.meta["source"],
-        "layout": data.meta["layout"],
-        "split": data.meta["split"],
-        "fingerprint": data.fingerprint,
-        "cache": str(data.path),
-        "n_rows": len(data),
-        "n_usable": int(data.ok.sum()),
-        "n_excluded": int((~data.ok).sum()),
-        "n_used": n_used,
-        "class_counts": data.class_counts(),
-        "findings": [f.to_dict() for f in data.findings()],
-    }
-
-
-def _write_run_inputs(
-    run_dir: Path,
-    cfg: TrainConfig,
-    train: CachedSplit,
-    val: CachedSplit,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    protocol: str,
-) -> None:
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    atomic_write_json(
-        run_dir / "data.json",
-        {
-            "validation_protocol": protocol,
-            "train": _data_summary(train, len(train_idx)),
-            "val": _data_summary(val, len(val_idx)),
-        },
-    )
-    splits = pd.concat(
-        [
-            pd.DataFrame(
-                {"split": "train", "id": train.ids[train_idx], "label": train.labels[train_idx]}
-            ),
-            pd.DataFrame({"split": "val", "id": val.ids[val_idx], "label": val.labels[val_idx]}),
-        ]
-    )
-    with atomic_path(run_dir / "splits.csv") as tmp:
-        splits.to_csv(tmp, index=False)
-    excluded = pd.concat(
-        [train.excluded().assign(split="train")]
-        + ([val.excluded().assign(split="val")] if val is not train else [])
-    )
-    with atomic_path(run_dir / "excluded.csv") as tmp:
-        excluded.to_csv(tmp, index=False)
-    if len(excluded):
-        counts = excluded["problem"].value_counts().to_dict()
-        log.warning(
-            "%d files excluded (%s); listed in %s",
-            len(excluded),
-            ", ".join(f"{k}: {v}" for k, v in counts.items()),
-            run_dir / "excluded.csv",
-        )
-
-
-def _write_results(
-    run_dir: Path,
-    cfg: TrainConfig,
-    val: CachedSplit,
-    val_idx: np.ndarray,
-    best: EpochOutput,
-    best_epoch: int,
-    history: list[dict[str, Any]],
-) -> dict[str, Any]:
-    from metastasis.metrics.plots import plot_history, save_figure
-    from metastasis.reports.evaluation import write_evaluation, write_html_report
-
-    metrics_val = write_evaluation(run_dir, best.labels, best.probs, cfg.threshold)
-    save_figure(plot_history(pd.DataFrame(history)), run_dir / "history.png")
-    metrics = {
-        "val": metrics_val,
-        "best_epoch": best_epoch,
-        "selected_by": "val_roc_auc",
-        "epochs": len(history),
-        "train_seconds_total": round(sum(h["train_seconds"] for h in history), 2),
-    }
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    with atomic_path(run_dir / "val_predictions.csv") as tmp:
-        pd.DataFrame(
-            {"id": val.ids[val_idx], "label": best.labels, "probability": best.probs}
-        ).to_csv(tmp, index=False, float_format="%.6f")
-    write_html_report(
-        run_dir / "report.html",
-        f"metastasis run: {cfg.model}",
-        metrics_val,
-        ["history.png", "roc.png", "pr.png", "confusion_matrix.png"],
-        extra_tables={"History": pd.DataFrame(history)},
-        notes=[
-            f"Best epoch {best_epoch} of {len(history)} by validation ROC-AUC.",
-            f"Training data: {cfg.data}; validation: {cfg.val_data or 'split of training data'}.",
-        ],
-    )
-    return metrics
