@@ -20,6 +20,7 @@ __all__ = [
     "load_checkpoint",
     "open_split",
     "predict_to_csv",
+    "write_eda_report",
     "resolve_config",
 ]
 
@@ -35,6 +36,7 @@ _WHERE = {
     "load_checkpoint": "metastasis.engine.checkpoint",
     "evaluate_checkpoint": "metastasis.inference.evaluate",
     "predict_to_csv": "metastasis.inference.predict",
+    "write_eda_report": "metastasis.reports.eda",
 }
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from metastasis.inference.predict import predict_to_csv
     from metastasis.inference.predictor import Predictor
     from metastasis.models import create_model, list_models
+    from metastasis.reports.eda import write_eda_report
 
 
 def __getattr__(name: str) -> Any:

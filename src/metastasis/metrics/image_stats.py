@@ -1,9 +1,9 @@
 """Image statistics of uint8 RGB patches (pure numpy: arrays in, numbers out; no I/O, no plots).
 
-Every function takes a stack of patches ``(N, H, W, 3)`` uint8 (one patch ``(H, W, 3)`` where
-said) and is exact: the EDA report feeds it chunks of a memory-mapped cache and adds up.
+Functions take stacks of patches ``(N, H, W, 3)`` uint8 and are exact, so the EDA report can
+feed them chunks of a memory-mapped cache and add up; thresholds are named constants.
 
-* colour: :func:`luminance` (grey level, ITU-R BT.601 as Pillow/OpenCV), :func:`rgb_to_hsv`;
+* colour: :func:`grey_levels` (Pillow's "L": ITU-R BT.601 luma); HSV as skimage's;
 * per patch: :func:`patch_statistics` (channel means/spreads, background and dark fractions,
   focus = variance of the Laplacian, the same for the central 32x32 label region and the ring
   around it); :class:`PixelHistograms` for exact pixel-level distributions per class;
@@ -22,42 +22,58 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 # Named thresholds (recorded in eda.json by the report).
-BACKGROUND_MIN_GREY = 220.0  # a background (near-white, glass) pixel: grey level >= this ...
+BACKGROUND_MIN_GREY = 220  # a background (near-white, glass) pixel: grey level >= this ...
 BACKGROUND_MAX_SATURATION = 0.15  # ... and HSV saturation <= this
-DARK_MAX_GREY = 100.0  # a dark (nucleus-like, haematoxylin) pixel: grey level < this
+DARK_MAX_GREY = 100  # a dark (nucleus-like, haematoxylin) pixel: grey level < this
 BLANK_MAX_STD = 3.0  # a blank patch: grey-level standard deviation < this (uniform colour)
 BACKGROUND_ONLY_MIN_FRACTION = 0.95  # a background-only patch: >= this fraction is background
-BLURRY_MAX_LAPLACIAN_VAR = 50.0  # a blurry patch: variance of the Laplacian < this ...
-BLURRY_MIN_TISSUE_FRACTION = 0.5  # ... in a patch that is mostly tissue (not blank)
+BLURRY_MAX_LAPLACIAN_VAR = 300.0  # a blurry patch: variance of the Laplacian < this ...
+BLURRY_MIN_TISSUE_FRACTION = 0.5  # ... in a patch that is at least this much tissue
 NEAR_DUPLICATE_MAX_DISTANCE = 4  # pHash bits that may differ between near-duplicates
+HUE_MIN_SATURATION = 0.1  # the hue histogram counts pixels at least this saturated
 
-CENTRE = slice(32, 64)  # the label region of a 96x96 patch (PCam: label = tumour in here)
-CHANNELS = ("red", "green", "blue", "hue", "saturation", "value", "grey")
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+FLAG_RULES = {
+    "blank": f"grey-level standard deviation < {BLANK_MAX_STD:g} (a uniform colour)",
+    "background_only": f">= {BACKGROUND_ONLY_MIN_FRACTION:.0%} of pixels background (grey >= "
+    f"{BACKGROUND_MIN_GREY}, saturation <= {BACKGROUND_MAX_SATURATION:g})",
+    "blurry": f"variance of the Laplacian < {BLURRY_MAX_LAPLACIAN_VAR:g} in a patch at least "
+    f"{BLURRY_MIN_TISSUE_FRACTION:.0%} tissue (blurred or featureless)",
+}
+
+HISTOGRAM_CHANNELS = ("grey", "saturation", "hue")
+_HUE_UNDEFINED = 256  # bin of pixels without a hue (max == min), dropped from the histogram
 
 
-def luminance(images: np.ndarray) -> np.ndarray:
-    """Grey level in [0, 255] (float32): 0.299 R + 0.587 G + 0.114 B."""
-    rgb = images.astype(np.float32)
-    return rgb[..., 0] * _LUMA[0] + rgb[..., 1] * _LUMA[1] + rgb[..., 2] * _LUMA[2]
+def thresholds() -> dict[str, float]:
+    """The named thresholds above, by lower-case name (for reports)."""
+    return {
+        "background_min_grey": BACKGROUND_MIN_GREY,
+        "background_max_saturation": BACKGROUND_MAX_SATURATION,
+        "dark_max_grey": DARK_MAX_GREY,
+        "blank_max_std": BLANK_MAX_STD,
+        "background_only_min_fraction": BACKGROUND_ONLY_MIN_FRACTION,
+        "blurry_max_laplacian_var": BLURRY_MAX_LAPLACIAN_VAR,
+        "blurry_min_tissue_fraction": BLURRY_MIN_TISSUE_FRACTION,
+        "near_duplicate_max_distance": NEAR_DUPLICATE_MAX_DISTANCE,
+        "hue_min_saturation": HUE_MIN_SATURATION,
+    }
 
 
-def rgb_to_hsv(images: np.ndarray) -> np.ndarray:
-    """HSV in [0, 1] (float32, same shape), as ``skimage.color.rgb2hsv``; hue 0 where grey."""
-    rgb = images.astype(np.float32) / 255.0
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    v = rgb.max(axis=-1)
-    delta = v - rgb.min(axis=-1)
-    s = np.where(v > 0, delta / np.where(v > 0, v, 1), 0)
-    d = np.where(delta > 0, delta, 1)
-    h = np.where(b == v, 4 + (r - g) / d, np.where(g == v, 2 + (b - r) / d, (g - b) / d))
-    h = np.where(delta > 0, (h / 6) % 1.0, 0)
-    return np.stack([h, s, v], axis=-1).astype(np.float32)
+def grey_levels(images: np.ndarray) -> np.ndarray:
+    """Grey level (uint8, same shape without the channel axis) as Pillow's "L" conversion:
+    ``round(0.299 R + 0.587 G + 0.114 B)`` in fixed point."""
+    rgb = np.asarray(images)
+    acc = rgb[..., 0] * np.uint32(19595)
+    acc += rgb[..., 1] * np.uint32(38470)
+    acc += rgb[..., 2] * np.uint32(7471)
+    acc += np.uint32(0x8000)
+    return (acc >> np.uint32(16)).astype(np.uint8)
 
 
 def laplacian(grey: np.ndarray) -> np.ndarray:
-    """4-neighbour Laplacian of ``(..., H, W)`` grey images on the interior ``(..., H-2, W-2)``."""
-    g = grey.astype(np.float32)
+    """4-neighbour Laplacian of ``(..., H, W)`` grey images on the interior ``(..., H-2, W-2)``
+    (int32: exact for uint8 input)."""
+    g = grey.astype(np.int32)
     c = g[..., 1:-1, 1:-1]
     return g[..., :-2, 1:-1] + g[..., 2:, 1:-1] + g[..., 1:-1, :-2] + g[..., 1:-1, 2:] - 4 * c
 
@@ -67,70 +83,126 @@ def laplacian_variance(grey: np.ndarray) -> np.ndarray:
     return laplacian(grey).var(axis=(-2, -1), dtype=np.float64)
 
 
-def background_mask(grey: np.ndarray, saturation: np.ndarray) -> np.ndarray:
-    """Near-white pixels: bright and almost colourless."""
-    return (grey >= BACKGROUND_MIN_GREY) & (saturation <= BACKGROUND_MAX_SATURATION)
-
-
 def centre_mask(height: int, width: int) -> np.ndarray:
-    """True on the central 32x32 (scaled for other sizes: the middle third)."""
+    """True on the label region: the middle third (the central 32x32 of a 96x96 patch)."""
     m = np.zeros((height, width), bool)
     m[height // 3 : height - height // 3, width // 3 : width - width // 3] = True
     return m
 
 
-def _masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return x[..., mask].mean(axis=-1, dtype=np.float64)
+@lru_cache(maxsize=1)
+def _hue_table() -> np.ndarray:
+    """Hue bin (0-255, or undefined) by ``(max channel, max - min, signed difference)``."""
+    case = np.arange(3)[:, None, None]  # 0: red is max, 1: green, 2: blue (skimage's order)
+    delta = np.arange(256)[None, :, None]
+    diff = np.arange(-255, 256)[None, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hue = ((2 * case + diff / np.maximum(delta, 1)) / 6) % 1.0
+    bins = np.minimum((hue * 256).astype(np.int64), 255)
+    return np.where(delta > 0, bins, _HUE_UNDEFINED).astype(np.int16)
 
 
-def _masked_var(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return x[..., mask].var(axis=-1, dtype=np.float64)
+class _Planes:
+    """Per-pixel planes of a chunk, flattened to ``(N, H*W)`` and computed once."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+        n, self.height, self.width, _ = images.shape
+        self.rgb = np.ascontiguousarray(
+            images.reshape(n, self.height * self.width, 3).transpose(0, 2, 1)
+        )
+        r, g, b = self.rgb[:, 0], self.rgb[:, 1], self.rgb[:, 2]
+        self.grey = grey_levels(self.rgb.transpose(0, 2, 1))
+        self.value = np.maximum(np.maximum(r, g), b)
+        self.delta = self.value - np.minimum(np.minimum(r, g), b)
+        self.saturation = self.delta.astype(np.float32) / np.maximum(self.value, 1)
+        self.background = (self.grey >= BACKGROUND_MIN_GREY) & (
+            self.saturation <= BACKGROUND_MAX_SATURATION
+        )
+
+    def hue_bins(self) -> np.ndarray:
+        r, g, b = (self.rgb[:, k].astype(np.int16) for k in range(3))
+        is_b = b == self.value
+        is_g = (g == self.value) & ~is_b
+        diff = np.where(is_b, r - g, np.where(is_g, b - r, g - b))
+        index = (is_g + 2 * is_b.astype(np.int32)) * 256 + self.delta
+        index *= 511
+        index += diff
+        index += 255
+        bins = _hue_table().reshape(-1)[index]
+        bins[self.saturation < HUE_MIN_SATURATION] = _HUE_UNDEFINED
+        return bins
 
 
-def patch_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
+def _std(x: np.ndarray) -> np.ndarray:
+    """Standard deviation along the last axis: float32 input, centred first, summed in float64."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    return np.sqrt(np.square(centred).sum(axis=-1, dtype=np.float64) / x.shape[-1])
+
+
+def patch_statistics(
+    images: np.ndarray,
+    histograms: PixelHistograms | None = None,
+    groups: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Per-patch statistics of ``(N, H, W, 3)`` uint8 patches: one float64 array per name.
 
-    Colour: ``{red,green,blue,saturation,value,grey}_{mean,std}``; ``background_fraction``,
-    ``dark_fraction``, ``laplacian_var``; and for the label region vs the ring around it
-    ``{centre,ring}_{grey,saturation,background,dark,laplacian_var}``.
+    Colour: ``{red,green,blue,grey,saturation,value}_{mean,std}`` (red, green, blue and grey
+    in levels 0-255; HSV saturation and value in 0-1); ``background_fraction``,
+    ``dark_fraction``, ``laplacian_var``; and for the label region (centre) and the ring
+    around it ``{centre,ring}_{grey,saturation,background,dark,laplacian_var}``. With
+    ``histograms``, the pixels are also added to it (by ``groups``), sharing the per-pixel work.
     """
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"expected (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
-    n, height, width, _ = images.shape
+    planes = _Planes(images)
+    if histograms is not None:
+        histograms.add_planes(planes, groups)
+    n = len(images)
     out: dict[str, np.ndarray] = {}
-    flat = images.reshape(n, -1, 3)
+    rgb = planes.rgb.astype(np.float32)
+    means = rgb.mean(axis=-1, dtype=np.float64)
+    stds = _std(rgb)
     for k, name in enumerate(("red", "green", "blue")):
-        channel = flat[..., k].astype(np.float32)
-        out[f"{name}_mean"] = channel.mean(axis=1, dtype=np.float64)
-        out[f"{name}_std"] = channel.std(axis=1, dtype=np.float64)
-    hsv = rgb_to_hsv(images)
-    grey = luminance(images)
-    sat = hsv[..., 1]
-    for name, x in (("saturation", sat), ("value", hsv[..., 2]), ("grey", grey)):
-        out[f"{name}_mean"] = x.mean(axis=(1, 2), dtype=np.float64)
-        out[f"{name}_std"] = x.std(axis=(1, 2), dtype=np.float64)
-    bg = background_mask(grey, sat)
-    dark = grey < DARK_MAX_GREY
-    out["background_fraction"] = bg.mean(axis=(1, 2))
-    out["dark_fraction"] = dark.mean(axis=(1, 2))
-    lap = laplacian(grey)
-    out["laplacian_var"] = lap.var(axis=(1, 2), dtype=np.float64)
-    centre = centre_mask(height, width)
-    inner = centre[1:-1, 1:-1]  # the Laplacian is defined on the interior
-    for region, m, lm in (("centre", centre, inner), ("ring", ~centre, ~inner)):
-        out[f"{region}_grey"] = _masked_mean(grey, m)
-        out[f"{region}_saturation"] = _masked_mean(sat, m)
-        out[f"{region}_background"] = _masked_mean(bg, m)
-        out[f"{region}_dark"] = _masked_mean(dark, m)
-        out[f"{region}_laplacian_var"] = _masked_var(lap, lm)
+        out[f"{name}_mean"], out[f"{name}_std"] = means[:, k], stds[:, k]
+    value, grey = planes.value.astype(np.float32) / 255, planes.grey.astype(np.float32)
+    for name, x in (("saturation", planes.saturation), ("value", value), ("grey", grey)):
+        out[f"{name}_mean"] = x.mean(axis=-1, dtype=np.float64)
+        out[f"{name}_std"] = _std(x)
+    dark = planes.grey < DARK_MAX_GREY
+    out["background_fraction"] = planes.background.mean(axis=-1)
+    out["dark_fraction"] = dark.mean(axis=-1)
+    lap = laplacian(planes.grey.reshape(n, planes.height, planes.width)).reshape(
+        n, (planes.height - 2) * (planes.width - 2)
+    )
+    lap_sum, lap_sq = lap.sum(axis=-1, dtype=np.int64), (lap * lap).sum(axis=-1, dtype=np.int64)
+    out["laplacian_var"] = lap_sq / lap.shape[1] - (lap_sum / lap.shape[1]) ** 2
+    mask = centre_mask(planes.height, planes.width)
+    inner = mask[1:-1, 1:-1].reshape(-1)
+    centre_lap = lap[:, inner]
+    c_sum, c_sq = centre_lap.sum(-1, dtype=np.int64), (centre_lap**2).sum(-1, dtype=np.int64)
+    c_n, r_n = int(inner.sum()), int((~inner).sum())
+    out["centre_laplacian_var"] = c_sq / c_n - (c_sum / c_n) ** 2
+    out["ring_laplacian_var"] = (lap_sq - c_sq) / r_n - ((lap_sum - c_sum) / r_n) ** 2
+    flat = mask.reshape(-1)
+    inside, outside = int(flat.sum()), int((~flat).sum())
+    for name, x in (
+        ("grey", planes.grey),
+        ("saturation", planes.saturation),
+        ("background", planes.background),
+        ("dark", dark),
+    ):
+        total = x.sum(axis=-1, dtype=np.float64)
+        centre = x[:, flat].sum(axis=-1, dtype=np.float64)
+        out[f"centre_{name}"] = centre / inside
+        out[f"ring_{name}"] = (total - centre) / outside
     return out
 
 
 def quality_flags(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Boolean flags per patch from :func:`patch_statistics`: blank, background_only, blurry.
 
-    Blank patches are not also counted as background-only or blurry, and background-only ones
-    not as blurry, so each problem patch is shown once, under its most basic problem.
+    Each problem patch is flagged once, under its most basic problem: a blank patch is not
+    also background-only or blurry, a background-only one not also blurry.
     """
     blank = stats["grey_std"] < BLANK_MAX_STD
     background = (stats["background_fraction"] >= BACKGROUND_ONLY_MIN_FRACTION) & ~blank
@@ -143,64 +215,60 @@ def quality_flags(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"blank": blank, "background_only": background, "blurry": blurry}
 
 
+def pooled_mean_std(means: np.ndarray, stds: np.ndarray) -> tuple[float, float]:
+    """Pixel-level mean and standard deviation of equally sized patches from their per-patch
+    means and standard deviations (law of total variance: exact)."""
+    if len(means) == 0:
+        return float("nan"), float("nan")
+    mean = float(np.mean(means))
+    var = float(np.mean(np.square(stds)) + np.var(means))
+    return mean, float(np.sqrt(max(var, 0.0)))
+
+
 @dataclass
 class PixelHistograms:
-    """Exact pixel-level histograms (256 bins per channel of :data:`CHANNELS`), added chunk by
-    chunk. Red, green, blue, value and grey are binned by their integer level (value exactly,
-    grey rounded); hue and saturation in 256 equal bins of [0, 1]. Hue counts only pixels with
-    a colour (max > min); the others have no hue."""
+    """Exact pixel-level histograms, 256 bins per channel of :data:`HISTOGRAM_CHANNELS` and per
+    group (class), added chunk by chunk: grey by level (0-255); saturation and hue in 256 equal
+    bins of [0, 1). Hue counts only pixels with saturation >= :data:`HUE_MIN_SATURATION`."""
 
-    counts: np.ndarray = field(default_factory=lambda: np.zeros((len(CHANNELS), 256), np.int64))
+    n_groups: int = 1
+    counts: np.ndarray = field(init=False)
 
-    def add(self, images: np.ndarray) -> None:
-        if images.size == 0:
-            return
-        flat = images.reshape(-1, 3)
-        hsv = rgb_to_hsv(flat)
-        grey = np.rint(luminance(flat)).astype(np.int64)
-        chromatic = flat.max(axis=1) > flat.min(axis=1)
-        hue_bins = np.minimum((hsv[chromatic, 0] * 256).astype(np.int64), 255)
-        sat_bins = np.minimum((hsv[:, 1] * 256).astype(np.int64), 255)
-        columns = (flat[:, 0], flat[:, 1], flat[:, 2], hue_bins, sat_bins, flat.max(axis=1), grey)
+    def __post_init__(self) -> None:
+        self.counts = np.zeros((self.n_groups, len(HISTOGRAM_CHANNELS), 256), np.int64)
+
+    def add(self, images: np.ndarray, groups: np.ndarray | None = None) -> None:
+        """Add patches; ``groups`` (ints in ``range(n_groups)``, one per patch) picks the class."""
+        if len(images):
+            self.add_planes(_Planes(images), groups)
+
+    def add_planes(self, planes: _Planes, groups: np.ndarray | None) -> None:
+        n = len(planes.grey)
+        g = np.zeros(n, np.int64) if groups is None else np.asarray(groups, np.int64)
+        if g.shape != (n,) or (n and (g.min() < 0 or g.max() >= self.n_groups)):
+            raise ValueError(f"groups must be {n} ints in [0, {self.n_groups})")
+        sat = np.minimum((planes.saturation * 256).astype(np.int64), 255)
+        columns = (planes.grey, sat, planes.hue_bins())
+        offset = (g * 257)[:, None]
         for k, col in enumerate(columns):
-            self.counts[k] += np.bincount(col, minlength=256)[:256]
+            counts = np.bincount((col + offset).ravel(), minlength=self.n_groups * 257)
+            self.counts[:, k] += counts.reshape(self.n_groups, 257)[:, :256]
 
-    def __iadd__(self, other: PixelHistograms) -> PixelHistograms:
-        self.counts += other.counts
-        return self
+    def density(self, group: int, channel: str) -> np.ndarray:
+        """The histogram of one group and channel, normalised to sum 1 (zeros when empty)."""
+        c = self.counts[group, HISTOGRAM_CHANNELS.index(channel)].astype(np.float64)
+        return c / c.sum() if c.sum() else c
 
-    @property
-    def n_pixels(self) -> int:
-        return int(self.counts[0].sum())
-
-    def bin_centres(self, channel: str) -> np.ndarray:
-        """Bin centres on the channel's scale: levels 0-255, or [0, 1] for hue and saturation."""
-        if channel in ("hue", "saturation"):
-            return (np.arange(256) + 0.5) / 256
-        return np.arange(256, dtype=np.float64)
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Mean and standard deviation per channel; hue as circular mean and spread in degrees."""
-        out: dict[str, dict[str, float]] = {}
-        for k, channel in enumerate(CHANNELS):
-            w = self.counts[k].astype(np.float64)
-            total = w.sum()
-            if total == 0:
-                out[channel] = {"mean": float("nan"), "std": float("nan")}
-                continue
-            x = self.bin_centres(channel)
-            if channel == "hue":
-                angle = 2 * np.pi * x
-                c, s = (w * np.cos(angle)).sum() / total, (w * np.sin(angle)).sum() / total
-                length = min(float(np.hypot(c, s)), 1.0)
-                mean_deg = float(np.degrees(np.arctan2(s, c)) % 360)
-                spread = float(np.degrees(np.sqrt(-2 * np.log(length)))) if length > 0 else 180.0
-                out[channel] = {"mean": mean_deg, "std": spread}
-                continue
-            mean = float((w * x).sum() / total)
-            var = float((w * (x - mean) ** 2).sum() / total)
-            out[channel] = {"mean": mean, "std": float(np.sqrt(var))}
-        return out
+    def hue_summary(self, group: int) -> dict[str, float]:
+        """Circular mean and spread (circular standard deviation) of hue, in degrees."""
+        w = self.counts[group, HISTOGRAM_CHANNELS.index("hue")].astype(np.float64)
+        if w.sum() == 0:
+            return {"mean": float("nan"), "std": float("nan")}
+        angle = 2 * np.pi * (np.arange(256) + 0.5) / 256
+        c, s = (w * np.cos(angle)).sum() / w.sum(), (w * np.sin(angle)).sum() / w.sum()
+        length = min(float(np.hypot(c, s)), 1.0)
+        spread = float(np.degrees(np.sqrt(-2 * np.log(length)))) if length > 0 else float("inf")
+        return {"mean": float(np.degrees(np.arctan2(s, c)) % 360), "std": spread}
 
 
 # ----------------------------------------------------------------------------- perceptual hash
@@ -251,9 +319,7 @@ def perceptual_hashes(images: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros(0, np.uint64)
     resize, dct = _hash_matrices(height)
-    rgb = images.astype(np.int32)
-    grey = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
-    small = _resample_rows(grey.astype(np.float64), resize)  # horizontal pass, then vertical
+    small = _resample_rows(grey_levels(images).astype(np.float64), resize)  # rows, then columns
     small = _resample_rows(np.ascontiguousarray(small.transpose(0, 2, 1)), resize)
     # small is transposed (n, x, y): the DCT of its transpose is the transpose of the DCT
     coeffs = np.einsum("ki,nji,lj->nkl", dct, small, dct, optimize=True).reshape(n, -1)
@@ -262,9 +328,15 @@ def perceptual_hashes(images: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
 
 
+_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], np.int64)
+
+
 def hamming_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bits that differ between uint64 hashes (elementwise)."""
-    return np.bitwise_count(np.bitwise_xor(a, b)).astype(np.int64)
+    x = np.ascontiguousarray(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(x).astype(np.int64)
+    return _BYTE_BITS[x[..., None].view(np.uint8)].sum(axis=-1)
 
 
 def close_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
