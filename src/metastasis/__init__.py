@@ -20,8 +20,8 @@ __all__ = [
     "load_checkpoint",
     "open_split",
     "predict_to_csv",
-    "write_eda_report",
     "resolve_config",
+    "write_eda_report",
 ]
 
 _WHERE = {

@@ -21,14 +21,22 @@ from sklearn.metrics import auc, average_precision_score
 from metastasis.io import atomic_path
 from metastasis.metrics.classification import check_binary_inputs, pr_points, roc_points
 
-__all__ = ["plot_confusion_matrix", "plot_history", "plot_pr", "plot_roc", "save_figure"]
+__all__ = [
+    "figure_and_axes",
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_pr",
+    "plot_roc",
+    "save_figure",
+]
 
 _HISTORY_PANELS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("roc_auc", "ROC-AUC"))
 
 
-def _figure_and_axes(
+def figure_and_axes(
     ax: Axes | None, figsize: tuple[float, float] = (4.5, 4.0)
 ) -> tuple[Figure, Axes]:
+    """``ax``'s root figure and ``ax``; with no ``ax``, a new ``figsize`` figure and its axes."""
     if ax is None:
         fig = Figure(figsize=figsize, layout="constrained")
         return fig, fig.add_subplot()
@@ -56,7 +64,7 @@ def plot_roc(
 ) -> Figure:
     """ROC curve with its AUC in the legend and the chance diagonal."""
     y, p = check_binary_inputs(y_true, y_prob)
-    fig, ax = _figure_and_axes(ax)
+    fig, ax = figure_and_axes(ax)
     ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
     if _one_class(y):
         _note(ax, "ROC undefined:\nonly one class present")
@@ -75,7 +83,7 @@ def plot_pr(
 ) -> Figure:
     """Precision-recall curve with average precision in the legend and the prevalence baseline."""
     y, p = check_binary_inputs(y_true, y_prob)
-    fig, ax = _figure_and_axes(ax)
+    fig, ax = figure_and_axes(ax)
     prevalence = float(y.mean())
     ax.axhline(
         prevalence, linestyle="--", color="0.6", linewidth=1, label=f"prevalence = {prevalence:.3f}"
@@ -101,7 +109,7 @@ def plot_confusion_matrix(
     k = len(class_names)
     if counts.shape != (k, k):
         raise ValueError(f"cm must have shape ({k}, {k}) to match class_names, got {counts.shape}")
-    fig, ax = _figure_and_axes(ax, figsize=(4.0, 3.6))
+    fig, ax = figure_and_axes(ax, figsize=(4.0, 3.6))
     image = ax.imshow(counts, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     limit = counts.max() / 2 if counts.size else 0
