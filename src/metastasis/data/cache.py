@@ -20,8 +20,11 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from metastasis.data.layouts import BAD_LABEL, Finding, Listing
 from metastasis.errors import DataError
 from metastasis.io import atomic_path, atomic_write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rows excluded by the listing are in items.csv
 CHUNK = 512
 DUPLICATE_PIXELS = "duplicate_pixels"
 
@@ -116,7 +119,8 @@ class CachedSplit:
     def findings(self) -> list[Finding]:
         """Index-level findings, then per-image problems, then exact pixel duplicates."""
         out = [Finding(**f) for f in self.meta["findings"]]
-        for kind, count in Counter(p for p in self.problems if p).items():
+        listed = {f.kind for f in out}  # index findings already count their excluded rows
+        for kind, count in Counter(p for p in self.problems if p and p not in listed).items():
             rows = np.flatnonzero(self.problems == kind)
             examples = [f"{self.sources[i]} ({self.details[i]})" for i in rows[:10]]
             out.append(Finding(kind, int(count), examples, _DESCRIPTIONS.get(kind, kind)))
@@ -158,6 +162,8 @@ def fingerprint(listing: Listing) -> str:
         h.update(json.dumps(f.to_dict(), sort_keys=True).encode())
     for it in listing.items:
         h.update(f"{it.id}\t{it.label}\t{_stat(it.path)}\n".encode())
+    for e in listing.excluded:
+        h.update(f"{e.id}\t{e.source}\t{e.kind}\t{e.detail}\n".encode())
     for p in listing.h5_files:
         h.update(f"{p.name}\t{_stat(p)}\n".encode())
     return h.hexdigest()[:20]
@@ -235,7 +241,10 @@ def _build_from_files(
 ) -> pd.DataFrame:
     n = len(listing.items)
     npy = tmp / "images.npy"
-    np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(n, *PATCH_SHAPE)).flush()
+    rows_total = n + len(listing.excluded)  # excluded rows stay zeros, after the items
+    np.lib.format.open_memmap(
+        npy, mode="w+", dtype=np.uint8, shape=(rows_total, *PATCH_SHAPE)
+    ).flush()
     paths = [str(it.path) for it in listing.items]
     chunks = [(s, paths[s : s + CHUNK]) for s in range(0, n, CHUNK)]
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
@@ -259,14 +268,16 @@ def _build_from_files(
     bar.close()
     rows = [r for s, _ in chunks for r in results[s]]
     root = listing.root
+    ex = listing.excluded
     return pd.DataFrame(
         {
-            "id": [it.id for it in listing.items],
-            "label": [-1 if it.label is None else it.label for it in listing.items],
-            "source": [_relative(it.path, root) for it in listing.items],
-            "problem": [r[0] for r in rows],
-            "detail": [r[1] for r in rows],
-            "digest": [r[2] for r in rows],
+            "id": [it.id for it in listing.items] + [e.id for e in ex],
+            "label": [-1 if it.label is None else it.label for it in listing.items]
+            + [-1] * len(ex),
+            "source": [_relative(it.path, root) for it in listing.items] + [e.source for e in ex],
+            "problem": [r[0] for r in rows] + [e.kind for e in ex],
+            "detail": [r[1] for r in rows] + [e.detail for e in ex],
+            "digest": [r[2] for r in rows] + [""] * len(ex),
         }
     )
 
@@ -291,41 +302,35 @@ def _decompressed(path: Path, cache_root: Path) -> Path:
     try:
         with atomic_path(out) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, length=16 << 20)
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot decompress: {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot decompress: {_one_line(exc)}") from None
     return out
 
 
 def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool) -> pd.DataFrame:
-    import h5py
-
     x_path = listing.h5_files[0]
     y_path = listing.h5_files[1] if len(listing.h5_files) > 1 else None
-    try:
-        fx = h5py.File(_decompressed(x_path, cache_root), "r")
-        fy = h5py.File(_decompressed(y_path, cache_root), "r") if y_path else None
-    except OSError as exc:
-        raise DataError(
-            f"{x_path if 'fx' not in locals() else y_path}: not a readable HDF5 file ({exc})"
-        ) from None
-    with fx:
+    with _open_h5(x_path, cache_root) as fx:
         x = _dataset(fx, "x", x_path)
         if x.ndim != 4 or tuple(x.shape[1:]) != PATCH_SHAPE or x.dtype != np.uint8:
             raise DataError(
                 f"{x_path}: dataset 'x' is {x.shape} {x.dtype}, expected N x 96 x 96 x 3 uint8"
             )
         n = int(x.shape[0])
-        labels = np.full(n, -1, dtype=np.int64)
-        if fy is not None:
-            assert y_path is not None
-            with fy:
+        y_flat = np.full(n, -1, dtype=np.int64)
+        if y_path is not None:
+            with _open_h5(y_path, cache_root) as fy:
                 y = _dataset(fy, "y", y_path)
-                if y.shape[0] != n or int(np.prod(y.shape[1:])) != 1:
+                if y.ndim == 0 or y.shape[0] != n or int(np.prod(y.shape[1:])) != 1:
                     raise DataError(
                         f"{y_path}: dataset 'y' is {y.shape}, expected {n} x 1 x 1 x 1 "
                         f"to match {x_path.name}"
                     )
-                labels = _read(y, 0, n, y_path).reshape(n).astype(np.int64)
+                if y.dtype.kind not in "biu":  # a float label is never rounded into a class
+                    raise DataError(
+                        f"{y_path}: dataset 'y' is {y.dtype}, expected integer labels 0 and 1"
+                    )
+                y_flat = _read(y, 0, n, y_path).reshape(n).astype(np.int64)
         images = np.lib.format.open_memmap(
             tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, *PATCH_SHAPE)
         )
@@ -344,30 +349,61 @@ def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool
                 digests += [pixel_digest(a) for a in arr]
                 bar.update(len(arr))
         images.flush()
-    bad = (labels != -1) & ~np.isin(labels, (0, 1)) if fy is not None else np.zeros(n, bool)
+    bad = ~np.isin(y_flat, (0, 1)) if y_path is not None else np.zeros(n, bool)
     return pd.DataFrame(
         {
             "id": [f"{listing.split}_{i:06d}" for i in range(n)],
-            "label": np.where(bad, -1, labels),
+            "label": np.where(bad, -1, y_flat),
             "source": [f"{x_path.name}[{i}]" for i in range(n)],
             "problem": np.where(bad, BAD_LABEL, ""),
-            "detail": [f"label {v}" if b else "" for v, b in zip(labels, bad)],
+            "detail": [f"label {v}" if b else "" for v, b in zip(y_flat, bad)],
             "digest": digests,
         }
     )
 
 
+@contextmanager
+def _open_h5(path: Path, cache_root: Path) -> Iterator[Any]:
+    """An HDF5 file (decompressing a .h5.gz first); any failure is one DataError naming it."""
+    import h5py
+
+    plain = _decompressed(path, cache_root)
+    try:
+        f = h5py.File(plain, "r")
+    except Exception as exc:  # h5py reports a damaged file in several exception types
+        raise DataError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
+    try:
+        yield f
+    finally:
+        f.close()
+
+
 def _dataset(f: Any, name: str, path: Path) -> Any:
-    if name not in f:
+    import h5py
+
+    try:
+        ds = f.get(name)
+        if isinstance(ds, h5py.Dataset):
+            _ = ds.shape, ds.dtype  # damaged metadata fails here, not later
+    except Exception as exc:  # as in _open_h5
+        raise DataError(f"{path}: dataset {name!r} unreadable ({_one_line(exc)})") from None
+    if ds is None:
         raise DataError(f"{path}: no dataset {name!r} (has {', '.join(f.keys()) or 'none'})")
-    return f[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise DataError(f"{path}: {name!r} is a {type(ds).__name__}, expected a dataset")
+    return ds
 
 
 def _read(ds: Any, start: int, stop: int, path: Path) -> np.ndarray:
     try:
         return np.asarray(ds[start:stop])
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: rows {start}-{stop} unreadable ({exc})") from None
+    except Exception as exc:  # as in _open_h5
+        raise DataError(f"{path}: rows {start}-{stop} unreadable ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def open_split(

@@ -5,13 +5,21 @@ Layouts, each turned into the same `Listing` (items + index-level findings):
 * Kaggle: ``DIR/train/*.tif`` + ``DIR/train_labels.csv`` (``id,label``), unlabelled
   ``DIR/test/*.tif``.
 * PCam HDF5: ``camelyonpatch_level_2_split_{split}_{x,y}.h5`` (or ``.h5.gz``), one file or a folder.
-* Folder per class: ``DIR/0/*``, ``DIR/1/*`` (any image Pillow reads); a folder of such folders
+* Folder per class: ``DIR/0/*``, ``DIR/1/*`` (TIFF, PNG, JPEG, BMP or WebP files, see decode.py;
+  other image files are listed, then refused by name); a folder of such folders
   (``DIR/train/0``, ``DIR/valid/1``, ...) gives one split per sub-folder; a flat folder of images
   is one unlabelled split.
+
+The index is read as untrusted input: ids are only ever matched against the names of files found
+in the split's folder (never joined into a path), a folder is listed one level deep (so a
+symbolic-link cycle cannot hang it), and a file whose name is not valid UTF-8 is excluded by name.
+Index rows that cannot be trusted (a label other than 0/1, an id given twice) are kept out of
+``items`` and recorded in ``excluded``, so they reach the run folder's ``excluded.csv``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from metastasis.data.decode import image_extensions
+from metastasis.data.decode import UNREADABLE, image_extensions
 from metastasis.errors import DataError
 
 PCAM_RE = re.compile(r"^camelyonpatch_level_2_split_(?P<split>\w+?)_(?P<xy>[xy])\.h5(?P<gz>\.gz)?$")
@@ -41,6 +49,17 @@ class Item:
     label: int | None
     path: Path | None = None
     row: int = -1
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """A file (or index row) left out by the listing itself, before any pixel is decoded."""
+
+    id: str
+    source: str  # printable path relative to the listing's root
+    kind: str  # DUPLICATE_ID, BAD_LABEL or decode.UNREADABLE (a file name that is not UTF-8)
+    detail: str
+    path: Path | None = None
 
 
 @dataclass
@@ -72,6 +91,7 @@ class Listing:
     findings: list[Finding] = field(default_factory=list)
     labelled: bool = True
     h5_files: tuple[Path, ...] = ()  # PCam: (x file, y file)
+    excluded: list[Excluded] = field(default_factory=list)  # listed in items.csv with a problem
 
 
 class Layout:
@@ -119,6 +139,8 @@ def open_layout(path: str | Path) -> Layout:
     """Detect the layout at ``path`` (a folder, or one PCam .h5/.h5.gz file)."""
     root = Path(path)
     if not root.exists():
+        if root.is_symlink():
+            raise DataError(f"{root}: symbolic link to nothing (dangling, or a loop)")
         raise DataError(f"{root}: no such file or folder")
     if root.is_file():
         m = PCAM_RE.match(root.name)
@@ -137,17 +159,18 @@ def open_layout(path: str | Path) -> Layout:
         if "train" in splits and not (root / KAGGLE_LABELS).is_file():
             raise DataError(f"{root}: Kaggle layout without {KAGGLE_LABELS}")
         return Layout("kaggle", root, splits)
+    entries = _listdir(root)
     pcam_splits = sorted(
-        {m["split"] for p in root.iterdir() if (m := PCAM_RE.match(p.name)) and m["xy"] == "x"}
+        {m["split"] for p in entries if (m := PCAM_RE.match(p.name)) and m["xy"] == "x"}
     )
     if pcam_splits:
         return Layout("pcam-h5", root, {s: _pcam_pair(root, s) for s in pcam_splits})
     if _is_class_folder(root):
         return Layout("folder", root, {root.name: root})
-    subs = sorted(p for p in root.iterdir() if p.is_dir() and _is_class_folder(p))
+    subs = sorted(p for p in entries if p.is_dir() and _is_class_folder(p))
     if subs:
         return Layout("folder", root, {p.name: p for p in subs})
-    if any(p.suffix.lower() in image_extensions() for p in root.iterdir() if p.is_file()):
+    if any(p.suffix.lower() in image_extensions() for p in entries if p.is_file()):
         return Layout("folder", root, {root.name: root})
     raise DataError(
         f"{root}: no known layout (expected Kaggle train/ + {KAGGLE_LABELS}, PCam "
@@ -155,8 +178,16 @@ def open_layout(path: str | Path) -> Layout:
     )
 
 
+def _listdir(folder: Path) -> list[Path]:
+    """The entries of ``folder`` (one level, never following links into sub-folders)."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+
+
 def _has_tif(folder: Path) -> bool:
-    return any(p.suffix.lower() in (".tif", ".tiff") for p in folder.iterdir())
+    return any(p.suffix.lower() in (".tif", ".tiff") for p in _listdir(folder))
 
 
 def _is_class_folder(folder: Path) -> bool:
@@ -180,40 +211,126 @@ def _pcam_pair(folder: Path, split: str) -> tuple[Path, Path | None]:
 
 
 def _image_files(folder: Path) -> list[Path]:
+    """Image files (by extension) directly in ``folder``, names not valid UTF-8 included."""
     exts = image_extensions()
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in exts and not p.is_dir())
+    try:
+        return [p for p in _listdir(folder) if p.suffix.lower() in exts and not p.is_dir()]
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+
+
+def printable(name: str) -> str:
+    """``name`` with bytes that are not UTF-8 (kept by Python as surrogates) shown as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _good_name(path: Path) -> bool:
+    return printable(path.name) == path.name
+
+
+def _split_names(paths: list[Path], root: Path) -> tuple[list[Path], list[Excluded]]:
+    """Files with usable names, and the others (not UTF-8) as exclusions named printably."""
+    good = [p for p in paths if _good_name(p)]
+    bad = [
+        Excluded(
+            printable(p.stem),
+            printable(_rel(p, root)),
+            UNREADABLE,
+            "file name is not valid UTF-8 (rename the file)",
+        )
+        for p in paths
+        if not _good_name(p)
+    ]
+    return good, bad
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _finding(kind: str, names: list[str], description: str) -> Finding:
-    return Finding(kind, len(names), names[:10], description)
+    return Finding(kind, len(names), [printable(n) for n in names[:10]], description)
 
 
-def _dedupe(items: list[Item]) -> tuple[list[Item], list[Finding]]:
+def _dedupe(items: list[Item], root: Path) -> tuple[list[Item], list[Finding], list[Excluded]]:
     """Drop every item whose id occurs more than once: we cannot tell which copy is right."""
     counts = Counter(it.id for it in items)
     dup = sorted(i for i, c in counts.items() if c > 1)
     if not dup:
-        return items, []
+        return items, [], []
     dup_set = set(dup)
     kept = [it for it in items if it.id not in dup_set]
-    return kept, [_finding(DUPLICATE_ID, dup, "ids listed more than once (all copies excluded)")]
+    excluded = [
+        Excluded(
+            it.id,
+            _rel(it.path, root),
+            DUPLICATE_ID,
+            f"{counts[it.id]} files named {it.id}.*",
+            it.path,
+        )
+        for it in items
+        if it.id in dup_set and it.path is not None
+    ]
+    finding = _finding(DUPLICATE_ID, dup, "ids listed more than once (all copies excluded)")
+    return kept, [finding], excluded
+
+
+def _read_labels(csv: Path) -> tuple[list[str], list[str]]:
+    """Ids and raw labels (stripped strings) of ``train_labels.csv``; one clear error if the file
+    cannot be read as UTF-8 CSV with the columns id and label (any order, any case, a byte-order
+    mark and extra columns allowed)."""
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{csv}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{csv}: empty file; expected a header line id,label") from None
+    except OSError as exc:
+        raise DataError(f"{csv}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{csv}: cannot parse: {_first_line(exc)}") from None
+    header = [str(c) for c in df.columns]
+    df.columns = pd.Index([c.strip().lower() for c in header])
+    if df.columns.duplicated().any():
+        raise DataError(f"{csv}: columns repeated in the header {','.join(header)}")
+    if not {"id", "label"} <= set(df.columns):
+        hint = ""
+        if len(header) == 2 and header[1].strip() in ("0", "1"):
+            hint = " (no header line? the first line looks like data; add id,label above it)"
+        raise DataError(f"{csv}: expected columns id,label, found {','.join(header)}{hint}")
+    df = df.fillna("")
+    return df["id"].str.strip().tolist(), df["label"].str.strip().tolist()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _list_kaggle(root: Path, split: str) -> Listing:
-    files = {p.stem: p for p in _image_files(root / split)}
+    paths, excluded = _split_names(_image_files(root / split), root)
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for p in paths:
+        by_stem[p.stem].append(p)
+    files = {stem: ps[0] for stem, ps in by_stem.items() if len(ps) == 1}
+    clash = sorted(stem for stem, ps in by_stem.items() if len(ps) > 1)
+    findings: list[Finding] = []
+    if clash:
+        findings.append(
+            _finding(DUPLICATE_ID, clash, "file names differing only in extension (all excluded)")
+        )
+        excluded += [
+            Excluded(s, _rel(p, root), DUPLICATE_ID, f"{len(by_stem[s])} files named {s}.*", p)
+            for s in clash
+            for p in by_stem[s]
+        ]
     if split != "train":
         items = [Item(i, None, p) for i, p in sorted(files.items())]
-        return Listing("kaggle", split, root, items, labelled=False)
-    csv = root / KAGGLE_LABELS
-    try:
-        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{csv}: cannot read: {exc}") from None
-    if not {"id", "label"} <= set(df.columns):
-        raise DataError(f"{csv}: expected columns id,label, found {','.join(df.columns)}")
-    findings: list[Finding] = []
-    ids = df["id"].str.strip().tolist()
-    raw_labels = df["label"].str.strip().tolist()
+        return Listing("kaggle", split, root, items, findings, labelled=False, excluded=excluded)
+    ids, raw_labels = _read_labels(root / KAGGLE_LABELS)
     counts = Counter(ids)
     dup = sorted(i for i, c in counts.items() if c > 1)
     if dup:
@@ -223,35 +340,53 @@ def _list_kaggle(root: Path, split: str) -> Listing:
     bad = [f"{i} (label {lab!r})" for i, lab in zip(ids, raw_labels) if lab not in ("0", "1")]
     if bad:
         findings.append(_finding(BAD_LABEL, bad, "labels outside {0, 1} (excluded)"))
-    missing = sorted(i for i in counts if i not in files)
+    # Ids are only looked up among the files found in the split folder, so an id such as
+    # "../x" or "/etc/passwd" can never name a file outside it: it is simply missing.
+    missing = sorted(i for i in counts if i not in by_stem)
     if missing:
         findings.append(
             _finding(MISSING_FILE, missing, f"ids in {KAGGLE_LABELS} with no image file")
         )
-    labelled_ids = set(counts)
-    unlabelled = sorted(files[i].name for i in files if i not in labelled_ids)
+    unlabelled = sorted(files[i].name for i in files if i not in counts)
     if unlabelled:
         findings.append(
             _finding(UNLABELLED_FILE, unlabelled, f"files in train/ not in {KAGGLE_LABELS}")
         )
-    dup_set = set(dup)
-    items = [
-        Item(i, int(lab), files[i])
-        for i, lab in zip(ids, raw_labels)
-        if i in files and i not in dup_set and lab in ("0", "1")
-    ]
-    return Listing("kaggle", split, root, items, findings)
+    labels_of: dict[str, list[str]] = defaultdict(list)
+    for i, lab in zip(ids, raw_labels):
+        labels_of[i].append(lab)
+    items = []
+    for i, lab in zip(ids, raw_labels):
+        if i not in files:
+            continue
+        if counts[i] > 1:
+            if i in labels_of:  # one exclusion per file, however often it is listed
+                listed = ", ".join(repr(v) for v in labels_of.pop(i))
+                detail = f"listed {counts[i]} times in {KAGGLE_LABELS} (labels {listed})"
+                excluded.append(Excluded(i, _rel(files[i], root), DUPLICATE_ID, detail, files[i]))
+        elif lab not in ("0", "1"):
+            excluded.append(
+                Excluded(i, _rel(files[i], root), BAD_LABEL, f"label {lab!r}", files[i])
+            )
+        else:
+            items.append(Item(i, int(lab), files[i]))
+    return Listing("kaggle", split, root, items, findings, excluded=excluded)
 
 
 def _list_folder(folder: Path, split: str) -> Listing:
     if not _is_class_folder(folder):
-        items = [Item(p.stem, None, p) for p in _image_files(folder)]
-        kept, findings = _dedupe(items)
-        return Listing("folder", split, folder, kept, findings, labelled=False)
-    items = []
+        paths, excluded = _split_names(_image_files(folder), folder)
+        kept, findings, dup = _dedupe([Item(p.stem, None, p) for p in paths], folder)
+        return Listing(
+            "folder", split, folder, kept, findings, labelled=False, excluded=excluded + dup
+        )
+    items: list[Item] = []
+    excluded = []
     for c in CLASS_DIRS:
         if (folder / c).is_dir():
-            items += [Item(p.stem, int(c), p) for p in _image_files(folder / c)]
+            paths, bad_names = _split_names(_image_files(folder / c), folder)
+            items += [Item(p.stem, int(c), p) for p in paths]
+            excluded += bad_names
     findings = []
     stray = sorted(p.name for p in _image_files(folder))
     if stray:
@@ -259,12 +394,12 @@ def _list_folder(folder: Path, split: str) -> Listing:
             _finding(UNLABELLED_FILE, stray, "images outside the class folders 0/ and 1/")
         )
     others = sorted(
-        p.name + "/" for p in folder.iterdir() if p.is_dir() and p.name not in CLASS_DIRS
+        p.name + "/" for p in _listdir(folder) if p.is_dir() and p.name not in CLASS_DIRS
     )
     if others:
         findings.append(_finding(BAD_LABEL, others, "folders other than 0/ and 1/ (not read)"))
-    kept, dup_findings = _dedupe(items)
-    return Listing("folder", split, folder, kept, findings + dup_findings)
+    kept, dup_findings, dup = _dedupe(items, folder)
+    return Listing("folder", split, folder, kept, findings + dup_findings, excluded=excluded + dup)
 
 
 def _list_pcam(root: Path, split: str, files: tuple[Path, Path | None]) -> Listing:

@@ -1,0 +1,234 @@
+"""Hostile inputs, made at test time: what scanners, colleagues and bad copies produce.
+
+Every writer is small and fast (the 20000x20000 decompression bomb is a 1-bit PNG streamed
+through zlib: about 50 KB, written in a fraction of a second, never held in memory).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+from PIL import Image
+from tests.helpers import patches
+
+BAD_UTF8_STEM = os.fsdecode(b"bad_utf8_\xff")
+
+
+def rgb(seed: int = 0, width: int = 96) -> np.ndarray:
+    """One synthetic 96 x ``width`` RGB patch."""
+    return np.ascontiguousarray(patches(1, seed=seed)[0][0][:, :width])
+
+
+def _save(path: Path, img: Image.Image, **kw: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, **kw)
+    return path
+
+
+def png_bytes(
+    width: int, height: int, bit_depth: int, colour_type: int, rows: list[bytes]
+) -> bytes:
+    """A PNG from raw scanlines (each without its filter byte); ``rows`` repeats when shorter
+    than ``height``, so a huge image of one colour streams through zlib without being built."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    comp = zlib.compressobj(9)
+    parts = [comp.compress(b"\x00" + rows[y % len(rows)]) for y in range(height)]
+    parts.append(comp.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
+
+
+def tiff_rgb16_bytes(pixels: np.ndarray) -> bytes:
+    """A baseline little-endian TIFF with 16 bits per RGB sample (Pillow cannot write one)."""
+    h, w, _ = pixels.shape
+    bits = struct.pack("<3H", 16, 16, 16)
+    data = pixels.astype("<u2").tobytes()
+    data_at = 8 + len(bits)
+    ifd_at = data_at + len(data)
+    short, long_ = 3, 4
+    tags = [
+        (256, short, 1, w),  # ImageWidth
+        (257, short, 1, h),  # ImageLength
+        (258, short, 3, 8),  # BitsPerSample -> offset 8
+        (259, short, 1, 1),  # no compression
+        (262, short, 1, 2),  # RGB
+        (273, long_, 1, data_at),  # StripOffsets
+        (277, short, 1, 3),  # SamplesPerPixel
+        (278, short, 1, h),  # RowsPerStrip
+        (279, long_, 1, len(data)),  # StripByteCounts
+        (284, short, 1, 1),  # chunky
+    ]
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, count, value in tags:
+        if kind == short and count == 1:
+            ifd += struct.pack("<HHIHH", tag, kind, count, value, 0)
+        else:
+            ifd += struct.pack("<HHII", tag, kind, count, value)
+    ifd += struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", ifd_at) + bits + data + ifd
+
+
+# --- one writer per hostile image file ----------------------------------------------------------
+
+
+def truncated_tif(path: Path) -> Path:
+    _save(path, Image.fromarray(rgb(1)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def zero_byte(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def text_named_tif(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("id,label\nthis is a spreadsheet, not an image\n")
+    return path
+
+
+def decompression_bomb(path: Path, side: int = 20000) -> Path:
+    """``side`` x ``side`` pixels of one colour (1-bit greyscale PNG, ~50 KB for 20000)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(side, side, 1, 0, [b"\x00" * ((side + 7) // 8)]))
+    return path
+
+
+def grey16_tif(path: Path) -> Path:
+    return _save(path, Image.fromarray(rgb(2)[..., 0].astype(np.uint16) * 257))
+
+
+def rgb16_tif(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tiff_rgb16_bytes(rgb(3).astype(np.uint16) * 257))
+    return path
+
+
+def rgb16_png(path: Path) -> Path:
+    rows = [(row.astype(np.uint16) * 257).astype(">u2").tobytes() for row in rgb(4)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(96, 96, 16, 2, rows))
+    return path
+
+
+def cmyk_jpeg(path: Path) -> Path:
+    return _save(path, Image.fromarray(rgb(5)).convert("CMYK"), quality=95)
+
+
+def greyscale_png(path: Path) -> Path:
+    return _save(path, Image.fromarray(rgb(6)).convert("L"))
+
+
+def rgba_png(path: Path) -> Path:
+    return _save(path, Image.fromarray(rgb(7)).convert("RGBA"))
+
+
+def palette_png(path: Path) -> Path:
+    return _save(path, Image.fromarray(rgb(8)).convert("P"))
+
+
+def size_95x96(path: Path) -> Path:
+    return _save(path, Image.fromarray(rgb(9, width=95)))
+
+
+def symlink_loop(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(path.name, path)  # points at itself
+    return path
+
+
+def chmod_000(path: Path) -> Path:
+    """A valid patch nobody may read (root still can: permissions do not bind root)."""
+    _save(path, Image.fromarray(rgb(10)))
+    os.chmod(path, 0)
+    return path
+
+
+def fifo(path: Path) -> Path:
+    """A named pipe: opening it for reading would wait for a writer forever."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+EPS_TEXT = """%!PS-Adobe-3.0 EPSF-3.0
+%%BoundingBox: 0 0 96 96
+%%EndComments
+/Helvetica findfont 12 scalefont setfont 10 40 moveto (hello) show
+%%EOF
+"""
+
+
+def eps_named_tif(path: Path) -> Path:
+    """PostScript: a program, which Pillow would hand to Ghostscript to render."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(EPS_TEXT)
+    return path
+
+
+def bad_utf8_name(folder: Path) -> Path:
+    """A valid patch whose file name is not UTF-8 (a zip made on another system)."""
+    return _save(folder / f"{BAD_UTF8_STEM}.tif", Image.fromarray(rgb(11)))
+
+
+# --- data sets ----------------------------------------------------------------------------------
+
+
+def write_good(folder: Path, ids: list[str], seed: int = 0) -> None:
+    imgs, _ = patches(len(ids), seed=seed)
+    for i, name in enumerate(ids):
+        _save(folder / f"{name}.tif", Image.fromarray(imgs[i]))
+
+
+def write_labels(path: Path, rows: list[tuple[str, str]], header: str = "id,label") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (header + "\n" if header else "") + "".join(f"{i},{lab}\n" for i, lab in rows)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def kaggle(root: Path, n_good: int = 6) -> Path:
+    """A small clean Kaggle folder (train/ with labels, no test/)."""
+    ids = [f"good{i}" for i in range(n_good)]
+    write_good(root / "train", ids)
+    write_labels(root / "train_labels.csv", [(i, str(k % 2)) for k, i in enumerate(ids)])
+    return root
+
+
+def write_h5(path: Path, name: str, data: np.ndarray | None = None, group: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        if group:
+            f.create_group(name)
+        else:
+            f.create_dataset(name, data=data)
+    return path
+
+
+def pcam(folder: Path, n: int = 4, split: str = "test") -> tuple[Path, Path]:
+    """A valid PCam pair with ``n`` patches."""
+    imgs, labels = patches(n, seed=1)
+    x = write_h5(folder / f"camelyonpatch_level_2_split_{split}_x.h5", "x", imgs)
+    y = write_h5(
+        folder / f"camelyonpatch_level_2_split_{split}_y.h5",
+        "y",
+        labels.astype(np.uint8).reshape(n, 1, 1, 1),
+    )
+    return x, y
