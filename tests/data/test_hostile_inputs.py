@@ -421,22 +421,12 @@ def test_folder_cycle_is_not_followed(corpus: Corpus) -> None:
     assert corpus.check.rc == 0 and "cycle/" not in json.dumps(corpus.report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eda_integrity._find_file joins train_labels.csv ids into paths (root / id): "
-    "'../outside' or an absolute id shows a file from outside the data set in the report",
-)
 def test_eda_never_opens_files_named_by_missing_ids(corpus: Corpus) -> None:
     findings = corpus.eda_report["integrity"]["splits"]["train"]
     (missing,) = [f for f in findings if f["kind"] == MISSING_FILE]
     assert "figure" not in missing  # nothing of a missing file can be shown
 
 
-@pytest.mark.xfail(
-    run=False,
-    reason="eda_integrity._read opens excluded files with an unguarded Image.open: blocks "
-    "forever on a FIFO (and would hand PostScript to Ghostscript); decode.preview_file is safe",
-)
 def test_eda_on_a_fifo(tmp_path: Path) -> None:
     root = hc.kaggle(tmp_path / "k")
     hc.fifo(root / "train" / "fifo.tif")

@@ -114,7 +114,7 @@ def cross_split_findings(cached: list[CachedSplit]) -> list[Finding]:
     digests = np.concatenate([c.digests[c.ok] for c in cached])
     names = np.concatenate(
         [
-            np.array([f"{c.meta['split']}/{s}" for s in c.sources[c.ok]], dtype=object)
+            np.array([_in_split(c.meta["split"], s) for s in c.sources[c.ok]], dtype=object)
             for c in cached
         ]
     )
@@ -129,3 +129,8 @@ def cross_split_findings(cached: list[CachedSplit]) -> list[Finding]:
             "identical patches in more than one split (leakage)",
         )
     ]
+
+
+def _in_split(split: str, source: str) -> str:
+    """``split/source``, unless the source already starts with its split (Kaggle's train/x.tif)."""
+    return source if source.startswith(f"{split}/") else f"{split}/{source}"

@@ -86,17 +86,6 @@ def fit(
         _claim_run_dir(run_dir)
     cfg = cfg.replace(out=str(run_dir))
 
-    from lightning.fabric import Fabric
-    from lightning.fabric.utilities.seed import seed_everything
-
-    flat_memory = fix_mmap_threshold()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    fabric = Fabric(
-        accelerator=cfg.accelerator, devices=cfg.devices, precision=cast(Any, cfg.precision)
-    )
-    seed_everything(cfg.seed, verbose=False)
-
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else None
     train_data = open_split(str(cfg.data), cfg.split, TRAIN_SPLITS, cache_root, progress)
     _require_labels(train_data)
@@ -115,6 +104,17 @@ def fit(
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise DataError(f"{cfg.data}: no usable patches left for training or validation")
 
+    # Lightning is imported after the data is open, so a data problem is reported at once.
+    from lightning.fabric import Fabric
+    from lightning.fabric.utilities.seed import seed_everything
+
+    flat_memory = fix_mmap_threshold()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    fabric = Fabric(
+        accelerator=cfg.accelerator, devices=cfg.devices, precision=cast(Any, cfg.precision)
+    )
+    seed_everything(cfg.seed, verbose=False)
     model = create_model(cfg.model, **cfg.model_kwargs)
     preprocessing = default_preprocessing(cfg.model)
     model = model.to(memory_format=torch.channels_last)

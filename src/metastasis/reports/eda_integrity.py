@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from metastasis.data.cache import DUPLICATE_PIXELS, CachedSplit, duplicate_groups
 from metastasis.data.checks import CheckReport
+from metastasis.data.decode import preview_file
 from metastasis.data.layouts import Finding
 from metastasis.metrics import image_stats as st
 from metastasis.reports import eda_plots as plots
@@ -85,6 +85,10 @@ def _by_source(c: CachedSplit | None, source: str, from_file: bool = False) -> n
 
 
 def _find_file(root: Path, split: str, name: str) -> Path | None:
+    """The file a finding names, looked up only inside the data set's own folders: a name from a
+    labels file (``../x``, ``/etc/x``, ``sub/x``) is never joined into a path."""
+    if Path(name).name != name or name in (".", ".."):
+        return None
     for folder in (root, root / split, root / "0", root / "1"):
         for candidate in (name, *(name + e for e in (".tif", ".png", ".jpg", ".jpeg"))):
             if (folder / candidate).is_file():
@@ -93,15 +97,9 @@ def _find_file(root: Path, split: str, name: str) -> Path | None:
 
 
 def _read(path: Path | None) -> np.ndarray | None:
-    """An image file as RGB, shrunk to at most 96x96 (None when it cannot be read)."""
-    if path is None:
-        return None
-    try:
-        with Image.open(path) as im:
-            im.thumbnail((96, 96))
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
+    """An image file as an RGB thumbnail, with the decoder's guards (None when it cannot be
+    shown safely: not a regular file, not a plain raster format, too large)."""
+    return None if path is None else preview_file(path)
 
 
 def _near_duplicates(a: SplitAnalysis, folder: Path) -> dict[str, Any]:
