@@ -165,3 +165,38 @@ def test_a_split_folder_shares_its_cache_with_its_parent(demo_data: Path) -> Non
     from_parent = open_split(demo_data, "train", progress=False)
     direct = open_split(demo_data / "train", progress=False)
     assert direct.path == from_parent.path
+
+
+def test_killed_cache_build_is_rebuilt_and_its_leftovers_removed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    synthetic.write_folder_dataset(tmp_path / "d", 2000, seed=3)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "metastasis",
+            "check",
+            str(tmp_path / "d"),
+            "--cache-dir",
+            str(cache),
+            "--no-progress",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not list(cache.glob(".*.building-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(cache.glob(".*.building-*")), "the build was killed half-way"
+    assert not [p for p in cache.iterdir() if not p.name.startswith(".")]  # nothing final
+    cached = open_split(tmp_path / "d", cache_root=cache, progress=False)
+    assert len(cached) == 2000 and cached.ok.all()
+    assert not list(cache.glob(".*.building-*"))  # the dead build's folder is gone

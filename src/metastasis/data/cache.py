@@ -192,7 +192,8 @@ def open_cache(
     if (final / "meta.json").is_file():
         return CachedSplit(final)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=root))
+    _remove_abandoned_builds(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-{os.getpid()}-", dir=root))
     try:
         if listing.layout == "pcam-h5":
             table = _build_from_h5(listing, tmp, root, progress)
@@ -219,6 +220,24 @@ def open_cache(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return CachedSplit(final)
+
+
+def _remove_abandoned_builds(root: Path) -> None:
+    """Delete the temporary folders of builds whose process is gone (killed, power cut)."""
+    for tmp in root.glob(".*.building-*"):
+        pid = tmp.name.rsplit(".building-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _decode_chunk(npy: str, start: int, paths: list[str]) -> list[tuple[str, str, str]]:
