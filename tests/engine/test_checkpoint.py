@@ -77,3 +77,20 @@ def test_metadata_is_validated(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_building_a_pretrained_bundle_never_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = create_model("resnet18", pretrained=False)
+    bundle = Bundle(
+        arch="resnet18",
+        arch_kwargs={"pretrained": True},
+        state_dict=state_dict_cpu(model),
+        preprocessing=Preprocessing(),
+    )
+    save_checkpoint(tmp_path / "c.pt", bundle)
+    rebuilt = load_checkpoint(tmp_path / "c.pt").build_model()
+    x = torch.rand(1, 3, 96, 96)
+    torch.testing.assert_close(rebuilt(x), model.eval()(x))

@@ -54,7 +54,10 @@ class Bundle:
 
     def build_model(self) -> nn.Module:
         """The architecture with these weights, in eval mode."""
-        model = create_model(self.arch, **self.arch_kwargs)
+        kwargs = dict(self.arch_kwargs)
+        if "pretrained" in kwargs:  # the bundle's weights replace them: never download
+            kwargs["pretrained"] = False
+        model = create_model(self.arch, **kwargs)
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as exc:

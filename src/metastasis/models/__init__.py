@@ -40,7 +40,7 @@ def register_model(
 
 
 def _load_families() -> None:
-    from metastasis.models import baseline_cnn  # noqa: F401
+    from metastasis.models import baseline_cnn, regularised_cnn, timm_backbones  # noqa: F401
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
