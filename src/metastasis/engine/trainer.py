@@ -191,7 +191,6 @@ def fit(
             va = predict(model, val_loader, preprocessing)
             row = history_row(epoch, tr, va, cfg.threshold, time.perf_counter() - start)
             history.append(row)
-            write_history(run_dir, history)
             score = row["val_roc_auc"] if not math.isnan(row["val_roc_auc"]) else -row["val_loss"]
             improved = score > best_score
             if improved:
@@ -237,6 +236,8 @@ def fit(
                 fingerprints=fingerprints,
             )
             save_train_state(run_dir, state)
+            # Last: a history row means its epoch's checkpoint and state are on disk.
+            write_history(run_dir, history)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
     except KeyboardInterrupt:
