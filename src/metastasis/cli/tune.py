@@ -13,12 +13,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metastasis.cli.common import add_data_options, progress
+from metastasis.cli.common import (
+    add_data_options,
+    add_training_options,
+    progress,
+    training_overrides,
+)
 
 ORDER = 25
 HELP = "search hyper-parameters (Optuna); resumable and parallel"
 
-OVERRIDES = (
+TRIAL_FLAGS = (
     "data",
     "split",
     "val_data",
@@ -33,7 +38,6 @@ OVERRIDES = (
     "precision",
     "num_workers",
     "threads",
-    "cache_dir",
 )
 
 
@@ -56,20 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--report-only", action="store_true", help="only write the study's outputs, no trials"
     )
     g = p.add_argument_group("training options for every trial (override --config)")
-    g.add_argument("--data", help="training data")
-    g.add_argument("--split", help="split of --data to train on")
-    g.add_argument("--val-data", help="validation data (default: stratified split of --data)")
-    g.add_argument("--val-split", help="split of --val-data")
-    g.add_argument("--val-fraction", type=float)
-    g.add_argument("--model")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--seed", type=int, help="training seed (the same for every trial)")
-    g.add_argument("--accelerator")
-    g.add_argument("--devices", type=int)
-    g.add_argument("--precision")
-    g.add_argument("--num-workers", type=int)
-    g.add_argument("--threads", type=int, help="torch threads per worker")
+    add_training_options(g, TRIAL_FLAGS)
     add_data_options(p)
 
 
@@ -77,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from metastasis.config import resolve_config
     from metastasis.tune import TuneSettings, load_space, tune, write_study_report
 
-    base = resolve_config(args.config, **{k: getattr(args, k) for k in OVERRIDES})
+    base = resolve_config(args.config, **training_overrides(args, TRIAL_FLAGS))
     space = load_space(args.space)
     name = args.study or Path(args.space).stem
     settings = TuneSettings(
