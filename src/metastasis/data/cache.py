@@ -34,7 +34,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from metastasis.data.decode import PATCH_SHAPE, decode_file, pixel_digest
-from metastasis.data.layouts import BAD_LABEL, Finding, Listing
+from metastasis.data.layouts import BAD_LABEL, Finding, Listing, open_layout
 from metastasis.errors import DataError
 from metastasis.io import atomic_path, atomic_write_json
 
@@ -433,8 +433,6 @@ def open_split(
     progress: bool = True,
 ) -> CachedSplit:
     """Detect the layout at ``path``, choose a split and open (building if needed) its cache."""
-    from metastasis.data.layouts import open_layout
-
     layout = open_layout(path)
     name = layout.choose_split(split, prefer)
     return open_cache(layout.listing(name), cache_root, progress=progress)

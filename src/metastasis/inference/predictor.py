@@ -56,9 +56,6 @@ class Predictor:
         self.bundle = bundle
         return self
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return self.preprocessing(x)
-
     def predict_proba(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """Probabilities for an in-memory batch of uint8 patches."""
         x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
@@ -68,7 +65,7 @@ class Predictor:
             (x[i : i + self.batch_size], torch.full((min(self.batch_size, len(x) - i),), -1))
             for i in range(0, len(x), self.batch_size)
         ]
-        return predict(self.model, batches, self._prepare, self.device).probs
+        return predict(self.model, batches, self.preprocessing, self.device).probs
 
     def predict_split(
         self, data: CachedSplit, indices: np.ndarray | None = None, progress: bool = True
@@ -83,5 +80,5 @@ class Predictor:
             pin_memory=self.device.type == "cuda",
         )
         bar = tqdm(loader, desc="predicting", unit="batch", disable=not progress, leave=False)
-        out = predict(self.model, bar, self._prepare, self.device)
+        out = predict(self.model, bar, self.preprocessing, self.device)
         return out.probs, out.labels

@@ -8,6 +8,7 @@ Arrays (and an optional ``ax``) in, a matplotlib ``Figure`` out, object-oriented
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -180,16 +181,7 @@ def plot_patch_distributions(
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 41)
         for k, (cls, d) in enumerate(zip(values, data)):
             if d.size:
-                ax.hist(
-                    d,
-                    bins=bins,
-                    density=True,
-                    histtype="stepfilled",
-                    alpha=0.3,
-                    color=_colour(cls, k),
-                    edgecolor=_colour(cls, k),
-                    label=class_label(cls),
-                )
+                _class_hist(ax, d, bins, _colour(cls, k), class_label(cls))
         if threshold is not None:
             ax.axvline(
                 np.log10(1 + threshold) if log else threshold,
@@ -202,6 +194,20 @@ def plot_patch_distributions(
         ax.set_title(title)
         ax.legend(fontsize=7)
     return fig
+
+
+def _class_hist(ax: Axes, d: np.ndarray, bins: np.ndarray, colour: Any, label: str) -> None:
+    """One class's density histogram, filled and translucent so classes overlay."""
+    ax.hist(
+        d,
+        bins=bins.tolist(),
+        density=True,
+        histtype="stepfilled",
+        alpha=0.3,
+        color=colour,
+        edgecolor=colour,
+        label=label,
+    )
 
 
 def plot_centre_vs_ring(
@@ -221,16 +227,8 @@ def plot_centre_vs_ring(
         bins = np.linspace(-lim, lim, 41) if lim > 0 else np.linspace(-1, 1, 41)
         for k, (cls, d) in enumerate(diffs.items()):
             if d.size:
-                ax.hist(
-                    np.clip(d, bins[0], bins[-1]),
-                    bins=bins,
-                    density=True,
-                    histtype="stepfilled",
-                    alpha=0.3,
-                    color=_colour(cls, k),
-                    edgecolor=_colour(cls, k),
-                    label=f"{class_label(cls)} (mean {d.mean():+.3g})",
-                )
+                label = f"{class_label(cls)} (mean {d.mean():+.3g})"
+                _class_hist(ax, np.clip(d, bins[0], bins[-1]), bins, _colour(cls, k), label)
         ax.axvline(0, color="0.3", linewidth=1)
         ax.set(xlabel="centre - ring", ylabel="density")
         ax.set_title(title)
