@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from metastasis.errors import MetastasisError
-from metastasis.transforms.presets import Preprocessing, augment_batch, random_flips
+from metastasis.transforms.augment import augment_batch, random_flips
+from metastasis.transforms.presets import Preprocessing
 
 
 def _batch(n: int = 16) -> torch.Tensor:

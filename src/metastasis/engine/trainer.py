@@ -33,7 +33,7 @@ from metastasis.engine.state import TrainState, load_train_state, save_train_sta
 from metastasis.errors import DataError, MetastasisError
 from metastasis.io import atomic_write_json, atomic_write_text
 from metastasis.models import create_model, default_preprocessing
-from metastasis.transforms.presets import AUGMENT_PRESETS, augment_batch
+from metastasis.transforms.augment import AUGMENT_PRESETS, augment_batch
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
-"""Preprocessing (what a checkpoint carries) and the training augmentation presets.
+"""Preprocessing: what a checkpoint carries to turn uint8 patches into model input.
 
-Both work on whole batches of uint8 NHWC tensors, on the device the model runs on.
+It works on whole batches of uint8 NHWC tensors, on the device the model runs on. Training
+augmentation is in `augment.py`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-from metastasis.errors import MetastasisError
-
-AUGMENT_PRESETS = ("none", "flips")
 
 
 @dataclass(frozen=True)
@@ -55,25 +52,3 @@ class Preprocessing:
             mean=tuple(d["mean"]),
             std=tuple(d["std"]),
         )
-
-
-def random_flips(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip each NHWC image left-right and up-down, each with probability 1/2 (the seed's aug)."""
-    n = x.shape[0]
-    h = torch.rand(n, generator=generator) < 0.5
-    v = torch.rand(n, generator=generator) < 0.5
-    h, v = h.to(x.device).view(n, 1, 1, 1), v.to(x.device).view(n, 1, 1, 1)
-    x = torch.where(h, x.flip(2), x)
-    return torch.where(v, x.flip(1), x)
-
-
-def augment_batch(
-    x: torch.Tensor, preset: str, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    if preset == "none":
-        return x
-    if preset == "flips":
-        return random_flips(x, generator)
-    raise MetastasisError(
-        f"unknown augmentation preset {preset!r}; known: {', '.join(AUGMENT_PRESETS)}"
-    )
