@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -13,11 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from metastasis.metrics.plots import (
     plot_confusion_matrix,
     plot_history,
     plot_pr,
+    plot_reliability,
     plot_roc,
     save_figure,
 )
@@ -62,6 +65,31 @@ def test_single_class_plots_without_warning(plot: Callable[..., Figure]) -> None
         warnings.simplefilter("error")
         fig = plot([1, 1, 1], [0.2, 0.5, 0.9])
     assert "one class" in " ".join(t.get_text() for t in fig.axes[0].texts)
+
+
+def test_plot_reliability() -> None:
+    y, p = [0, 0, 1, 0, 1, 1, 1, 0], [0.0, 0.1, 0.2, 0.3, 0.55, 0.6, 0.9, 1.0]
+    fig = plot_reliability(y, p, n_bins=5, label="model")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2  # curve + twin axes of counts
+    assert any("model (ECE = 0.344)" in t for t in _legend_texts(fig))
+    diagonal, curve = fig.axes[0].lines
+    np.testing.assert_allclose(np.asarray(diagonal.get_xdata(), float), [0.0, 1.0])
+    np.testing.assert_allclose(  # empty bin left out
+        np.asarray(curve.get_xdata(), float), [0.1, 0.3, 0.575, 0.95]
+    )
+    np.testing.assert_allclose(np.asarray(curve.get_ydata(), float), [1 / 3, 0.0, 1.0, 0.5])
+    bars = [b for b in fig.axes[1].patches if isinstance(b, Rectangle)]
+    assert [round(b.get_height()) for b in bars] == [3, 1, 2, 0, 2]
+
+
+def test_plot_reliability_into_given_axes_and_one_class_without_warning() -> None:
+    fig = Figure()
+    ax = fig.subplots()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plot_reliability([1, 1, 1], [0.2, 0.5, 0.9], ax=ax) is fig
+        fig.savefig(io.BytesIO(), format="png")  # renders without warnings too
+    assert len(fig.axes) == 2
 
 
 def test_plot_confusion_matrix() -> None:

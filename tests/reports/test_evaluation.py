@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from metastasis.metrics.bootstrap import bootstrap_ci
+from metastasis.metrics.calibration import brier_score, expected_calibration_error
 from metastasis.metrics.classification import binary_metrics
 from metastasis.reports.evaluation import write_evaluation, write_html_report
 
@@ -17,18 +20,39 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_write_evaluation(tmp_path: Path) -> None:
     metrics = write_evaluation(tmp_path, Y, P, threshold=0.5, prefix="test_")
-    assert metrics == binary_metrics(Y, P)
+    assert {k: v for k, v in metrics.items() if k not in ("ece", "ci95")} == binary_metrics(Y, P)
+    assert metrics["ece"] == expected_calibration_error(Y, P)
+    assert metrics["brier"] == pytest.approx(brier_score(Y, P))
+    assert metrics["ci95"] == bootstrap_ci(Y, P, threshold=0.5, n_resamples=1000, seed=0)
+    assert set(metrics["ci95"]) == {"roc_auc", "accuracy", "sensitivity", "specificity"}
+    json.dumps(metrics, allow_nan=False)  # plain JSON, no NaN
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["test_confusion_matrix.png", "test_pr.png", "test_roc.png"]
+    assert names == [
+        "test_confusion_matrix.png",
+        "test_pr.png",
+        "test_reliability.png",
+        "test_roc.png",
+    ]
     for name in names:
         data = (tmp_path / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 100
 
 
+def test_write_evaluation_options(tmp_path: Path) -> None:
+    metrics = write_evaluation(tmp_path, Y, P, 0.4, n_bins=5, n_resamples=0)
+    assert "ci95" not in metrics and metrics["threshold"] == 0.4
+    assert metrics["ece"] == expected_calibration_error(Y, P, n_bins=5)
+    seeded = write_evaluation(tmp_path, Y, P, n_resamples=50, seed=3)["ci95"]
+    assert seeded == bootstrap_ci(Y, P, n_resamples=50, seed=3)
+
+
 def test_write_evaluation_single_class(tmp_path: Path) -> None:
     metrics = write_evaluation(tmp_path, [0, 0, 0], [0.1, 0.6, 0.3])
     assert metrics["roc_auc"] is None
-    assert len(list(tmp_path.iterdir())) == 3
+    assert metrics["ci95"]["roc_auc"] == {"low": None, "high": None, "n_skipped": 1000}
+    assert metrics["ece"] == pytest.approx((0.1 + 0.6 + 0.3) / 3)
+    json.dumps(metrics, allow_nan=False)
+    assert len(list(tmp_path.iterdir())) == 4
 
 
 def test_write_evaluation_validates_before_writing(tmp_path: Path) -> None:
@@ -68,3 +92,21 @@ def test_write_html_report_minimal(tmp_path: Path) -> None:
     page = write_html_report(tmp_path / "r.html", "t", {"roc_auc": None}, []).read_text()
     assert '<td class="na">n/a</td>' in page
     assert "<img" not in page and "Confusion matrix" not in page and "Notes" not in page
+
+
+def test_write_html_report_shows_confidence_intervals(tmp_path: Path) -> None:
+    metrics = binary_metrics(Y, P) | {
+        "ece": 0.25,
+        "ci95": {
+            "roc_auc": {"low": 0.5, "high": 1.0, "n_skipped": 3},
+            "accuracy": {"low": 0.25, "high": 1.0, "n_skipped": 0},
+            "sensitivity": {"low": None, "high": None, "n_skipped": 1000},
+        },
+    }
+    page = write_html_report(tmp_path / "r.html", "t", metrics, ["reliability.png"]).read_text()
+    assert "<th>roc_auc</th><td>0.7500 (0.5000–1.0000)</td>" in page
+    assert "<th>accuracy</th><td>0.7500 (0.2500–1.0000)</td>" in page
+    assert "<th>sensitivity</th><td>0.5000</td>" in page  # no interval: shown bare
+    assert "<th>pr_auc</th><td>0.8333</td>" in page and "<th>ece</th><td>0.2500</td>" in page
+    assert "95% confidence interval" in page and "n_skipped" not in page
+    assert '<img src="reliability.png"' in page

@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, average_precision_score
 
 from metastasis.io import atomic_path
+from metastasis.metrics.calibration import expected_calibration_error, reliability_curve
 from metastasis.metrics.classification import check_binary_inputs, pr_points, roc_points
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_history",
     "plot_pr",
+    "plot_reliability",
     "plot_roc",
     "save_figure",
 ]
@@ -98,6 +100,55 @@ def plot_pr(
     ax.set_title("Precision-recall curve")
     ax.set_aspect("equal")
     ax.legend(loc="lower left")
+    return fig
+
+
+def plot_reliability(
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    n_bins: int = 15,
+    ax: Axes | None = None,
+    label: str | None = None,
+) -> Figure:
+    """Reliability diagram: observed fraction of tumour against mean predicted probability per
+    equal-width bin (empty bins left out), the diagonal of perfect calibration, ECE in the legend,
+    and the number of patches per bin as grey bars along the bottom (log scale, on a twin of
+    ``ax`` whose right axis reads the counts).
+    """
+    y, p = check_binary_inputs(y_true, y_prob)
+    fig, ax = figure_and_axes(ax)
+    curve = reliability_curve(y, p, n_bins)
+    edges, count = curve["bin_edges"], curve["count"]
+    filled = count > 0
+    counts_ax = ax.twinx()
+    counts_ax.bar(
+        edges[:-1], count, width=np.diff(edges), align="edge", color="0.85", edgecolor="0.7"
+    )
+    counts_ax.set_yscale("log")
+    # bars from 0.5 (a single patch shows) up to a third of the height: the curve stays clear
+    most = max(int(count.max()), 1)
+    counts_ax.set_ylim(0.5, 0.5 * (most / 0.5) ** 3)
+    counts_ax.set_yticks([10**k for k in range(len(str(most)))])  # powers of ten up to `most`
+    counts_ax.minorticks_off()
+    counts_ax.set_ylabel("Patches per bin", color="0.4")
+    counts_ax.tick_params(axis="y", colors="0.4")
+    ax.set_zorder(counts_ax.get_zorder() + 1)  # the curve over the bars
+    ax.patch.set_visible(False)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="perfect calibration")
+    ece = expected_calibration_error(y, p, n_bins)
+    ax.plot(
+        curve["mean_predicted"][filled],
+        curve["observed_fraction"][filled],
+        marker="o",
+        markersize=4,
+        linewidth=2,
+        label=_curve_label(label, "ECE", ece),
+    )
+    ax.set(
+        xlim=(0, 1), ylim=(0, 1.01), xlabel="Mean predicted probability", ylabel="Fraction tumour"
+    )
+    ax.set_title("Reliability diagram")
+    ax.legend(loc="upper left")
     return fig
 
 

@@ -12,8 +12,16 @@ import numpy.typing as npt
 import pandas as pd
 
 from metastasis.io import atomic_write_text
+from metastasis.metrics.bootstrap import bootstrap_ci
+from metastasis.metrics.calibration import expected_calibration_error
 from metastasis.metrics.classification import binary_metrics
-from metastasis.metrics.plots import plot_confusion_matrix, plot_pr, plot_roc, save_figure
+from metastasis.metrics.plots import (
+    plot_confusion_matrix,
+    plot_pr,
+    plot_reliability,
+    plot_roc,
+    save_figure,
+)
 
 __all__ = ["write_evaluation", "write_html_report"]
 
@@ -30,6 +38,7 @@ td.na { color: #999; }
 figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: .85rem; color: #666; text-align: center; }
 ul.notes li { margin: .2rem 0; }
+p.caption { font-size: .85rem; color: #666; margin-top: 0; }
 """.strip()
 
 
@@ -39,16 +48,33 @@ def write_evaluation(
     y_prob: npt.ArrayLike,
     threshold: float = 0.5,
     prefix: str = "",
+    *,
+    n_bins: int = 15,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Compute :func:`binary_metrics` and write ``{prefix}roc.png``, ``{prefix}pr.png`` and
-    ``{prefix}confusion_matrix.png`` into ``out_dir``; return the metrics (no JSON is written)."""
+    """Compute metrics and write ``{prefix}roc.png``, ``{prefix}pr.png``,
+    ``{prefix}confusion_matrix.png`` and ``{prefix}reliability.png`` into ``out_dir``; return the
+    metrics (no JSON is written).
+
+    The metrics are :func:`binary_metrics` plus ``ece`` (``n_bins`` equal-width bins) and
+    ``ci95``: 95% percentile-bootstrap intervals of ROC-AUC, accuracy, sensitivity and
+    specificity (:func:`bootstrap_ci`, ``n_resamples`` resamples from ``seed``; ``n_resamples=0``
+    leaves ``ci95`` out).
+    """
     metrics = binary_metrics(y_true, y_prob, threshold=threshold)
+    metrics["ece"] = expected_calibration_error(y_true, y_prob, n_bins)
+    if n_resamples:
+        metrics["ci95"] = bootstrap_ci(
+            y_true, y_prob, threshold, n_resamples=n_resamples, confidence=0.95, seed=seed
+        )
     out = Path(out_dir)
     save_figure(plot_roc(y_true, y_prob), out / f"{prefix}roc.png")
     save_figure(plot_pr(y_true, y_prob), out / f"{prefix}pr.png")
     save_figure(
         plot_confusion_matrix(metrics["confusion_matrix"]), out / f"{prefix}confusion_matrix.png"
     )
+    save_figure(plot_reliability(y_true, y_prob, n_bins), out / f"{prefix}reliability.png")
     return metrics
 
 
@@ -64,16 +90,34 @@ def _format_value(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _interval(ci: Any, key: str) -> str:
+    """`` (low–high)`` from ``ci[key]`` when both ends are numbers, else an empty string."""
+    bounds = ci.get(key) if isinstance(ci, Mapping) else None
+    if not isinstance(bounds, Mapping):
+        return ""
+    low, high = bounds.get("low"), bounds.get("high")
+    if not isinstance(low, float) or not isinstance(high, float):
+        return ""
+    return f" ({low:.4f}–{high:.4f})"
+
+
 def _metrics_table(metrics: Mapping[str, Any]) -> str:
+    """Scalar metrics, one row each; a metric with a ``ci95`` entry shows it in parentheses."""
+    ci = metrics.get("ci95")
     rows = []
     for key, value in metrics.items():
         if isinstance(value, (Mapping, list, tuple)):
             continue
         cls = ' class="na"' if value is None else ""
-        rows.append(
-            f"<tr><th>{html.escape(str(key))}</th><td{cls}>{_format_value(value)}</td></tr>"
+        shown = _format_value(value) + (_interval(ci, key) if isinstance(value, float) else "")
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td{cls}>{shown}</td></tr>")
+    table = "<table>\n" + "\n".join(rows) + "\n</table>"
+    if any(_interval(ci, key) for key in metrics):
+        table += (
+            '\n<p class="caption">In parentheses: 95% confidence interval (percentile bootstrap'
+            " over patches).</p>"
         )
-    return "<table>\n" + "\n".join(rows) + "\n</table>"
+    return table
 
 
 def _confusion_table(cm: Sequence[Sequence[int]], class_names: Sequence[str]) -> str:

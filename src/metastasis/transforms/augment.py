@@ -10,9 +10,11 @@ the same numbers), and every step is vectorised over the batch:
   histology using PHH3 as a reference to train distilled stain-invariant convolutional networks"):
   the image is taken to optical density, unmixed into haematoxylin, eosin and DAB with
   scikit-image's Ruifrok-Johnston matrix (``skimage.color.hed_from_rgb``), each stain is scaled
-  by ``U(1 - s, 1 + s)`` and shifted by ``U(-b, b)``, and mixed back. No library offers this on
-  batches (scikit-image's ``rgb2hed`` is one numpy image at a time), so it is written here; the
-  tests check it against ``skimage.color.rgb2hed``/``hed2rgb``.
+  by ``U(1 - s, 1 + s)`` and shifted by ``U(-b, b)`` (in optical-density units, natural log, as
+  in Tellez' "HED-light" s = b = 0.05), and mixed back. No library offers this on batches
+  (scikit-image's ``rgb2hed`` is one numpy image at a time, and since 0.19 it divides optical
+  density by -log(1e-6) = 13.8, which would make a shift of 0.05 thirteen times stronger), so it
+  is written here; the tests check it against ``skimage.color.rgb2hed``/``hed2rgb``.
 - **Colour jitter**: brightness, contrast, saturation and hue, each drawn per patch as in
   ``torchvision.transforms.ColorJitter``. Saturation and hue are one 3 x 3 colour matrix per patch
   (hue rotates the chroma plane of YIQ, a linear stand-in for HSV's hue wheel). kornia's
@@ -38,7 +40,7 @@ RGB_FROM_HED = torch.tensor(
     [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
 )
 HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
-_LOG_ADJUST = -math.log(1e-6)  # scikit-image's optical-density scale
+_MIN_RGB = 1e-6  # scikit-image clips RGB here before the log
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 _RGB_TO_YIQ = torch.tensor(
     [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
@@ -53,7 +55,7 @@ class AugmentSpec:
     flips: bool = False  # the seed's random left-right and up-down flips
     d4: bool = False  # flips plus transposes: all 8 dihedral views
     hed_scale: float = 0.0  # per-stain factor U(1 - s, 1 + s)
-    hed_shift: float = 0.0  # per-stain shift U(-b, b) of the (scaled) stain concentration
+    hed_shift: float = 0.0  # per-stain shift U(-b, b) of the stain's optical density
     brightness: float = 0.0  # factor U(1 - b, 1 + b)
     contrast: float = 0.0
     saturation: float = 0.0
@@ -211,9 +213,10 @@ def hed_jitter(
 ) -> torch.Tensor:
     """Tellez' HED augmentation on float NCHW RGB in [0, 1] (returned unclamped).
 
-    Per patch and stain: ``s' = s * U(1 - scale, 1 + scale) + U(-shift, shift)``, where ``s`` are
-    scikit-image's stain concentrations (``rgb2hed``, optical density / -log(1e-6)). The whole
-    map is affine in optical density, so it is one 3 x 3 matrix and offset per patch.
+    Per patch and stain: ``s' = s * U(1 - scale, 1 + scale) + U(-shift, shift)``, where ``s`` is
+    the stain's optical density (``-ln(rgb) @ hed_from_rgb``, which is scikit-image's
+    ``rgb2hed`` times -ln(1e-6), before its clip at 0). The whole map is affine in optical
+    density, so it is one 3 x 3 matrix and offset per patch.
     """
     n = x.shape[0]
     alpha = _uniform(3 * n, 1 - scale, 1 + scale, generator, x).view(n, 3)
@@ -223,9 +226,9 @@ def hed_jitter(
     # Row-vector convention (as scikit-image): od' = od @ H @ diag(alpha) @ R + beta @ R
     mix = hed_from_rgb.unsqueeze(0) * alpha.unsqueeze(1) @ rgb_from_hed  # (n, 3, 3)
     offset = beta @ rgb_from_hed  # (n, 3)
-    od = torch.log(x.clamp_min(1e-6)).mul_(-1.0 / _LOG_ADJUST)  # (n, 3, h, w)
+    od = torch.log(x.clamp_min(_MIN_RGB)).neg_()  # (n, 3, h, w)
     od = torch.einsum("nchw,ncd->ndhw", od, mix) + offset.view(n, 3, 1, 1)
-    return torch.exp(od.mul_(-_LOG_ADJUST))
+    return torch.exp(od.neg_())
 
 
 def colour_jitter(
