@@ -30,14 +30,25 @@ class TrainConfig:
     # model
     model: str = "baseline-cnn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    input_size: int | None = None  # resize patches to this (e.g. 224 for ImageNet backbones)
     # optimisation
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adam"  # adam | adamw | sgd
-    augment: str = "flips"  # none | flips (the seed's random horizontal + vertical flips)
-    threshold: float = 0.5
+    schedule: str = "constant"  # constant | cosine (after linear warm-up) | onecycle
+    warmup_epochs: float = 0.0  # cosine: linear warm-up; onecycle: the rising part (default 30%)
+    label_smoothing: float = 0.0  # targets y(1 - s) + s/2
+    class_balance: str = "none"  # none | loss (positive-class weight n0/n1) | sampler
+    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights
+    early_stopping: int = 0  # stop after this many epochs without a better val AUC (0: off)
+    augment: str = "flips"  # none | flips (the seed's) | d4 | pathology | strong
+    augment_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {hed_scale: 0.1}
+    threshold: float = 0.5  # used when threshold_method is fixed
+    threshold_method: str = "fixed"  # fixed | youden | sensitivity:0.95 (chosen on validation)
+    calibrate: bool = False  # fit a temperature on validation (saved in the checkpoint)
+    tta: str = "none"  # none | d4: the final validation and the checkpoint's default
     seed: int = 0
     # hardware (Lightning Fabric)
     accelerator: str = "auto"  # auto | cpu | cuda | mps
@@ -109,6 +120,12 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
             return int(value)
+        if target is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+                return value.lower() in ("true", "yes")
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
         if target in (float, str):
             return target(value)
         return value

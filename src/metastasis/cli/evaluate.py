@@ -19,6 +19,11 @@ def add_checkpoint_options(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument(
+        "--tta",
+        choices=["none", "d4"],
+        help="test-time augmentation: d4 averages the 8 rotations/flips (default: checkpoint's)",
+    )
     add_data_options(p)
 
 
@@ -38,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         args.device,
         args.cache_dir,
         progress(args),
+        args.tta,
     )
     keys = ("n", "accuracy", "roc_auc", "pr_auc", "sensitivity", "specificity", "f1")
     print(json.dumps({k: m[k] for k in keys}))

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         args.device,
         args.cache_dir,
         progress(args),
+        args.tta,
     )
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0

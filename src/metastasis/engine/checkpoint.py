@@ -33,6 +33,8 @@ class Bundle:
     state_dict: dict[str, torch.Tensor]
     preprocessing: Preprocessing
     threshold: float = 0.5
+    temperature: float = 1.0  # logits are divided by it (temperature scaling)
+    tta: str = "none"  # the test-time augmentation predict and evaluate use by default
     class_names: tuple[str, ...] = CLASS_NAMES
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -46,6 +48,8 @@ class Bundle:
             "state_dict": self.state_dict,
             "preprocessing": self.preprocessing.to_dict(),
             "threshold": float(self.threshold),
+            "temperature": float(self.temperature),
+            "tta": self.tta,
             "class_names": list(self.class_names),
             "config": self.config,
             "metrics": self.metrics,
@@ -112,6 +116,8 @@ def load_checkpoint(path: str | Path) -> Bundle:
             state_dict=state,
             preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
             threshold=float(raw.get("threshold", 0.5)),
+            temperature=float(raw.get("temperature", 1.0)),
+            tta=str(raw.get("tta", "none")),
             class_names=tuple(raw.get("class_names", CLASS_NAMES)),
             config=dict(raw.get("config") or {}),
             metrics=dict(raw.get("metrics") or {}),

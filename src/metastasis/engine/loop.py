@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metastasis.transforms.augment import d4_view
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -29,6 +31,24 @@ class EpochOutput:
         return len(self.labels) / self.seconds if self.seconds > 0 else float("nan")
 
 
+def bce_loss(
+    label_smoothing: float = 0.0, pos_weight: float | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Binary cross-entropy on logits, with targets ``y (1 - s) + s / 2`` and an optional weight
+    on the positive class (``n_negative / n_positive`` balances the classes)."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {label_smoothing}")
+
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        t = targets.float()
+        if label_smoothing:
+            t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        w = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, t, pos_weight=w)
+
+    return loss
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[Batch],
@@ -36,9 +56,13 @@ def train_one_epoch(
     prepare: Callable[[torch.Tensor], torch.Tensor],
     backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
     device: torch.device | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> EpochOutput:
     """Train over ``loader`` once. ``prepare`` turns a uint8 NHWC batch into model input
-    (augmentation + preprocessing); ``backward`` lets Fabric scale the loss."""
+    (augmentation + preprocessing); ``backward`` lets Fabric scale the loss; ``loss_fn``
+    defaults to plain BCE; ``after_step`` runs after each optimiser step (schedule, EMA)."""
+    loss_fn = loss_fn or bce_loss()
     model.train()
     start = time.perf_counter()
     total, losses, probs, labels = 0, [], [], []
@@ -47,10 +71,12 @@ def train_one_epoch(
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
         logits = model(prepare(images)).float()
-        loss = F.binary_cross_entropy_with_logits(logits, targets.float())
+        loss = loss_fn(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         backward(loss)
         optimizer.step()
+        if after_step is not None:
+            after_step()
         n = len(targets)
         total += n
         losses.append(loss.detach() * n)
@@ -65,24 +91,42 @@ def train_one_epoch(
     )
 
 
+TTA_MODES = ("none", "d4")
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
     loader: Iterable[Batch],
     prepare: Callable[[torch.Tensor], torch.Tensor],
     device: torch.device | None = None,
+    tta: str = "none",
+    temperature: float = 1.0,
 ) -> EpochOutput:
-    """Sigmoid probabilities (and the mean BCE loss where labels exist) over ``loader``."""
+    """Sigmoid probabilities (and the mean BCE loss where labels exist) over ``loader``.
+
+    ``tta="d4"`` averages the logits of the 8 dihedral views of each patch (rotations and
+    flips; the label region, the centre 32 x 32, maps onto itself). ``temperature`` divides the
+    logits before the sigmoid (temperature scaling; 1 changes nothing).
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; known: {', '.join(TTA_MODES)}")
     model.eval()
     start = time.perf_counter()
     logits_all, labels = [], []
     for images, targets in loader:
         if device is not None:
             images = images.to(device, non_blocking=True)
-        logits_all.append(model(prepare(images)).float().cpu())
+        if tta == "d4":
+            views = [model(prepare(d4_view(images, k))).float() for k in range(8)]
+            logits_all.append(torch.stack(views).mean(0).cpu())
+        else:
+            logits_all.append(model(prepare(images)).float().cpu())
         labels.append(targets.cpu())
     seconds = time.perf_counter() - start
     logits = torch.cat(logits_all) if logits_all else torch.empty(0)
+    if temperature != 1.0:
+        logits = logits / temperature
     y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
     labelled = bool(len(y)) and bool((y >= 0).all())
     loss = (

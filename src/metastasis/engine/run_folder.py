@@ -14,6 +14,7 @@ from metastasis.data.cache import CachedSplit
 from metastasis.engine.loop import EpochOutput
 from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
 from metastasis.metrics.classification import binary_metrics
+from metastasis.transforms.augment import Augmenter
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,18 @@ def write_run_inputs(
         )
 
 
+def write_augmentation_preview(
+    run_dir: Path, data: CachedSplit, indices: np.ndarray, augmenter: Augmenter, seed: int
+) -> None:
+    """``augmentations.png``: 3 patches of each class and 5 augmented views of each."""
+    from metastasis.reports.augment_preview import write_augmentation_preview as write
+
+    labels = data.labels[indices]
+    picked = [indices[labels == c][:3] for c in (0, 1)]
+    rows = np.sort(np.concatenate(picked))
+    write(run_dir / "augmentations.png", np.asarray(data.images[rows]), augmenter, seed=seed)
+
+
 def write_results(
     run_dir: Path,
     cfg: TrainConfig,
@@ -116,17 +129,24 @@ def write_results(
     best: EpochOutput,
     best_epoch: int,
     history: list[dict[str, Any]],
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Evaluation of the final validation output ``best`` (the best epoch's, after test-time
+    augmentation and temperature scaling where chosen) at the checkpoint's threshold."""
     from metastasis.metrics.plots import plot_history, save_figure
     from metastasis.reports.evaluation import write_evaluation, write_html_report
 
-    metrics_val = write_evaluation(run_dir, best.labels, best.probs, cfg.threshold)
+    calibration = calibration or {"threshold": cfg.threshold, "threshold_method": "fixed"}
+    threshold = float(calibration["threshold"])
+    metrics_val = write_evaluation(run_dir, best.labels, best.probs, threshold)
     save_figure(plot_history(pd.DataFrame(history)), run_dir / "history.png")
     metrics = {
         "val": metrics_val,
+        "checkpoint": calibration,
         "best_epoch": best_epoch,
         "selected_by": "val_roc_auc",
         "epochs": len(history),
+        "stopped_early": len(history) < cfg.epochs,
         "train_seconds_total": round(sum(h["train_seconds"] for h in history), 2),
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
@@ -138,10 +158,20 @@ def write_results(
         run_dir / "report.html",
         f"metastasis run: {cfg.model}",
         metrics_val,
-        ["history.png", "roc.png", "pr.png", "confusion_matrix.png"],
+        [
+            "history.png",
+            "roc.png",
+            "pr.png",
+            "confusion_matrix.png",
+            "reliability.png",
+            "augmentations.png",
+        ],
         extra_tables={"History": pd.DataFrame(history)},
         notes=[
             f"Best epoch {best_epoch} of {len(history)} by validation ROC-AUC.",
+            f"Threshold {threshold:.4f} ({calibration['threshold_method']}); "
+            f"test-time augmentation: {calibration.get('tta', 'none')}; "
+            f"temperature {calibration.get('temperature', 1.0):.3f}.",
             f"Training data: {cfg.data}; validation: {cfg.val_data or 'split of training data'}.",
         ],
     )

@@ -32,6 +32,8 @@ class TrainState:
     best_probs: torch.Tensor
     best_labels: torch.Tensor
     fingerprints: dict[str, str]
+    scheduler: dict[str, Any] | None = None
+    ema: dict[str, torch.Tensor] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **self.__dict__}

@@ -5,6 +5,7 @@ Devices and precision come from Lightning Fabric; the loop itself is in `loop.py
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -14,26 +15,43 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from metastasis.config import TrainConfig
 from metastasis.data.cache import CachedSplit, open_split
 from metastasis.data.dataset import PatchDataset, passthrough
 from metastasis.data.splits import stratified_split
-from metastasis.engine.checkpoint import FILENAME, Bundle, save_checkpoint, state_dict_cpu
+from metastasis.engine.checkpoint import (
+    FILENAME,
+    Bundle,
+    load_checkpoint,
+    save_checkpoint,
+    state_dict_cpu,
+)
+from metastasis.engine.ema import EMA
 from metastasis.engine.environment import environment
-from metastasis.engine.loop import EpochOutput, predict, train_one_epoch
+from metastasis.engine.loop import TTA_MODES, EpochOutput, bce_loss, predict, train_one_epoch
 from metastasis.engine.memory import fix_mmap_threshold
-from metastasis.engine.run_folder import history_row, write_history, write_results, write_run_inputs
+from metastasis.engine.run_folder import (
+    history_row,
+    write_augmentation_preview,
+    write_history,
+    write_results,
+    write_run_inputs,
+)
+from metastasis.engine.schedule import SCHEDULES, build_scheduler
 from metastasis.engine.state import FILENAME as STATE_FILE
 from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError, MetastasisError
 from metastasis.io import atomic_write_json, atomic_write_text
+from metastasis.metrics.calibration import apply_temperature, fit_temperature, logits_from_probs
+from metastasis.metrics.thresholds import select_threshold
 from metastasis.models import create_model, default_preprocessing
-from metastasis.transforms.augment import AUGMENT_PRESETS, augment_batch
+from metastasis.transforms.augment import Augmenter, augment_spec
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +90,7 @@ def fit(
     """
     if cfg.data is None:
         raise MetastasisError("no training data: pass --data DIR or set `data:` in the config")
-    if cfg.augment not in AUGMENT_PRESETS:
-        raise MetastasisError(
-            f"unknown augment {cfg.augment!r}; known: {', '.join(AUGMENT_PRESETS)}"
-        )
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise MetastasisError("epochs and batch_size must be at least 1")
+    augmenter = _check_options(cfg)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.model)
     state: TrainState | None = None
     if resume:
@@ -117,15 +130,31 @@ def fit(
     seed_everything(cfg.seed, verbose=False)
     model = create_model(cfg.model, **cfg.model_kwargs)
     preprocessing = default_preprocessing(cfg.model)
+    if cfg.input_size:  # recorded in the checkpoint with the rest of the preprocessing
+        preprocessing = dataclasses.replace(preprocessing, input_size=cfg.input_size)
     model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(cfg, model)
-    model, optimizer = fabric.setup(model, optimizer)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    raw_optimizer = _optimizer(cfg, model)
+    model, optimizer = fabric.setup(model, raw_optimizer)
+    if ema is not None:
+        ema.module.to(fabric.device)
     pin = fabric.device.type == "cuda"
     gen = torch.Generator().manual_seed(cfg.seed)
+    train_labels = train_data.labels[train_idx]
+    n_pos = int((train_labels == 1).sum())
+    n_neg = len(train_labels) - n_pos
+    sampler = None
+    if cfg.class_balance == "sampler":
+        # Each class drawn equally often (with replacement); an epoch keeps its usual length.
+        weights = np.where(train_labels == 1, 1.0 / max(n_pos, 1), 1.0 / max(n_neg, 1))
+        sampler = WeightedRandomSampler(weights.tolist(), len(weights), generator=gen)
+    pos_weight = n_neg / max(n_pos, 1) if cfg.class_balance == "loss" else None
+    loss_fn = bce_loss(cfg.label_smoothing, pos_weight)
     train_loader = DataLoader(
         PatchDataset(train_data, train_idx),
         batch_size=cfg.batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         generator=gen,
         collate_fn=passthrough,
         num_workers=cfg.num_workers,
@@ -141,12 +170,22 @@ def fit(
         pin_memory=pin,
     )
     train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
+    scheduler = build_scheduler(
+        cfg.schedule, raw_optimizer, cfg.epochs, len(train_loader), cfg.warmup_epochs
+    )
+
+    def after_step() -> None:
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update(model)
 
     fingerprints = {"train": train_data.fingerprint, "val": val_data.fingerprint}
     if state is not None and state.fingerprints != fingerprints:
         raise DataError(f"{run_dir}: the data changed since this run started; cannot resume")
     if state is None:
         write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol)
+        write_augmentation_preview(run_dir, train_data, train_idx, augmenter, cfg.seed)
     atomic_write_json(
         run_dir / "environment.json",
         {**environment(fabric.device, cfg.num_workers), "fixed_mmap_threshold": flat_memory},
@@ -164,7 +203,14 @@ def fit(
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
     def prepare_train(x: torch.Tensor) -> torch.Tensor:
-        return preprocessing(augment_batch(x, cfg.augment, aug_gen))
+        return preprocessing(augmenter(x, aug_gen))
+
+    def validate() -> EpochOutput:
+        if ema is None:
+            return predict(model, val_loader, preprocessing)
+        ema.sync_buffers(model)
+        with fabric.autocast():
+            return predict(ema.module, val_loader, preprocessing)
 
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_val = -math.inf, 0, None
@@ -174,6 +220,10 @@ def fit(
         torch.set_rng_state(state.rng["torch"])
         gen.set_state(state.rng["loader"])
         aug_gen.set_state(state.rng["augment"])
+        if scheduler is not None and state.scheduler is not None:
+            scheduler.load_state_dict(state.scheduler)
+        if ema is not None and state.ema is not None:
+            ema.load_state_dict(state.ema)
         history, best_score, best_epoch = state.history, state.best_score, state.best_epoch
         best_val = EpochOutput(math.nan, state.best_probs.numpy(), state.best_labels.numpy(), 0.0)
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
@@ -187,8 +237,16 @@ def fit(
                 disable=not progress,
                 leave=False,
             )
-            tr = train_one_epoch(model, bar, optimizer, prepare_train, backward=fabric.backward)
-            va = predict(model, val_loader, preprocessing)
+            tr = train_one_epoch(
+                model,
+                bar,
+                optimizer,
+                prepare_train,
+                backward=fabric.backward,
+                loss_fn=loss_fn,
+                after_step=after_step,
+            )
+            va = validate()
             row = history_row(epoch, tr, va, cfg.threshold, time.perf_counter() - start)
             history.append(row)
             score = row["val_roc_auc"] if not math.isnan(row["val_roc_auc"]) else -row["val_loss"]
@@ -198,7 +256,7 @@ def fit(
                 bundle = Bundle(
                     arch=cfg.model,
                     arch_kwargs=dict(cfg.model_kwargs),
-                    state_dict=state_dict_cpu(model),
+                    state_dict=ema.state_dict() if ema is not None else state_dict_cpu(model),
                     preprocessing=preprocessing,
                     threshold=cfg.threshold,
                     config=cfg.to_dict(),
@@ -234,20 +292,104 @@ def fit(
                 best_probs=torch.from_numpy(best_val.probs),
                 best_labels=torch.from_numpy(best_val.labels),
                 fingerprints=fingerprints,
+                scheduler=scheduler.state_dict() if scheduler is not None else None,
+                ema=ema.state_dict() if ema is not None else None,
             )
             save_train_state(run_dir, state)
             # Last: a history row means its epoch's checkpoint and state are on disk.
             write_history(run_dir, history)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
+            if cfg.early_stopping and epoch - best_epoch >= cfg.early_stopping:
+                log.info(
+                    "early stop after epoch %d: no better val AUC for %d epochs (best: epoch %d)",
+                    epoch,
+                    cfg.early_stopping,
+                    best_epoch,
+                )
+                break
     except KeyboardInterrupt:
         _note_interrupt(run_dir, len(history) + 1, best_epoch)
         raise
 
     assert best_val is not None
-    metrics = write_results(run_dir, cfg, val_data, val_idx, best_val, best_epoch, history)
+    final, calibration = _finalise_checkpoint(
+        run_dir, cfg, best_val, PatchDataset(val_data, val_idx), fabric, progress
+    )
+    metrics = write_results(
+        run_dir, cfg, val_data, val_idx, final, best_epoch, history, calibration
+    )
     (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
     return RunResult(run_dir, metrics, best_epoch, pd.DataFrame(history))
+
+
+def _check_options(cfg: TrainConfig) -> Augmenter:
+    """Every option that can be wrong, checked before any data is read; the augmenter."""
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise MetastasisError("epochs and batch_size must be at least 1")
+    if cfg.schedule not in SCHEDULES:
+        raise MetastasisError(f"unknown schedule {cfg.schedule!r}; known: {', '.join(SCHEDULES)}")
+    if not 0 <= cfg.warmup_epochs < cfg.epochs:
+        raise MetastasisError(f"warmup_epochs must be in [0, epochs), got {cfg.warmup_epochs}")
+    if cfg.class_balance not in ("none", "loss", "sampler"):
+        raise MetastasisError(
+            f"unknown class_balance {cfg.class_balance!r}; known: none, loss, sampler"
+        )
+    if cfg.tta not in TTA_MODES:
+        raise MetastasisError(f"unknown tta {cfg.tta!r}; known: {', '.join(TTA_MODES)}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise MetastasisError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise MetastasisError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.early_stopping < 0:
+        raise MetastasisError("early_stopping must be 0 (off) or a number of epochs")
+    if cfg.threshold_method != "fixed":  # parse it now, not after hours of training
+        select_threshold([0, 1], [0.25, 0.75], cfg.threshold_method)
+    return Augmenter(augment_spec(cfg.augment, cfg.augment_kwargs))
+
+
+def _finalise_checkpoint(
+    run_dir: Path,
+    cfg: TrainConfig,
+    best: EpochOutput,
+    val: PatchDataset,
+    fabric: Any,
+    progress: bool,
+) -> tuple[EpochOutput, dict[str, Any]]:
+    """Test-time augmentation, temperature and threshold for the best checkpoint, all chosen on
+    validation and written into it; the validation output they give."""
+    bundle = load_checkpoint(run_dir / FILENAME)
+    out = best
+    if cfg.tta != "none":
+        model = bundle.build_model().to(fabric.device).to(memory_format=torch.channels_last)
+        loader = DataLoader(val, batch_size=cfg.eval_batch_size, collate_fn=passthrough)
+        bar = tqdm(loader, desc=f"validating (tta {cfg.tta})", disable=not progress, leave=False)
+        with fabric.autocast():
+            out = predict(model, bar, bundle.preprocessing, fabric.device, tta=cfg.tta)
+    temperature = 1.0
+    if cfg.calibrate:
+        temperature = fit_temperature(logits_from_probs(out.probs), out.labels)
+        probs = apply_temperature(logits_from_probs(out.probs), temperature).astype(np.float32)
+        out = EpochOutput(out.loss, probs, out.labels, out.seconds)
+    threshold, method = cfg.threshold, "fixed"
+    if cfg.threshold_method != "fixed":
+        threshold, method = select_threshold(out.labels, out.probs, cfg.threshold_method)
+    bundle.threshold, bundle.temperature, bundle.tta = threshold, temperature, cfg.tta
+    bundle.metrics = {**bundle.metrics, "threshold_method": method}
+    save_checkpoint(run_dir / FILENAME, bundle)
+    log.info(
+        "checkpoint: threshold %.4f (%s), temperature %.3f, tta %s",
+        threshold,
+        method,
+        temperature,
+        cfg.tta,
+    )
+    return out, {
+        "threshold": threshold,
+        "threshold_method": method,
+        "temperature": temperature,
+        "tta": cfg.tta,
+    }
 
 
 def _resumable_state(run_dir: Path) -> TrainState | None:

@@ -27,12 +27,13 @@ def evaluate_checkpoint(
     device: str = "auto",
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Write ``metrics.json`` (top-level metric keys), plots, ``predictions.csv`` and
-    ``report.html`` into ``out``; return the metrics."""
+    ``report.html`` into ``out``; return the metrics. ``tta`` overrides the checkpoint's."""
     from metastasis.reports.evaluation import write_evaluation, write_html_report
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta)
     cached = open_split(data, split, EVAL_SPLITS, Path(cache_dir) if cache_dir else None, progress)
     if not cached.labelled:
         raise DataError(f"{cached.name}: has no labels; evaluate needs labels (use predict)")
@@ -52,6 +53,9 @@ def evaluate_checkpoint(
             "data_fingerprint": cached.fingerprint,
             "n_excluded": len(excluded),
             "device": str(predictor.device),
+            "threshold": predictor.threshold,
+            "temperature": predictor.temperature,
+            "tta": predictor.tta,
         }
     )
     atomic_write_json(out_dir / "metrics.json", metrics)
@@ -72,10 +76,11 @@ def evaluate_checkpoint(
         out_dir / "report.html",
         f"Evaluation on {data}",
         metrics,
-        ["roc.png", "pr.png", "confusion_matrix.png"],
+        ["roc.png", "pr.png", "confusion_matrix.png", "reliability.png"],
         notes=[
             f"Checkpoint: {checkpoint}",
-            f"Threshold: {predictor.threshold}",
+            f"Threshold: {predictor.threshold}; temperature {predictor.temperature:.3f}; "
+            f"test-time augmentation: {predictor.tta}",
             f"Excluded files: {len(excluded)}",
         ],
     )

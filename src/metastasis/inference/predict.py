@@ -28,12 +28,14 @@ def predict_to_csv(
     device: str = "auto",
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    tta: str | None = None,
 ) -> pd.DataFrame:
     """Predict every usable patch of ``data`` and write ``out`` (CSV, atomically).
 
     Rows: ``id,probability,label`` (label = probability >= the checkpoint's threshold). With
     ``kaggle_submission``: Kaggle's ``id,label`` with the probability as label, for
     ``DATA/test/*.tif``. Unusable files are left out, counted and listed in ``OUT.excluded.csv``.
+    ``tta`` (none, d4) overrides the checkpoint's test-time augmentation.
     """
     if kaggle_submission:
         layout = open_layout(data)
@@ -42,7 +44,7 @@ def predict_to_csv(
                 f"{data}: --kaggle-submission needs the Kaggle layout with a test/ folder"
             )
         split = "test"
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta)
     cached = open_split(
         data, split, PREDICT_SPLITS, Path(cache_dir) if cache_dir else None, progress
     )

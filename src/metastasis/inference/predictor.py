@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from tqdm.auto import tqdm
 from metastasis.data.cache import CachedSplit
 from metastasis.data.dataset import PatchDataset, passthrough
 from metastasis.engine.checkpoint import Bundle, load_checkpoint
-from metastasis.engine.loop import predict
+from metastasis.engine.loop import TTA_MODES, EpochOutput, predict
 from metastasis.engine.memory import fix_mmap_threshold
+from metastasis.errors import MetastasisError
 from metastasis.transforms.presets import Preprocessing
 
 
@@ -29,7 +31,11 @@ def auto_device(device: str = "auto") -> torch.device:
 
 
 class Predictor:
-    """Probabilities of tumour for batches of 96x96 RGB uint8 patches (N x H x W x 3)."""
+    """Probabilities of tumour for batches of 96x96 RGB uint8 patches (N x H x W x 3).
+
+    ``tta="d4"`` averages the logits of the 8 dihedral views; ``temperature`` divides the
+    logits (temperature scaling). A checkpoint supplies both, and its threshold, by default.
+    """
 
     def __init__(
         self,
@@ -38,21 +44,37 @@ class Predictor:
         threshold: float = 0.5,
         device: str = "auto",
         batch_size: int = 256,
+        tta: str = "none",
+        temperature: float = 1.0,
     ) -> None:
+        if tta not in TTA_MODES:
+            raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
         fix_mmap_threshold()
         self.device = auto_device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.preprocessing = preprocessing
         self.threshold = threshold
         self.batch_size = batch_size
+        self.tta = tta
+        self.temperature = temperature
         self.bundle: Bundle | None = None
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", batch_size: int = 256
+        cls, path: str | Path, device: str = "auto", batch_size: int = 256, tta: str | None = None
     ) -> Predictor:
+        """The checkpoint's model, preprocessing, threshold, temperature and (unless ``tta`` is
+        given) test-time augmentation."""
         bundle = load_checkpoint(path)
-        self = cls(bundle.build_model(), bundle.preprocessing, bundle.threshold, device, batch_size)
+        self = cls(
+            bundle.build_model(),
+            bundle.preprocessing,
+            bundle.threshold,
+            device,
+            batch_size,
+            tta=bundle.tta if tta is None else tta,
+            temperature=bundle.temperature,
+        )
         self.bundle = bundle
         return self
 
@@ -65,7 +87,12 @@ class Predictor:
             (x[i : i + self.batch_size], torch.full((min(self.batch_size, len(x) - i),), -1))
             for i in range(0, len(x), self.batch_size)
         ]
-        return predict(self.model, batches, self.preprocessing, self.device).probs
+        return self._predict(batches).probs
+
+    def _predict(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> EpochOutput:
+        return predict(
+            self.model, batches, self.preprocessing, self.device, self.tta, self.temperature
+        )
 
     def predict_split(
         self, data: CachedSplit, indices: np.ndarray | None = None, progress: bool = True
@@ -80,5 +107,5 @@ class Predictor:
             pin_memory=self.device.type == "cuda",
         )
         bar = tqdm(loader, desc="predicting", unit="batch", disable=not progress, leave=False)
-        out = predict(self.model, bar, self.preprocessing, self.device)
+        out = self._predict(bar)
         return out.probs, out.labels

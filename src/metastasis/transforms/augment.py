@@ -26,8 +26,10 @@ the same numbers), and every step is vectorised over the batch:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,8 +148,33 @@ def augment_spec(preset: str, overrides: dict[str, Any] | None = None) -> Augmen
         raise MetastasisError(
             f"unknown augmentation setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
-    values = {k: bool(v) if known[k] in (bool, "bool") else float(v) for k, v in overrides.items()}
+    values: dict[str, Any] = {
+        k: _setting(k, known[k] in (bool, "bool"), v) for k, v in overrides.items()
+    }
     return dataclasses.replace(PRESETS[preset], **values)
+
+
+_SWITCH_WORDS = {"true": True, "yes": True, "on": True, "1": True}
+_SWITCH_WORDS |= {"false": False, "no": False, "off": False, "0": False}
+
+
+def _setting(name: str, switch: bool, value: Any) -> bool | float:
+    """One override as its field's type; strings (from YAML or a command line) are parsed, so
+    ``"false"`` switches off (``bool("false")`` would be True)."""
+    if switch:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _SWITCH_WORDS:
+            return _SWITCH_WORDS[value.strip().lower()]
+        raise MetastasisError(f"augmentation setting {name} must be true or false, got {value!r}")
+    if not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise MetastasisError(f"augmentation setting {name} must be a number, got {value!r}")
 
 
 # ---------------------------------------------------------------------------- dihedral group
@@ -268,6 +295,20 @@ def colour_jitter(
 # ---------------------------------------------------------------------------- the pipeline
 
 
+@contextlib.contextmanager
+def _global_rng_from(generator: torch.Generator | None) -> Iterator[None]:
+    """kornia draws its parameters from torch's global CPU generator: inside this block that is
+    seeded from ``generator`` (and restored after), so the whole pipeline follows ``generator``
+    and leaves the global stream as it was. With no ``generator``, the global stream is used."""
+    if generator is None:
+        yield
+        return
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
+
+
 class Augmenter:
     """Applies an :class:`AugmentSpec` to uint8 NHWC batches (on the batch's device)."""
 
@@ -309,10 +350,12 @@ class Augmenter:
             y = colour_jitter(
                 y, spec.brightness, spec.contrast, spec.saturation, spec.hue, generator
             )
-        if self._affine is not None:
-            y = self._affine(y)
-        if self._blur is not None:
-            y = self._blur(y)
+        if self._affine is not None or self._blur is not None:
+            with _global_rng_from(generator):
+                if self._affine is not None:
+                    y = self._affine(y)
+                if self._blur is not None:
+                    y = self._blur(y)
         if spec.noise_p and spec.noise_std:
             n = y.shape[0]
             mask = _coins(n, spec.noise_p, generator, y.device).view(n, 1, 1, 1)

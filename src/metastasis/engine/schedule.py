@@ -1,0 +1,53 @@
+"""Learning-rate schedules, stepped once per training batch.
+
+- ``constant``: the seed's fixed learning rate (an optional linear warm-up first).
+- ``cosine``: linear warm-up over ``warmup_epochs``, then cosine decay to zero (Loshchilov &
+  Hutter's SGDR without restarts).
+- ``onecycle``: ``torch.optim.lr_scheduler.OneCycleLR`` (Smith & Topin): cosine rise to ``lr``
+  over ``warmup_epochs`` (default 30% of the run), then cosine fall to ``lr / 10^4``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+from metastasis.errors import MetastasisError
+
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+def build_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+) -> LRScheduler | None:
+    """The scheduler (None for a constant rate without warm-up)."""
+    if name not in SCHEDULES:
+        raise MetastasisError(f"unknown schedule {name!r}; known: {', '.join(SCHEDULES)}")
+    if warmup_epochs < 0 or warmup_epochs >= max(epochs, 1):
+        raise MetastasisError(
+            f"warmup_epochs must be in [0, epochs), got {warmup_epochs} for {epochs} epochs"
+        )
+    total = max(epochs * steps_per_epoch, 1)
+    warmup = round(warmup_epochs * steps_per_epoch)
+    if name == "onecycle":
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+        pct = warmup / total if warmup else 0.3
+        return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, pct_start=pct)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if name == "constant":
+            return 1.0
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    if name == "constant" and not warmup:
+        return None
+    return LambdaLR(optimizer, factor)
