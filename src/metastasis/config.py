@@ -34,6 +34,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 10
     batch_size: int = 32
+    shuffle: bool = True  # False: fixed order (debugging, DDP equivalence checks)
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adam"  # adam | adamw | sgd
@@ -52,7 +53,9 @@ class TrainConfig:
     seed: int = 0
     # hardware (Lightning Fabric)
     accelerator: str = "auto"  # auto | cpu | cuda | mps
-    devices: int = 1
+    devices: int = 1  # processes per node (DDP when > 1; batch_size is per process)
+    num_nodes: int = 1
+    strategy: str = "auto"  # Fabric strategy: auto (DDP when several processes), ddp, ...
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     num_workers: int = 0  # DataLoader workers; batches are sliced from a memory map
     threads: int | None = None  # torch intra-op threads (default: all cores)

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -42,7 +43,7 @@ def test_cosine_warms_up_linearly_then_follows_half_cosine_to_zero() -> None:
     assert lrs[12] == pytest.approx(0.05 * (1 + math.cos(7 * math.pi / 15)), rel=1e-9)
     assert lrs[19] == pytest.approx(0.05 * (1 + math.cos(14 * math.pi / 15)), rel=1e-9)
     assert lrs[19] < 0.002  # ~0 at the last step
-    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:], strict=False))  # monotone decay
+    assert all(a >= b for a, b in itertools.pairwise(lrs[5:]))  # monotone decay
 
 
 def test_cosine_reaches_zero_after_the_last_step() -> None:
@@ -62,8 +63,8 @@ def test_onecycle_peaks_at_lr_at_the_end_of_warmup_and_ends_near_zero() -> None:
     assert max(lrs) == pytest.approx(LR, rel=1e-9)
     assert lrs.index(max(lrs)) == 3  # the last warm-up step
     assert lrs[0] == pytest.approx(LR / 25, rel=1e-9)  # OneCycleLR's div_factor
-    assert all(a < b for a, b in zip(lrs[:3], lrs[1:4], strict=True))  # rising
-    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False))  # then falling
+    assert all(a < b for a, b in itertools.pairwise(lrs[:4]))  # rising
+    assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))  # then falling
     # OneCycleLR's final rate is max_lr / div_factor / final_div_factor = LR / 25 / 1e4.
     assert lrs[-1] == pytest.approx(LR / 25 / 1e4, rel=1e-6)
     assert lrs[-1] < LR / 1e4
@@ -93,3 +94,9 @@ def test_constant_is_none_without_warmup_and_flat_after_warmup() -> None:
 def test_bad_schedules_raise(name: str, epochs: int, warmup: float, match: str) -> None:
     with pytest.raises(MetastasisError, match=match):
         build_scheduler(name, _optimizer(), epochs, 10, warmup)
+
+
+def test_onecycle_warmup_of_one_step_is_widened_to_two() -> None:
+    # OneCycleLR divides by the length of its rise: a 1-step rise would be 0 / 0.
+    lrs = _lrs("onecycle", 2, 10, 0.1)
+    assert lrs.index(max(lrs)) == 1 and max(lrs) == pytest.approx(LR)

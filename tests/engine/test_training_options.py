@@ -90,6 +90,7 @@ class Recorder:
         self.loss_args: list[tuple[float, float | None]] = []
         self.sampler_weights: list[list[float]] = []
         self.schedulers: list[Any] = []
+        self.lrs: list[float] = []  # the learning rate of each optimiser step
         self.emas: list[tuple[EMA, nn.Module]] = []
         self.per_epoch: dict[int, dict[str, Any]] = {}
 
@@ -112,9 +113,10 @@ def recorder() -> Iterator[Recorder]:
             rec.sampler_weights.append(list(weights))
             super().__init__(weights, *args, **kwargs)
 
-    def build(*args: Any, **kwargs: Any) -> Any:
-        sched = real_build(*args, **kwargs)
+    def build(name: str, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        sched = real_build(name, optimizer, *args, **kwargs)
         rec.schedulers.append(sched)
+        optimizer.register_step_pre_hook(lambda opt, *_: rec.lrs.append(opt.param_groups[0]["lr"]))
         return sched
 
     class RecordingEMA(EMA):
@@ -202,8 +204,12 @@ def test_full_run_steps_onecycle_every_batch(full_run: RunResult, recorder: Reco
     (sched,) = recorder.schedulers
     assert type(sched).__name__ == "OneCycleLR"
     steps = math.ceil(160 / 16) * 2
-    assert sched.last_epoch == steps  # stepped once per batch, every batch
-    assert sched.get_last_lr()[0] < 3e-3 / 1e4  # annealed to (almost) nothing
+    assert sched.last_epoch == steps == len(recorder.lrs)  # stepped once per batch
+    lrs = recorder.lrs
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(3e-3) and peak == round(0.3 * steps) - 1  # no warm-up: 30%
+    assert lrs[0] == pytest.approx(3e-3 / 25)
+    assert lrs[-1] == pytest.approx(3e-3 / 25 / 1e4)  # the last batch: annealed to ~0
 
 
 def test_full_run_checkpoints_the_ema_weights(full_run: RunResult, recorder: Recorder) -> None:
@@ -270,6 +276,9 @@ def test_evaluate_reproduces_the_runs_validation_metrics(
     assert m["threshold"] == bundle.threshold
     assert m["roc_auc"] == pytest.approx(metrics["val"]["roc_auc"], abs=1e-6)
     assert m["pr_auc"] == pytest.approx(metrics["val"]["pr_auc"], abs=1e-6)
+    # The operating point too (at most the patch sitting on the threshold may move: float32).
+    moved = np.abs(np.subtract(m["confusion_matrix"], metrics["val"]["confusion_matrix"])).sum()
+    assert moved <= 2
     # The probabilities themselves agree with the run's (TTA + temperature applied by default).
     ours = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     run = pd.read_csv(full_run.run_dir / "val_predictions.csv")
@@ -323,7 +332,7 @@ def test_early_stopping_stops_when_nothing_improves(demo_data: Path, tmp_path: P
     idx = data.usable_indices()
     labels = torch.from_numpy(np.asarray(data.labels[idx])).double()
     pos_weight = float((labels == 0).sum() / (labels == 1).sum())
-    assert pos_weight == pytest.approx(1.5)  # demo: 40% tumour
+    assert pos_weight > 1.2  # the demo has fewer tumour patches
     bundle = load_checkpoint(result.checkpoint)
     model = bundle.build_model()
     with torch.no_grad():
@@ -368,12 +377,6 @@ def test_bad_options_are_refused_before_the_data_is_read(
     assert not (tmp_path / "run").exists()  # nothing was written either
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the optimizer and model names are checked only after the data is opened "
-    "(trainer._optimizer / create_model run after open_split), so a typo surfaces as a data "
-    "error, or after a long cache build, and leaves an empty run folder behind",
-)
 @pytest.mark.parametrize(
     ("option", "match"),
     [({"optimizer": "adagrad"}, "optimizer"), ({"model": "no-such-model"}, "no-such-model")],

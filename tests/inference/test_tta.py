@@ -133,6 +133,7 @@ def saved_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Mod
     with torch.no_grad():  # non-trivial batch-norm statistics, so the weights matter
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
+                assert m.running_mean is not None and m.running_var is not None
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
     bundle = Bundle(

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         result = fit(cfg.replace(out=args.resume), progress=progress(args), resume=True)
     else:
         result = fit(resolve_config(args.config, **overrides), progress=progress(args))
+    if not result.is_global_zero:  # DDP: rank 0 reports
+        return 0
     val = result.metrics["val"]
     print(f"run folder: {result.run_dir}")
     print(f"report:     {result.run_dir / 'report.html'}")

@@ -25,6 +25,7 @@ class EpochOutput:
     probs: np.ndarray
     labels: np.ndarray
     seconds: float
+    logits: np.ndarray | None = None  # before any temperature (predict only)
 
     @property
     def patches_per_s(self) -> float:
@@ -124,12 +125,11 @@ def predict(
             logits_all.append(model(prepare(images)).float().cpu())
         labels.append(targets.cpu())
     seconds = time.perf_counter() - start
-    logits = torch.cat(logits_all) if logits_all else torch.empty(0)
-    if temperature != 1.0:
-        logits = logits / temperature
+    raw = torch.cat(logits_all) if logits_all else torch.empty(0)
+    logits = raw / temperature if temperature != 1.0 else raw
     y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
     labelled = bool(len(y)) and bool((y >= 0).all())
     loss = (
         float(F.binary_cross_entropy_with_logits(logits, y.float())) if labelled else float("nan")
     )
-    return EpochOutput(loss, torch.sigmoid(logits).numpy(), y.numpy(), seconds)
+    return EpochOutput(loss, torch.sigmoid(logits).numpy(), y.numpy(), seconds, raw.numpy())

@@ -3,8 +3,9 @@
 - ``constant``: the seed's fixed learning rate (an optional linear warm-up first).
 - ``cosine``: linear warm-up over ``warmup_epochs``, then cosine decay to zero (Loshchilov &
   Hutter's SGDR without restarts).
-- ``onecycle``: ``torch.optim.lr_scheduler.OneCycleLR`` (Smith & Topin): cosine rise to ``lr``
-  over ``warmup_epochs`` (default 30% of the run), then cosine fall to ``lr / 10^4``.
+- ``onecycle``: ``torch.optim.lr_scheduler.OneCycleLR`` (Smith & Topin): cosine rise from
+  ``lr / 25`` to ``lr`` over ``warmup_epochs`` (default 30% of the run; at least 2 steps), then
+  cosine fall to ``lr / 25 / 10^4``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ def build_scheduler(
     total = max(epochs * steps_per_epoch, 1)
     warmup = round(warmup_epochs * steps_per_epoch)
     if name == "onecycle":
+        if total < 3:  # too short for a rise and a fall
+            return None
         max_lr = [group["lr"] for group in optimizer.param_groups]
-        pct = warmup / total if warmup else 0.3
+        if warmup_epochs:  # OneCycleLR needs a rise of 2+ steps and a fall of 1+
+            warmup = min(max(warmup, 2), total - 1)
+        pct = warmup / total if warmup_epochs else 0.3
         return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, pct_start=pct)
 
     def factor(step: int) -> float:

@@ -5,9 +5,12 @@ Devices and precision come from Lightning Fabric; the loop itself is in `loop.py
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,14 +51,15 @@ from metastasis.engine.state import FILENAME as STATE_FILE
 from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError, MetastasisError
 from metastasis.io import atomic_write_json, atomic_write_text
-from metastasis.metrics.calibration import apply_temperature, fit_temperature, logits_from_probs
+from metastasis.metrics.calibration import fit_temperature, logits_from_probs
 from metastasis.metrics.thresholds import select_threshold
-from metastasis.models import create_model, default_preprocessing
+from metastasis.models import create_model, default_preprocessing, list_models
 from metastasis.transforms.augment import Augmenter, augment_spec
 
 log = logging.getLogger(__name__)
 
 TRAIN_SPLITS = ("train",)
+OPTIMIZERS = ("adam", "adamw", "sgd")
 VAL_SPLITS = ("valid", "val", "validation")
 
 
@@ -65,6 +69,7 @@ class RunResult:
     metrics: dict[str, Any]
     best_epoch: int
     history: pd.DataFrame
+    is_global_zero: bool = True  # False in the other processes of a DDP run
 
     @property
     def checkpoint(self) -> Path:
@@ -92,41 +97,25 @@ def fit(
         raise MetastasisError("no training data: pass --data DIR or set `data:` in the config")
     augmenter = _check_options(cfg)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.model)
+    # Several processes (DDP): Fabric first, so that only rank 0 claims the folder, builds the
+    # cache and writes files. One process: Lightning is imported after the data is open, so a
+    # data problem is reported at once.
+    fabric = _make_fabric(cfg) if _distributed(cfg) else None
+    rank_zero = fabric is None or fabric.is_global_zero
     state: TrainState | None = None
     if resume:
         state = _resumable_state(run_dir)
-    else:
+    elif rank_zero:
         _claim_run_dir(run_dir)
     cfg = cfg.replace(out=str(run_dir))
+    with fabric.rank_zero_first() if fabric is not None else contextlib.nullcontext():
+        train_data, val_data, train_idx, val_idx, protocol = _open_data(cfg, progress)
+    if fabric is None:
+        fabric = _make_fabric(cfg)
 
-    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else None
-    train_data = open_split(str(cfg.data), cfg.split, TRAIN_SPLITS, cache_root, progress)
-    _require_labels(train_data)
-    if cfg.val_data:
-        val_data = open_split(cfg.val_data, cfg.val_split, VAL_SPLITS, cache_root, progress)
-        _require_labels(val_data)
-        train_idx, val_idx = train_data.usable_indices(), val_data.usable_indices()
-        protocol = f"explicit validation set {cfg.val_data}"
-    else:
-        usable = train_data.usable_indices()
-        tr_pos, va_pos = stratified_split(train_data.labels[usable], cfg.val_fraction, cfg.seed)
-        train_idx, val_idx, val_data = usable[tr_pos], usable[va_pos], train_data
-        protocol = (
-            f"stratified {1 - cfg.val_fraction:.0%}/{cfg.val_fraction:.0%} split, seed {cfg.seed}"
-        )
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise DataError(f"{cfg.data}: no usable patches left for training or validation")
-
-    # Lightning is imported after the data is open, so a data problem is reported at once.
-    from lightning.fabric import Fabric
     from lightning.fabric.utilities.seed import seed_everything
 
     flat_memory = fix_mmap_threshold()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    fabric = Fabric(
-        accelerator=cfg.accelerator, devices=cfg.devices, precision=cast(Any, cfg.precision)
-    )
     seed_everything(cfg.seed, verbose=False)
     model = create_model(cfg.model, **cfg.model_kwargs)
     preprocessing = default_preprocessing(cfg.model)
@@ -153,7 +142,7 @@ def fit(
     train_loader = DataLoader(
         PatchDataset(train_data, train_idx),
         batch_size=cfg.batch_size,
-        shuffle=sampler is None,
+        shuffle=cfg.shuffle and sampler is None,
         sampler=sampler,
         generator=gen,
         collate_fn=passthrough,
@@ -169,7 +158,8 @@ def fit(
         num_workers=cfg.num_workers,
         pin_memory=pin,
     )
-    train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
+    train_loader = fabric.setup_dataloaders(train_loader)  # DDP: a shard per process
+    val_loader = fabric.setup_dataloaders(val_loader, use_distributed_sampler=False)  # all of it
     scheduler = build_scheduler(
         cfg.schedule, raw_optimizer, cfg.epochs, len(train_loader), cfg.warmup_epochs
     )
@@ -183,13 +173,18 @@ def fit(
     fingerprints = {"train": train_data.fingerprint, "val": val_data.fingerprint}
     if state is not None and state.fingerprints != fingerprints:
         raise DataError(f"{run_dir}: the data changed since this run started; cannot resume")
-    if state is None:
+    if state is None and rank_zero:
         write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol)
         write_augmentation_preview(run_dir, train_data, train_idx, augmenter, cfg.seed)
-    atomic_write_json(
-        run_dir / "environment.json",
-        {**environment(fabric.device, cfg.num_workers), "fixed_mmap_threshold": flat_memory},
-    )
+    if rank_zero:
+        atomic_write_json(
+            run_dir / "environment.json",
+            {
+                **environment(fabric.device, cfg.num_workers),
+                "fixed_mmap_threshold": flat_memory,
+                "world_size": fabric.world_size,
+            },
+        )
     log.info(
         "training %s on %d patches, validating on %d (%s); device %s, %d threads",
         cfg.model,
@@ -200,7 +195,7 @@ def fit(
         torch.get_num_threads(),
     )
 
-    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1 + 1000 * fabric.global_rank)
 
     def prepare_train(x: torch.Tensor) -> torch.Tensor:
         return preprocessing(augmenter(x, aug_gen))
@@ -226,6 +221,8 @@ def fit(
             ema.load_state_dict(state.ema)
         history, best_score, best_epoch = state.history, state.best_score, state.best_epoch
         best_val = EpochOutput(math.nan, state.best_probs.numpy(), state.best_labels.numpy(), 0.0)
+        if hasattr(train_loader, "_num_iter_calls"):  # DDP: Fabric sets the sampler's epoch
+            train_loader._num_iter_calls = state.epoch
         log.info("resuming %s after epoch %d", run_dir, state.epoch)
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
@@ -246,6 +243,8 @@ def fit(
                 loss_fn=loss_fn,
                 after_step=after_step,
             )
+            if fabric.world_size > 1:
+                tr = _gather(fabric, tr)
             va = validate()
             row = history_row(epoch, tr, va, cfg.threshold, time.perf_counter() - start)
             history.append(row)
@@ -253,6 +252,7 @@ def fit(
             improved = score > best_score
             if improved:
                 best_score, best_epoch, best_val = score, epoch, va
+            if improved and rank_zero:
                 bundle = Bundle(
                     arch=cfg.model,
                     arch_kwargs=dict(cfg.model_kwargs),
@@ -277,7 +277,9 @@ def fit(
                 "  *best" if improved else "",
             )
             assert best_val is not None
-            state = TrainState(
+            if not rank_zero:
+                pass
+            elif state := TrainState(
                 epoch=epoch,
                 model=state_dict_cpu(model),
                 optimizer=optimizer.state_dict(),
@@ -294,10 +296,10 @@ def fit(
                 fingerprints=fingerprints,
                 scheduler=scheduler.state_dict() if scheduler is not None else None,
                 ema=ema.state_dict() if ema is not None else None,
-            )
-            save_train_state(run_dir, state)
-            # Last: a history row means its epoch's checkpoint and state are on disk.
-            write_history(run_dir, history)
+            ):
+                save_train_state(run_dir, state)
+                # Last: a history row means its epoch's checkpoint and state are on disk.
+                write_history(run_dir, history)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
             if cfg.early_stopping and epoch - best_epoch >= cfg.early_stopping:
@@ -309,18 +311,78 @@ def fit(
                 )
                 break
     except KeyboardInterrupt:
-        _note_interrupt(run_dir, len(history) + 1, best_epoch)
+        if rank_zero:
+            _note_interrupt(run_dir, len(history) + 1, best_epoch)
         raise
 
     assert best_val is not None
-    final, calibration = _finalise_checkpoint(
-        run_dir, cfg, best_val, PatchDataset(val_data, val_idx), fabric, progress
+    metrics: dict[str, Any] = {}
+    if rank_zero:
+        final, calibration = _finalise_checkpoint(
+            run_dir, cfg, best_val, PatchDataset(val_data, val_idx), fabric, progress
+        )
+        metrics = write_results(
+            run_dir, cfg, val_data, val_idx, final, best_epoch, history, calibration
+        )
+        (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
+    fabric.barrier()
+    if not rank_zero:  # DDP: the other processes return what rank 0 wrote
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    return RunResult(run_dir, metrics, best_epoch, pd.DataFrame(history), rank_zero)
+
+
+def _distributed(cfg: TrainConfig) -> bool:
+    """Several processes: asked for, or started by torchrun / SLURM (WORLD_SIZE is set)."""
+    return cfg.devices != 1 or cfg.num_nodes != 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _make_fabric(cfg: TrainConfig) -> Any:
+    from lightning.fabric import Fabric
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    fabric = Fabric(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=cast(Any, cfg.precision),
     )
-    metrics = write_results(
-        run_dir, cfg, val_data, val_idx, final, best_epoch, history, calibration
-    )
-    (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
-    return RunResult(run_dir, metrics, best_epoch, pd.DataFrame(history))
+    fabric.launch()  # under torchrun / SLURM: joins the process group; else starts the others
+    return fabric
+
+
+def _open_data(
+    cfg: TrainConfig, progress: bool
+) -> tuple[CachedSplit, CachedSplit, np.ndarray, np.ndarray, str]:
+    """Training and validation splits (cached), their usable rows and the protocol."""
+    assert cfg.data is not None
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else None
+    train_data = open_split(str(cfg.data), cfg.split, TRAIN_SPLITS, cache_root, progress)
+    _require_labels(train_data)
+    if cfg.val_data:
+        val_data = open_split(cfg.val_data, cfg.val_split, VAL_SPLITS, cache_root, progress)
+        _require_labels(val_data)
+        train_idx, val_idx = train_data.usable_indices(), val_data.usable_indices()
+        protocol = f"explicit validation set {cfg.val_data}"
+    else:
+        usable = train_data.usable_indices()
+        tr_pos, va_pos = stratified_split(train_data.labels[usable], cfg.val_fraction, cfg.seed)
+        train_idx, val_idx, val_data = usable[tr_pos], usable[va_pos], train_data
+        protocol = (
+            f"stratified {1 - cfg.val_fraction:.0%}/{cfg.val_fraction:.0%} split, seed {cfg.seed}"
+        )
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise DataError(f"{cfg.data}: no usable patches left for training or validation")
+    return train_data, val_data, train_idx, val_idx, protocol
+
+
+def _gather(fabric: Any, out: EpochOutput) -> EpochOutput:
+    """One process's training output -> all processes' (DDP shards are padded to equal size)."""
+    probs = fabric.all_gather(torch.from_numpy(out.probs)).reshape(-1).cpu().numpy()
+    labels = fabric.all_gather(torch.from_numpy(out.labels)).reshape(-1).cpu().numpy()
+    loss = float(fabric.all_reduce(torch.tensor(out.loss), reduce_op="mean"))
+    return EpochOutput(loss, probs, labels, out.seconds)
 
 
 def _check_options(cfg: TrainConfig) -> Augmenter:
@@ -343,6 +405,16 @@ def _check_options(cfg: TrainConfig) -> Augmenter:
         raise MetastasisError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.early_stopping < 0:
         raise MetastasisError("early_stopping must be 0 (off) or a number of epochs")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise MetastasisError(
+            f"unknown optimizer {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}"
+        )
+    if cfg.model not in list_models():
+        raise MetastasisError(
+            f"unknown model {cfg.model!r}; known: {', '.join(list_models())} (metastasis models)"
+        )
+    if cfg.input_size is not None and cfg.input_size < 32:
+        raise MetastasisError(f"input_size must be at least 32, got {cfg.input_size}")
     if cfg.threshold_method != "fixed":  # parse it now, not after hours of training
         select_threshold([0, 1], [0.25, 0.75], cfg.threshold_method)
     return Augmenter(augment_spec(cfg.augment, cfg.augment_kwargs))
@@ -368,9 +440,13 @@ def _finalise_checkpoint(
             out = predict(model, bar, bundle.preprocessing, fabric.device, tta=cfg.tta)
     temperature = 1.0
     if cfg.calibrate:
-        temperature = fit_temperature(logits_from_probs(out.probs), out.labels)
-        probs = apply_temperature(logits_from_probs(out.probs), temperature).astype(np.float32)
-        out = EpochOutput(out.loss, probs, out.labels, out.seconds)
+        # Logits as predict() returns them (after a resume only probabilities were kept), and
+        # probabilities computed exactly as predict() will (float32 logits / T, sigmoid).
+        logits = out.logits if out.logits is not None else logits_from_probs(out.probs)
+        logits = np.asarray(logits, dtype=np.float32)
+        temperature = fit_temperature(logits, out.labels)
+        probs = torch.sigmoid(torch.from_numpy(logits) / temperature).numpy()
+        out = EpochOutput(out.loss, probs, out.labels, out.seconds, logits)
     threshold, method = cfg.threshold, "fixed"
     if cfg.threshold_method != "fixed":
         threshold, method = select_threshold(out.labels, out.probs, cfg.threshold_method)
