@@ -436,8 +436,9 @@ def _finalise_checkpoint(
         model = bundle.build_model().to(fabric.device).to(memory_format=torch.channels_last)
         loader = DataLoader(val, batch_size=cfg.eval_batch_size, collate_fn=passthrough)
         bar = tqdm(loader, desc=f"validating (tta {cfg.tta})", disable=not progress, leave=False)
-        with fabric.autocast():
-            out = predict(model, bar, bundle.preprocessing, fabric.device, tta=cfg.tta)
+        # In float32, as `predict` and `evaluate` run it: the threshold and temperature are
+        # fitted on exactly the numbers they will be applied to.
+        out = predict(model, bar, bundle.preprocessing, fabric.device, tta=cfg.tta)
     temperature = 1.0
     if cfg.calibrate:
         # Logits as predict() returns them (after a resume only probabilities were kept), and
