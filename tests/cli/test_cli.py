@@ -122,7 +122,7 @@ def test_bad_option_value_is_one_line(
         ]
     )
     assert code == 2
-    assert "unknown augment 'wild'" in capsys.readouterr().err
+    assert "unknown augmentation preset 'wild'" in capsys.readouterr().err
 
 
 def test_synth_writes_each_layout(tmp_path: Path) -> None:
