@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from metastasis.engine.memory import fix_mmap_threshold
+from metastasis.engine.memory import configure_malloc, fix_mmap_threshold
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
@@ -13,3 +13,22 @@ def test_fixing_the_mmap_threshold_succeeds_on_glibc() -> None:
 def test_other_platforms_report_false(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     assert fix_mmap_threshold() is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_malloc_strategy_defaults_to_mmap_and_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("METASTASIS_MALLOC", raising=False)
+    assert configure_malloc() == "mmap"
+    monkeypatch.setenv("METASTASIS_MALLOC", "off")
+    assert configure_malloc() == "off"
+    assert configure_malloc("mmap") == "mmap"  # an explicit choice beats the environment
+    monkeypatch.setenv("METASTASIS_MALLOC", "jemalloc")
+    with pytest.raises(ValueError, match="METASTASIS_MALLOC"):
+        configure_malloc()
+
+
+def test_without_glibc_nothing_is_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert configure_malloc("mmap") == "off"

@@ -38,7 +38,7 @@ from metastasis.engine.checkpoint import (
 from metastasis.engine.ema import EMA
 from metastasis.engine.environment import environment
 from metastasis.engine.loop import TTA_MODES, EpochOutput, bce_loss, predict, train_one_epoch
-from metastasis.engine.memory import fix_mmap_threshold
+from metastasis.engine.memory import configure_malloc
 from metastasis.engine.run_folder import (
     history_row,
     write_augmentation_preview,
@@ -115,7 +115,7 @@ def fit(
 
     from lightning.fabric.utilities.seed import seed_everything
 
-    flat_memory = fix_mmap_threshold()
+    malloc = configure_malloc()
     seed_everything(cfg.seed, verbose=False)
     model = create_model(cfg.model, **cfg.model_kwargs)
     preprocessing = default_preprocessing(cfg.model)
@@ -181,7 +181,7 @@ def fit(
             run_dir / "environment.json",
             {
                 **environment(fabric.device, cfg.num_workers),
-                "fixed_mmap_threshold": flat_memory,
+                "malloc": malloc,
                 "world_size": fabric.world_size,
             },
         )

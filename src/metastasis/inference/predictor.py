@@ -15,7 +15,7 @@ from metastasis.data.cache import CachedSplit
 from metastasis.data.dataset import PatchDataset, passthrough
 from metastasis.engine.checkpoint import Bundle, load_checkpoint
 from metastasis.engine.loop import TTA_MODES, EpochOutput, predict
-from metastasis.engine.memory import fix_mmap_threshold
+from metastasis.engine.memory import configure_malloc
 from metastasis.errors import MetastasisError
 from metastasis.transforms.presets import Preprocessing
 
@@ -49,7 +49,7 @@ class Predictor:
     ) -> None:
         if tta not in TTA_MODES:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
-        fix_mmap_threshold()
+        configure_malloc()
         self.device = auto_device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.preprocessing = preprocessing
