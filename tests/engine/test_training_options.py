@@ -362,6 +362,8 @@ def test_early_stopping_stops_when_nothing_improves(demo_data: Path, tmp_path: P
         ({"early_stopping": -1}, "early_stopping"),
         ({"augment": "wild"}, "unknown augmentation preset"),
         ({"augment_kwargs": {"no_such_knob": 0.1}}, "no_such_knob"),
+        ({"optimizer": "adagrad"}, "optimizer"),
+        ({"model": "no-such-model"}, "no-such-model"),
     ],
 )
 def test_bad_options_are_refused_before_the_data_is_read(
@@ -375,18 +377,3 @@ def test_bad_options_are_refused_before_the_data_is_read(
     assert not isinstance(info.value, DataError)
     assert "no-such-data" not in str(info.value)
     assert not (tmp_path / "run").exists()  # nothing was written either
-
-
-@pytest.mark.parametrize(
-    ("option", "match"),
-    [({"optimizer": "adagrad"}, "optimizer"), ({"model": "no-such-model"}, "no-such-model")],
-)
-def test_optimizer_and_model_are_checked_before_the_data_is_read(
-    tmp_path: Path, option: dict[str, Any], match: str
-) -> None:
-    cfg = TrainConfig(
-        data=str(tmp_path / "no-such-data"), epochs=3, out=str(tmp_path / "run"), **option
-    )
-    with pytest.raises(MetastasisError, match=match) as info:
-        fit(cfg, progress=False)
-    assert not isinstance(info.value, DataError)

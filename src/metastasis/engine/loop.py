@@ -40,11 +40,13 @@ def bce_loss(
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {label_smoothing}")
 
+    weight = None if pos_weight is None else torch.tensor(pos_weight)
+
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         t = targets.float()
         if label_smoothing:
             t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
-        w = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device)
+        w = None if weight is None else weight.to(logits.device)  # a no-op after the first
         return F.binary_cross_entropy_with_logits(logits, t, pos_weight=w)
 
     return loss

@@ -20,6 +20,16 @@ from metastasis.errors import MetastasisError
 SCHEDULES = ("constant", "cosine", "onecycle")
 
 
+def check_schedule(name: str, epochs: int, warmup_epochs: float = 0.0) -> None:
+    """Raise a one-line error for an unknown schedule or a warm-up outside [0, epochs)."""
+    if name not in SCHEDULES:
+        raise MetastasisError(f"unknown schedule {name!r}; known: {', '.join(SCHEDULES)}")
+    if warmup_epochs < 0 or warmup_epochs >= max(epochs, 1):
+        raise MetastasisError(
+            f"warmup_epochs must be in [0, epochs), got {warmup_epochs} for {epochs} epochs"
+        )
+
+
 def build_scheduler(
     name: str,
     optimizer: torch.optim.Optimizer,
@@ -28,12 +38,7 @@ def build_scheduler(
     warmup_epochs: float = 0.0,
 ) -> LRScheduler | None:
     """The scheduler (None for a constant rate without warm-up)."""
-    if name not in SCHEDULES:
-        raise MetastasisError(f"unknown schedule {name!r}; known: {', '.join(SCHEDULES)}")
-    if warmup_epochs < 0 or warmup_epochs >= max(epochs, 1):
-        raise MetastasisError(
-            f"warmup_epochs must be in [0, epochs), got {warmup_epochs} for {epochs} epochs"
-        )
+    check_schedule(name, epochs, warmup_epochs)
     total = max(epochs * steps_per_epoch, 1)
     warmup = round(warmup_epochs * steps_per_epoch)
     if name == "onecycle":

@@ -46,7 +46,7 @@ from metastasis.engine.run_folder import (
     write_results,
     write_run_inputs,
 )
-from metastasis.engine.schedule import SCHEDULES, build_scheduler
+from metastasis.engine.schedule import build_scheduler, check_schedule
 from metastasis.engine.state import FILENAME as STATE_FILE
 from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError, MetastasisError
@@ -389,10 +389,7 @@ def _check_options(cfg: TrainConfig) -> Augmenter:
     """Every option that can be wrong, checked before any data is read; the augmenter."""
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise MetastasisError("epochs and batch_size must be at least 1")
-    if cfg.schedule not in SCHEDULES:
-        raise MetastasisError(f"unknown schedule {cfg.schedule!r}; known: {', '.join(SCHEDULES)}")
-    if not 0 <= cfg.warmup_epochs < cfg.epochs:
-        raise MetastasisError(f"warmup_epochs must be in [0, epochs), got {cfg.warmup_epochs}")
+    check_schedule(cfg.schedule, cfg.epochs, cfg.warmup_epochs)
     if cfg.class_balance not in ("none", "loss", "sampler"):
         raise MetastasisError(
             f"unknown class_balance {cfg.class_balance!r}; known: none, loss, sampler"
