@@ -16,14 +16,14 @@ def test_other_platforms_report_false(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
-def test_malloc_strategy_defaults_to_mmap_and_follows_the_environment(
+def test_malloc_strategy_defaults_to_glibc_and_follows_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("METASTASIS_MALLOC", raising=False)
+    assert configure_malloc() == "glibc"
+    monkeypatch.setenv("METASTASIS_MALLOC", "mmap")
     assert configure_malloc() == "mmap"
-    monkeypatch.setenv("METASTASIS_MALLOC", "off")
-    assert configure_malloc() == "off"
-    assert configure_malloc("mmap") == "mmap"  # an explicit choice beats the environment
+    assert configure_malloc("glibc") == "glibc"  # an explicit choice beats the environment
     monkeypatch.setenv("METASTASIS_MALLOC", "jemalloc")
     with pytest.raises(ValueError, match="METASTASIS_MALLOC"):
         configure_malloc()
@@ -31,4 +31,4 @@ def test_malloc_strategy_defaults_to_mmap_and_follows_the_environment(
 
 def test_without_glibc_nothing_is_changed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert configure_malloc("mmap") == "off"
+    assert configure_malloc("mmap") == "glibc"

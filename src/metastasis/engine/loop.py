@@ -32,6 +32,46 @@ class EpochOutput:
         return len(self.labels) / self.seconds if self.seconds > 0 else float("nan")
 
 
+class _Outputs:
+    """Per-patch outputs of one pass, written into buffers allocated once.
+
+    Appending each batch's few small tensors to a list would leave small long-lived blocks
+    scattered through the heap between the large, short-lived activation buffers; glibc then
+    cannot reuse or return that memory and a process's anonymous memory grows through every
+    epoch (measured: 0.4 -> 2.1 GB in one PCam epoch). Buffers sized from the loader, doubled
+    if the guess is short, keep the heap flat.
+    """
+
+    def __init__(self, loader: Iterable[Batch], device: torch.device | None) -> None:
+        dataset = getattr(loader, "dataset", None)
+        try:
+            capacity = len(dataset)  # type: ignore[arg-type]
+        except TypeError:
+            capacity = 1024
+        self.device = device
+        self.n = 0
+        self.loss = torch.zeros((), device=device)
+        self.values = torch.empty(max(capacity, 1), device=device)
+        self.labels = torch.empty(max(capacity, 1), dtype=torch.int64, device=device)
+
+    def add(
+        self, values: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor | None = None
+    ) -> None:
+        n, end = len(labels), self.n + len(labels)
+        if end > len(self.values):
+            size = max(end, 2 * len(self.values))
+            self.values = torch.cat([self.values[: self.n], self.values.new_empty(size - self.n)])
+            self.labels = torch.cat([self.labels[: self.n], self.labels.new_empty(size - self.n)])
+        self.values[self.n : end] = values.detach().reshape(-1)
+        self.labels[self.n : end] = labels.reshape(-1)
+        if loss is not None:
+            self.loss += loss.detach() * n
+        self.n = end
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.values[: self.n].cpu(), self.labels[: self.n].cpu()
+
+
 def bce_loss(
     label_smoothing: float = 0.0, pos_weight: float | None = None
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -68,7 +108,7 @@ def train_one_epoch(
     loss_fn = loss_fn or bce_loss()
     model.train()
     start = time.perf_counter()
-    total, losses, probs, labels = 0, [], [], []
+    out = _Outputs(loader, device)
     for images, targets in loader:
         if device is not None:
             images = images.to(device, non_blocking=True)
@@ -80,16 +120,13 @@ def train_one_epoch(
         optimizer.step()
         if after_step is not None:
             after_step()
-        n = len(targets)
-        total += n
-        losses.append(loss.detach() * n)
-        probs.append(torch.sigmoid(logits.detach()))
-        labels.append(targets)
+        out.add(torch.sigmoid(logits.detach()), targets, loss)
     seconds = time.perf_counter() - start
+    probs, labels = out.result()
     return EpochOutput(
-        loss=float(torch.stack(losses).sum()) / max(total, 1),
-        probs=torch.cat(probs).cpu().numpy() if probs else np.empty(0, np.float32),
-        labels=torch.cat(labels).cpu().numpy() if labels else np.empty(0, np.int64),
+        loss=float(out.loss) / max(out.n, 1),
+        probs=probs.numpy(),
+        labels=labels.numpy(),
         seconds=seconds,
     )
 
@@ -116,20 +153,19 @@ def predict(
         raise ValueError(f"unknown test-time augmentation {tta!r}; known: {', '.join(TTA_MODES)}")
     model.eval()
     start = time.perf_counter()
-    logits_all, labels = [], []
+    out = _Outputs(loader, device)
     for images, targets in loader:
         if device is not None:
             images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
         if tta == "d4":
             views = [model(prepare(d4_view(images, k))).float() for k in range(8)]
-            logits_all.append(torch.stack(views).mean(0).cpu())
+            out.add(torch.stack(views).mean(0), targets)
         else:
-            logits_all.append(model(prepare(images)).float().cpu())
-        labels.append(targets.cpu())
+            out.add(model(prepare(images)).float(), targets)
     seconds = time.perf_counter() - start
-    raw = torch.cat(logits_all) if logits_all else torch.empty(0)
+    raw, y = out.result()
     logits = raw / temperature if temperature != 1.0 else raw
-    y = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
     labelled = bool(len(y)) and bool((y >= 0).all())
     loss = (
         float(F.binary_cross_entropy_with_logits(logits, y.float())) if labelled else float("nan")
