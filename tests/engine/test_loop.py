@@ -33,7 +33,9 @@ def test_outputs_cover_every_patch_in_order_when_the_loader_has_no_length() -> N
     assert out.probs.shape == (70,)
     np.testing.assert_allclose(out.logits, expected.numpy(), rtol=0, atol=1e-6)
     np.testing.assert_array_equal(out.labels, torch.cat([y for _, y in batches]).numpy())
-    bce = nn.functional.binary_cross_entropy_with_logits(expected, torch.from_numpy(out.labels).float())
+    bce = nn.functional.binary_cross_entropy_with_logits(
+        expected, torch.from_numpy(out.labels).float()
+    )
     assert abs(out.loss - float(bce)) < 1e-6
 
 
