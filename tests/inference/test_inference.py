@@ -34,6 +34,7 @@ def test_evaluate_writes_top_level_metrics(
     out = tmp_path / "eval"
     m = evaluate_checkpoint(trained_run.checkpoint, demo_data, out, split="valid", progress=False)
     saved = json.loads((out / "metrics.json").read_text())
+    assert (saved["engine"], saved["engine_precision"]) == ("onnxruntime", "float32")
     for key in (
         "accuracy",
         "roc_auc",

@@ -8,6 +8,9 @@ import json
 
 from metastasis.cli.common import add_data_options, progress
 
+# inference.runtime.ENGINES, spelled out so that parsing the command line imports no torch
+ENGINES = ("auto", "onnxruntime", "torch", "torch-bf16")
+
 ORDER = 30
 HELP = "metrics and plots of a checkpoint on labelled data"
 
@@ -23,6 +26,13 @@ def add_checkpoint_options(p: argparse.ArgumentParser, out_help: str) -> None:
         "--tta",
         choices=["none", "d4"],
         help="test-time augmentation: d4 averages the 8 rotations/flips (default: checkpoint's)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="auto (default): ONNX Runtime on a CPU, PyTorch on a GPU, both float32 and checked "
+        "against PyTorch; torch-bf16 is faster where the hardware has bfloat16, not exact",
     )
     add_data_options(p)
 
@@ -44,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.cache_dir,
         progress(args),
         args.tta,
+        args.engine,
     )
     keys = ("n", "accuracy", "roc_auc", "pr_auc", "sensitivity", "specificity", "f1")
     print(json.dumps({k: m[k] for k in keys}))

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         args.cache_dir,
         progress(args),
         args.tta,
+        args.engine,
     )
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0

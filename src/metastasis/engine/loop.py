@@ -136,7 +136,7 @@ TTA_MODES = ("none", "d4")
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     loader: Iterable[Batch],
     prepare: Callable[[torch.Tensor], torch.Tensor],
     device: torch.device | None = None,
@@ -147,11 +147,13 @@ def predict(
 
     ``tta="d4"`` averages the logits of the 8 dihedral views of each patch (rotations and
     flips; the label region, the centre 32 x 32, maps onto itself). ``temperature`` divides the
-    logits before the sigmoid (temperature scaling; 1 changes nothing).
+    logits before the sigmoid (temperature scaling; 1 changes nothing). ``model`` may be any
+    callable from model input to logits, such as an inference engine (``inference.runtime``).
     """
     if tta not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {tta!r}; known: {', '.join(TTA_MODES)}")
-    model.eval()
+    if isinstance(model, nn.Module):
+        model.eval()
     start = time.perf_counter()
     out = _Outputs(loader, device)
     for images, targets in loader:

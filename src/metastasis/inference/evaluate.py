@@ -28,12 +28,15 @@ def evaluate_checkpoint(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     tta: str | None = None,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """Write ``metrics.json`` (top-level metric keys), plots, ``predictions.csv`` and
-    ``report.html`` into ``out``; return the metrics. ``tta`` overrides the checkpoint's."""
+    ``report.html`` into ``out``; return the metrics. ``tta`` overrides the checkpoint's;
+    ``engine`` is one of ``inference.runtime.ENGINES``."""
     from metastasis.reports.evaluation import write_evaluation, write_html_report
 
-    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta)
+    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta, engine)
+    log.info("engine: %s", predictor.engine.describe())
     cached = open_split(data, split, EVAL_SPLITS, Path(cache_dir) if cache_dir else None, progress)
     if not cached.labelled:
         raise DataError(f"{cached.name}: has no labels; evaluate needs labels (use predict)")
@@ -56,6 +59,8 @@ def evaluate_checkpoint(
             "threshold": predictor.threshold,
             "temperature": predictor.temperature,
             "tta": predictor.tta,
+            "engine": predictor.engine.name,
+            "engine_precision": predictor.engine.precision,
         }
     )
     atomic_write_json(out_dir / "metrics.json", metrics)

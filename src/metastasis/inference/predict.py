@@ -29,13 +29,15 @@ def predict_to_csv(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     tta: str | None = None,
+    engine: str = "auto",
 ) -> pd.DataFrame:
     """Predict every usable patch of ``data`` and write ``out`` (CSV, atomically).
 
     Rows: ``id,probability,label`` (label = probability >= the checkpoint's threshold). With
     ``kaggle_submission``: Kaggle's ``id,label`` with the probability as label, for
     ``DATA/test/*.tif``. Unusable files are left out, counted and listed in ``OUT.excluded.csv``.
-    ``tta`` (none, d4) overrides the checkpoint's test-time augmentation.
+    ``tta`` (none, d4) overrides the checkpoint's test-time augmentation; ``engine`` is one of
+    ``inference.runtime.ENGINES`` (``auto``: the fastest exact one).
     """
     if kaggle_submission:
         layout = open_layout(data)
@@ -44,7 +46,8 @@ def predict_to_csv(
                 f"{data}: --kaggle-submission needs the Kaggle layout with a test/ folder"
             )
         split = "test"
-    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta)
+    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta, engine)
+    log.info("engine: %s", predictor.engine.describe())
     cached = open_split(
         data, split, PREDICT_SPLITS, Path(cache_dir) if cache_dir else None, progress
     )

@@ -17,6 +17,7 @@ from metastasis.engine.checkpoint import Bundle, load_checkpoint
 from metastasis.engine.loop import TTA_MODES, EpochOutput, predict
 from metastasis.engine.memory import configure_malloc
 from metastasis.errors import MetastasisError
+from metastasis.inference.runtime import Engine, make_engine
 from metastasis.transforms.presets import Preprocessing
 
 
@@ -35,6 +36,8 @@ class Predictor:
 
     ``tta="d4"`` averages the logits of the 8 dihedral views; ``temperature`` divides the
     logits (temperature scaling). A checkpoint supplies both, and its threshold, by default.
+    ``engine`` (``inference.runtime.ENGINES``): ``auto`` runs ONNX Runtime on a CPU, PyTorch
+    elsewhere; ``self.engine.describe()`` says which.
     """
 
     def __init__(
@@ -46,12 +49,14 @@ class Predictor:
         batch_size: int = 256,
         tta: str = "none",
         temperature: float = 1.0,
+        engine: str = "auto",
     ) -> None:
         if tta not in TTA_MODES:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
         configure_malloc()
         self.device = auto_device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.engine: Engine = make_engine(self.model, preprocessing, self.device, engine)
         self.preprocessing = preprocessing
         self.threshold = threshold
         self.batch_size = batch_size
@@ -61,7 +66,12 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", batch_size: int = 256, tta: str | None = None
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        batch_size: int = 256,
+        tta: str | None = None,
+        engine: str = "auto",
     ) -> Predictor:
         """The checkpoint's model, preprocessing, threshold, temperature and (unless ``tta`` is
         given) test-time augmentation."""
@@ -74,6 +84,7 @@ class Predictor:
             batch_size,
             tta=bundle.tta if tta is None else tta,
             temperature=bundle.temperature,
+            engine=engine,
         )
         self.bundle = bundle
         return self
@@ -91,7 +102,7 @@ class Predictor:
 
     def _predict(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> EpochOutput:
         return predict(
-            self.model, batches, self.preprocessing, self.device, self.tta, self.temperature
+            self.engine, batches, self.preprocessing, self.device, self.tta, self.temperature
         )
 
     def predict_split(

@@ -1,0 +1,100 @@
+"""inference.runtime: ONNX Runtime and PyTorch engines, checked against PyTorch float32."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from metastasis.cli.evaluate import ENGINES as CLI_ENGINES
+from metastasis.errors import MetastasisError
+from metastasis.inference import runtime
+from metastasis.inference.runtime import ENGINES, export_onnx, make_engine
+from metastasis.models import create_model, default_preprocessing
+
+CPU = torch.device("cpu")
+
+
+def _batch(name: str, n: int = 6) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (n, 96, 96, 3), dtype=torch.uint8, generator=g)
+    return default_preprocessing(name)(images)
+
+
+def _model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return create_model(name).eval()
+
+
+@pytest.mark.parametrize("name", ["baseline-cnn", "regularised-cnn"])
+def test_auto_runs_onnxruntime_on_cpu_within_the_tolerance(name: str) -> None:
+    model = _model(name)
+    x = _batch(name)
+    with torch.inference_mode():
+        expected = model(x).float()
+    engine = make_engine(model, default_preprocessing(name), CPU)
+    assert engine.name == "onnxruntime" and engine.precision == "float32"
+    assert engine.checked_diff is not None and engine.checked_diff <= runtime.TOLERANCE
+    got = engine(x)
+    assert got.dtype == torch.float32 and got.shape == (len(x),)
+    assert float((got - expected).abs().max()) <= runtime.TOLERANCE
+    assert "onnxruntime (float32)" in engine.describe()
+
+
+def test_exported_file_runs_with_any_batch_size(tmp_path: Path) -> None:
+    model = _model("baseline-cnn")
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    for n in (1, 5):
+        x = _batch("baseline-cnn", n)
+        out = session.run(None, {"image": x.contiguous().numpy()})[0]
+        with torch.inference_mode():
+            np.testing.assert_allclose(out.reshape(-1), model(x).numpy(), atol=1e-4)
+
+
+def test_a_refused_onnx_model_falls_back_to_torch_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(runtime, "TOLERANCE", -1.0)  # no difference is small enough now
+    model, pre = _model("baseline-cnn"), default_preprocessing("baseline-cnn")
+    engine = make_engine(model, pre, CPU)
+    assert engine.name == "torch"
+    assert "ONNX Runtime not used" in caplog.text and "differ from PyTorch" in caplog.text
+    with pytest.raises(MetastasisError, match="onnxruntime cannot run this model"):
+        make_engine(model, pre, CPU, "onnxruntime")
+
+
+def test_torch_engines_and_bad_names() -> None:
+    model, pre = _model("baseline-cnn"), default_preprocessing("baseline-cnn")
+    x = _batch("baseline-cnn")
+    exact = make_engine(model, pre, CPU, "torch")
+    fast = make_engine(model, pre, CPU, "torch-bf16")
+    assert (exact.precision, fast.precision) == ("float32", "bfloat16")
+    a, b = exact(x), fast(x)
+    assert b.dtype == torch.float32
+    assert float((a - b).abs().max()) < 0.1  # bf16 is close, not exact
+    with pytest.raises(MetastasisError, match="unknown engine 'tensorrt'"):
+        make_engine(model, pre, CPU, "tensorrt")
+    with pytest.raises(MetastasisError, match="runs on the CPU"):
+        make_engine(model, pre, torch.device("meta"), "onnxruntime")
+
+
+def test_cli_choices_are_the_engines() -> None:
+    assert CLI_ENGINES == ENGINES
+
+
+def test_export_writes_to_a_file_object() -> None:
+    buffer = io.BytesIO()
+    export_onnx(_model("baseline-cnn"), buffer)
+    graph = onnx.load_from_string(buffer.getvalue()).graph
+    assert [i.name for i in graph.input] == ["image"]
+    assert [o.name for o in graph.output] == ["logit"]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
