@@ -57,7 +57,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # Fabric strategy: auto (DDP when several processes), ddp, ...
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
-    num_workers: int = 0  # DataLoader workers; batches are sliced from a memory map
+    num_workers: int | None = None  # DataLoader workers; None: 0 on a CPU, some on a GPU
     threads: int | None = None  # torch intra-op threads (default: all cores)
     eval_batch_size: int = 256
     # output

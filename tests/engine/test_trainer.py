@@ -57,6 +57,7 @@ def test_one_epoch_fit_writes_a_complete_run_folder(
     assert data["train"]["n_used"] == 160 and len(data["train"]["fingerprint"]) == 20
     env = json.loads((run / "environment.json").read_text())
     assert env["versions"]["torch"] and env["torch_threads"] >= 1 and env["device"] == "cpu"
+    assert env["loader_workers"] == 0 and env["malloc"] == "glibc"  # the CPU defaults
     assert resolve_config(run / "config.yaml").out == str(run)
     bundle = load_checkpoint(run)
     assert bundle.arch == "baseline-cnn" and bundle.threshold == 0.5

@@ -34,6 +34,24 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def loader_workers(device: torch.device | str, requested: int | None = None) -> int:
+    """DataLoader worker processes for training on ``device`` (``requested`` wins if given).
+
+    Batches are sliced from a memory-mapped uint8 cache in one read each and augmented as whole
+    batches on the model's device, so there is no per-patch decoding to hide. On a CPU, workers
+    would only take cores from the model: 0. On a GPU the main process has the GPU to feed, and
+    gathering + pinning a batch in a worker overlaps it with the step: up to 4, leaving the
+    main process a core.
+    """
+    if requested is not None:
+        if requested < 0:
+            raise ValueError(f"num_workers must be >= 0, got {requested}")
+        return requested
+    if torch.device(device).type == "cpu":
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 def environment(device: torch.device | str, num_workers: int) -> dict[str, Any]:
     dev = torch.device(device)
     info: dict[str, Any] = {
@@ -44,6 +62,7 @@ def environment(device: torch.device | str, num_workers: int) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "loader_workers": num_workers,
+        "loader_workers_rule": "0 on a CPU; min(4, cores - 1) on a GPU; --num-workers sets it",
         "device": str(dev),
     }
     if dev.type == "cuda":

@@ -36,7 +36,7 @@ from metastasis.engine.checkpoint import (
     state_dict_cpu,
 )
 from metastasis.engine.ema import EMA
-from metastasis.engine.environment import environment
+from metastasis.engine.environment import environment, loader_workers
 from metastasis.engine.loop import TTA_MODES, EpochOutput, bce_loss, predict, train_one_epoch
 from metastasis.engine.memory import configure_malloc
 from metastasis.engine.run_folder import (
@@ -128,6 +128,7 @@ def fit(
     if ema is not None:
         ema.module.to(fabric.device)
     pin = fabric.device.type == "cuda"
+    workers = loader_workers(fabric.device, cfg.num_workers)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_labels = train_data.labels[train_idx]
     n_pos = int((train_labels == 1).sum())
@@ -146,16 +147,16 @@ def fit(
         sampler=sampler,
         generator=gen,
         collate_fn=passthrough,
-        num_workers=cfg.num_workers,
+        num_workers=workers,
         pin_memory=pin,
-        persistent_workers=cfg.num_workers > 0,
+        persistent_workers=workers > 0,
     )
     val_loader = DataLoader(
         PatchDataset(val_data, val_idx),
         batch_size=cfg.eval_batch_size,
         shuffle=False,
         collate_fn=passthrough,
-        num_workers=cfg.num_workers,
+        num_workers=workers,
         pin_memory=pin,
     )
     train_loader = fabric.setup_dataloaders(train_loader)  # DDP: a shard per process
@@ -180,7 +181,7 @@ def fit(
         atomic_write_json(
             run_dir / "environment.json",
             {
-                **environment(fabric.device, cfg.num_workers),
+                **environment(fabric.device, workers),
                 "malloc": malloc,
                 "world_size": fabric.world_size,
             },
