@@ -17,6 +17,7 @@ training throughput over one epoch, and anonymous memory (RssAnon) throughout.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import shutil
 import subprocess
@@ -50,7 +51,7 @@ def epoch_tenths(stderr: str, batch_size: int) -> list[float]:
         d = min(done_sorted, key=lambda x: abs(x - target))
         return d, points[d]
 
-    for lo, hi in zip(marks, marks[1:]):
+    for lo, hi in itertools.pairwise(marks):
         (d0, t0), (d1, t1) = at(lo), at(hi)
         if t1 > t0:
             rates.append(round((d1 - d0) * batch_size / (t1 - t0), 1))

@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.90)
     ap.add_argument("--reference-epochs", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--skip-reference", action="store_true", help="time ours only (to try recipes)")
     ap.add_argument("--json")
     add_reference_options(ap)
     args = ap.parse_args()
@@ -67,8 +67,12 @@ def main() -> None:
             "--threads",
             str(args.threads),
         ]
-        rows = ((t, r) for t, r in json_lines(stream(cmd)) if "val_auc" in r)
-        result["reference"] = first_to_target(rows, args.target)
+        lines = stream(cmd)
+        try:
+            rows = ((t, r) for t, r in json_lines(lines) if "val_auc" in r)
+            result["reference"] = first_to_target(rows, args.target)
+        finally:
+            lines.close()  # stops the process once the target is reached
 
     print("ours (metastasis):", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +93,11 @@ def main() -> None:
             str(args.threads),
             "--no-progress",
         ]
-        result["ours"] = first_to_target(our_epochs(stream(cmd)), args.target)
+        lines = stream(cmd)
+        try:
+            result["ours"] = first_to_target(our_epochs(lines), args.target)
+        finally:
+            lines.close()
 
     ref, ours = result.get("reference"), result["ours"]
     if ref and ref["reached"] and ours["reached"]:

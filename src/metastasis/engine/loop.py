@@ -42,30 +42,33 @@ class _Outputs:
     if the guess is short, keep the heap flat.
     """
 
-    def __init__(self, loader: Iterable[Batch], device: torch.device | None) -> None:
-        dataset = getattr(loader, "dataset", None)
+    def __init__(self, loader: Iterable[Batch]) -> None:
+        source = getattr(loader, "iterable", loader)  # under a tqdm progress bar
         try:
-            capacity = len(dataset)  # type: ignore[arg-type]
-        except TypeError:
-            capacity = 1024
-        self.device = device
+            self.capacity = max(1, len(source.dataset))  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):
+            self.capacity = 1024
         self.n = 0
-        self.loss = torch.zeros((), device=device)
-        self.values = torch.empty(max(capacity, 1), device=device)
-        self.labels = torch.empty(max(capacity, 1), dtype=torch.int64, device=device)
+        self.loss: torch.Tensor | None = None
+        self.values = torch.empty(0)
+        self.labels = torch.empty(0, dtype=torch.int64)
 
     def add(
         self, values: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor | None = None
     ) -> None:
         n, end = len(labels), self.n + len(labels)
-        if end > len(self.values):
+        if self.n == 0:  # on the device the outputs are on: no copy, no sync per batch
+            self.values = values.new_empty(max(self.capacity, n), dtype=torch.float32)
+            self.labels = labels.new_empty(max(self.capacity, n), dtype=torch.int64)
+        elif end > len(self.values):
             size = max(end, 2 * len(self.values))
             self.values = torch.cat([self.values[: self.n], self.values.new_empty(size - self.n)])
             self.labels = torch.cat([self.labels[: self.n], self.labels.new_empty(size - self.n)])
         self.values[self.n : end] = values.detach().reshape(-1)
         self.labels[self.n : end] = labels.reshape(-1)
         if loss is not None:
-            self.loss += loss.detach() * n
+            weighted = loss.detach().float() * n
+            self.loss = weighted if self.loss is None else self.loss.add_(weighted)
         self.n = end
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +111,7 @@ def train_one_epoch(
     loss_fn = loss_fn or bce_loss()
     model.train()
     start = time.perf_counter()
-    out = _Outputs(loader, device)
+    out = _Outputs(loader)
     for images, targets in loader:
         if device is not None:
             images = images.to(device, non_blocking=True)
@@ -124,7 +127,7 @@ def train_one_epoch(
     seconds = time.perf_counter() - start
     probs, labels = out.result()
     return EpochOutput(
-        loss=float(out.loss) / max(out.n, 1),
+        loss=float(out.loss) / out.n if out.loss is not None else float("nan"),
         probs=probs.numpy(),
         labels=labels.numpy(),
         seconds=seconds,
@@ -155,7 +158,7 @@ def predict(
     if isinstance(model, nn.Module):
         model.eval()
     start = time.perf_counter()
-    out = _Outputs(loader, device)
+    out = _Outputs(loader)
     for images, targets in loader:
         if device is not None:
             images = images.to(device, non_blocking=True)
