@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,9 +44,9 @@ class _Outputs:
     """
 
     def __init__(self, loader: Iterable[Batch]) -> None:
-        source = getattr(loader, "iterable", loader)  # under a tqdm progress bar
+        source: Any = getattr(loader, "iterable", loader)  # under a tqdm progress bar
         try:
-            self.capacity = max(1, len(source.dataset))  # type: ignore[attr-defined]
+            self.capacity = max(1, len(source.dataset))
         except (AttributeError, TypeError):
             self.capacity = 1024
         self.n = 0
