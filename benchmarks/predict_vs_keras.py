@@ -12,9 +12,9 @@
    a new process; medians are reported, and the process wall times (imports included) too.
 2. Raw model, float32, batch 256, the same number of random patches: Keras ``model.predict``
    against each of our engines, and the largest logit difference of each from PyTorch eager.
-3. With ``--checkpoint`` (a trained model) and labelled DATA: ROC-AUC with the exact default
+3. With ``--checkpoint`` (any trained model) and labelled DATA: ROC-AUC with the exact default
    engine and with ``torch-bf16`` (bf16 may be offered if AUC moves by at most 0.002).
-Without ``--checkpoint`` an untrained seed CNN is timed (speed does not depend on weights).
+The timings use the seed's CNN, untrained, on both sides (speed does not depend on weights).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def main() -> None:
     n = sum(1 for p in Path(args.data).glob("*/*") if p.is_file())
     result: dict = {"machine": machine(), "data": args.data, "n": n, "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = Path(args.checkpoint) if args.checkpoint else untrained_checkpoint(Path(tmp))
+        checkpoint = untrained_checkpoint(Path(tmp))  # the reference's model, for the timings
         ref_cmd = [
             args.keras_python,
             args.reference,
