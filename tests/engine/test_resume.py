@@ -79,7 +79,7 @@ def test_resume_refuses_changed_data(tmp_path: Path) -> None:
         fit(_cfg(data, tmp_path / "run", epochs=2), progress=False, resume=True)
 
 
-def _train_cmd(data: Path, out: Path, cache: Path) -> list[str]:
+def _train_cmd(data: Path, out: Path, cache: Path, epochs: int = 2) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -91,7 +91,7 @@ def _train_cmd(data: Path, out: Path, cache: Path) -> list[str]:
         "--val-data",
         str(data / "valid"),
         "--epochs",
-        "2",
+        str(epochs),
         "--batch-size",
         "16",
         "--threads",
@@ -119,7 +119,7 @@ def _wait_for_epochs(run: Path, n: int, proc: subprocess.Popen, timeout: float =
 def kill_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough patches that an epoch takes a few seconds, so a kill lands inside one."""
     return synthetic.write_demo_dataset(
-        tmp_path_factory.mktemp("kill") / "d", n_train=480, n_valid=64, seed=2
+        tmp_path_factory.mktemp("kill") / "d", n_train=960, n_valid=64, seed=2
     )
 
 
@@ -162,8 +162,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
 
 def test_ctrl_c_leaves_a_usable_checkpoint_and_a_note(kill_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
+    # many epochs: the signal must land while training, however fast an epoch is
     proc = subprocess.Popen(
-        _train_cmd(kill_data, run, tmp_path / "cache"), stderr=subprocess.PIPE, text=True
+        _train_cmd(kill_data, run, tmp_path / "cache", epochs=50), stderr=subprocess.PIPE, text=True
     )
     _wait_for_epochs(run, 1, proc)
     proc.send_signal(signal.SIGINT)

@@ -36,13 +36,13 @@ def evaluate_checkpoint(
     from metastasis.reports.evaluation import write_evaluation, write_html_report
 
     predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta, engine)
-    log.info("engine: %s", predictor.engine.describe())
     cached = open_split(data, split, EVAL_SPLITS, Path(cache_dir) if cache_dir else None, progress)
     if not cached.labelled:
         raise DataError(f"{cached.name}: has no labels; evaluate needs labels (use predict)")
     idx = cached.usable_indices()
     if len(idx) == 0:
         raise DataError(f"{cached.name}: no usable patches")
+    log.info("engine: %s", predictor.engine.describe())  # once the data is known to be good
     probs, labels = predictor.predict_split(cached, idx, progress)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -47,11 +47,11 @@ def predict_to_csv(
             )
         split = "test"
     predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta, engine)
-    log.info("engine: %s", predictor.engine.describe())
     cached = open_split(
         data, split, PREDICT_SPLITS, Path(cache_dir) if cache_dir else None, progress
     )
     idx = cached.usable_indices()
+    log.info("engine: %s", predictor.engine.describe())  # once the data is known to be good
     probs, _ = predictor.predict_split(cached, idx, progress)
     ids = cached.ids[idx]
     if kaggle_submission:
