@@ -162,9 +162,14 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
 
 def test_ctrl_c_leaves_a_usable_checkpoint_and_a_note(kill_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    # many epochs: the signal must land while training, however fast an epoch is
+    # Many epochs: the signal must land while training, however fast an epoch is. SIGINT is
+    # reset to its default in the child: a shell's background job (`make test &`) inherits it
+    # ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen(
-        _train_cmd(kill_data, run, tmp_path / "cache", epochs=50), stderr=subprocess.PIPE, text=True
+        _train_cmd(kill_data, run, tmp_path / "cache", epochs=50),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_for_epochs(run, 1, proc)
     proc.send_signal(signal.SIGINT)
