@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
-import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -15,7 +9,7 @@ from torch import nn
 from metastasis.cli.evaluate import ENGINES as CLI_ENGINES
 from metastasis.errors import MetastasisError
 from metastasis.inference import runtime
-from metastasis.inference.runtime import ENGINES, export_onnx, make_engine
+from metastasis.inference.runtime import ENGINES, make_engine
 from metastasis.models import create_model, default_preprocessing
 
 CPU = torch.device("cpu")
@@ -47,19 +41,6 @@ def test_auto_runs_onnxruntime_on_cpu_within_the_tolerance(name: str) -> None:
     assert "onnxruntime (float32)" in engine.describe()
 
 
-def test_exported_file_runs_with_any_batch_size(tmp_path: Path) -> None:
-    model = _model("baseline-cnn")
-    path = tmp_path / "model.onnx"
-    export_onnx(model, path)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["image"]
-    for n in (1, 5):
-        x = _batch("baseline-cnn", n)
-        out = session.run(None, {"image": x.contiguous().numpy()})[0]
-        with torch.inference_mode():
-            np.testing.assert_allclose(out.reshape(-1), model(x).numpy(), atol=1e-4)
-
-
 def test_a_refused_onnx_model_falls_back_to_torch_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -89,12 +70,3 @@ def test_torch_engines_and_bad_names() -> None:
 
 def test_cli_choices_are_the_engines() -> None:
     assert CLI_ENGINES == ENGINES
-
-
-def test_export_writes_to_a_file_object() -> None:
-    buffer = io.BytesIO()
-    export_onnx(_model("baseline-cnn"), buffer)
-    graph = onnx.load_from_string(buffer.getvalue()).graph
-    assert [i.name for i in graph.input] == ["image"]
-    assert [o.name for o in graph.output] == ["logit"]
-    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"

@@ -4,7 +4,7 @@
 PyTorch on CUDA or MPS. Every engine takes the preprocessed float batch (N x 3 x H x W) and
 returns float32 logits; which engine ran, and at what precision, is part of the outputs.
 
-* ``onnxruntime``: the model is exported to ONNX in memory (``torch.onnx``) and run by ONNX
+* ``onnxruntime``: the model is exported to ONNX in memory (``export.onnx``) and run by ONNX
   Runtime's CPU provider, whose graph optimisations (blocked NCHWc layouts, fused Conv+ReLU)
   make it the fastest float32 path on a CPU: measured on the 2-core CPU, 2 threads, batch 256,
   the seed's CNN ran at 1,204 patches/s against 533 for PyTorch (channels-last) and 677 for
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +28,13 @@ import torch
 from torch import nn
 
 from metastasis.errors import MetastasisError
+from metastasis.export.onnx import export_onnx
 from metastasis.transforms.presets import Preprocessing
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "onnxruntime", "torch", "torch-bf16")
 TOLERANCE = 1e-4  # largest |logit difference| from PyTorch float32 an exact engine may have
-ONNX_OPSET = 17
 
 
 @dataclass
@@ -55,25 +54,6 @@ class Engine:
         if self.checked_diff is not None:
             text += f", max |logit difference| from PyTorch {self.checked_diff:.1e} on a probe"
         return text
-
-
-def export_onnx(model: nn.Module, target: Any, input_size: int = 96) -> None:
-    """Write ``model`` (float32, on the CPU) as ONNX to ``target`` (a path or binary file):
-    input ``image`` (N x 3 x S x S, preprocessed), output ``logit`` (N), dynamic batch size."""
-    model = model.eval()
-    dummy = torch.zeros(2, 3, input_size, input_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            model,
-            (dummy,),
-            target,
-            input_names=["image"],
-            output_names=["logit"],
-            dynamic_axes={"image": {0: "batch"}, "logit": {0: "batch"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
 
 
 def _onnxruntime_session(model: nn.Module, input_size: int) -> Any:
