@@ -9,8 +9,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REFERENCE = HERE.parent.parent / "shared" / "peers" / "seed_keras.py"
@@ -50,21 +51,17 @@ def machine() -> dict[str, object]:
     }
 
 
-def stream(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[float, str]]:
-    """Run ``cmd`` and yield (seconds since start, line) for each line of stdout + stderr.
-    Closing the generator early kills the process."""
+def stream(cmd: list[str]) -> Iterator[tuple[float, str]]:
+    """Run ``cmd`` and yield (seconds since start, line) for each line of stdout + stderr,
+    echoing each. Closing the generator early kills the process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
-            yield time.perf_counter() - start, line.rstrip("\n")
+            t = time.perf_counter() - start
+            print(f"  [{t:7.1f}s] {line.rstrip()}", flush=True)
+            yield t, line.rstrip("\n")
         proc.wait()
         if proc.returncode:
             raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
@@ -74,46 +71,40 @@ def stream(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[
             proc.wait()
 
 
-def json_lines(
-    lines: Iterator[tuple[float, str]], echo: bool = True
-) -> Iterator[tuple[float, dict]]:
+def reference_cmd(args: Any, data: Path, epochs: int, *extra: str) -> list[str]:
+    """``seed_keras.py`` training on DATA/train, scored on DATA/valid after each epoch."""
+    return [args.keras_python, args.reference, "--train", str(data / "train"), "--valid",
+            str(data / "valid"), "--epochs", str(epochs), "--threads", str(args.threads),
+            *extra]  # fmt: skip
+
+
+def our_train_cmd(data: Path, work: str, threads: int, *extra: str) -> list[str]:
+    """``metastasis train`` on DATA/train and DATA/valid with an empty cache in WORK."""
+    return [*METASTASIS, "train", "--data", str(data / "train"), "--val-data",
+            str(data / "valid"), "--out", f"{work}/run", "--cache-dir", f"{work}/cache",
+            "--threads", str(threads), "--no-progress", *extra]  # fmt: skip
+
+
+def reference_epochs(lines: Iterator[tuple[float, str]]) -> Iterator[tuple[float, dict]]:
+    """The reference's per-epoch JSON lines (epoch, train_img_per_s, val_acc, val_auc)."""
     for t, line in lines:
-        if echo:
-            print(f"  [{t:7.1f}s] {line}", flush=True)
         if line.startswith("{"):
             try:
-                yield t, json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if "val_auc" in row:
+                yield t, row
 
 
-def our_epochs(
-    lines: Iterator[tuple[float, str]], echo: bool = True
-) -> Iterator[tuple[float, dict]]:
-    """Our training log's epoch lines as dicts (epoch, val_acc, val_auc, patches_per_s)."""
+def our_epochs(lines: Iterator[tuple[float, str]]) -> Iterator[tuple[float, dict]]:
+    """Our training log's epoch lines as dicts (epoch, val_acc, val_auc, train_img_per_s)."""
     for t, line in lines:
-        if echo:
-            print(f"  [{t:7.1f}s] {line}", flush=True)
         m = EPOCH_LINE.search(line)
         if m:
-            yield (
-                t,
-                {
-                    "epoch": int(m.group(1)),
-                    "val_acc": float(m.group(3)),
-                    "val_auc": float(m.group(4)),
-                    "train_img_per_s": float(m.group(5)),
-                },
-            )
-
-
-def timed(fn: Callable[[], object], repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+            row = {"epoch": int(m.group(1)), "val_acc": float(m.group(3)),
+                   "val_auc": float(m.group(4)), "train_img_per_s": float(m.group(5))}  # fmt: skip
+            yield t, row
 
 
 def save(result: dict, path: str | None) -> None:

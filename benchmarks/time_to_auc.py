@@ -18,7 +18,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _common import METASTASIS, add_reference_options, json_lines, machine, our_epochs, save, stream
+from _common import (
+    add_reference_options,
+    machine,
+    our_epochs,
+    our_train_cmd,
+    reference_cmd,
+    reference_epochs,
+    save,
+    stream,
+)
 
 
 def first_to_target(rows, target: float) -> dict:  # type: ignore[no-untyped-def]
@@ -55,45 +64,15 @@ def main() -> None:
 
     if not args.skip_reference:
         print("reference (Keras):", flush=True)
-        cmd = [
-            args.keras_python,
-            args.reference,
-            "--train",
-            str(data / "train"),
-            "--valid",
-            str(data / "valid"),
-            "--epochs",
-            str(args.reference_epochs),
-            "--threads",
-            str(args.threads),
-        ]
-        lines = stream(cmd)
+        lines = stream(reference_cmd(args, data, args.reference_epochs))
         try:
-            rows = ((t, r) for t, r in json_lines(lines) if "val_auc" in r)
-            result["reference"] = first_to_target(rows, args.target)
+            result["reference"] = first_to_target(reference_epochs(lines), args.target)
         finally:
             lines.close()  # stops the process once the target is reached
 
     print("ours (metastasis):", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            *METASTASIS,
-            "train",
-            "--config",
-            args.config,
-            "--data",
-            str(data / "train"),
-            "--val-data",
-            str(data / "valid"),
-            "--out",
-            f"{tmp}/run",
-            "--cache-dir",
-            f"{tmp}/cache",
-            "--threads",
-            str(args.threads),
-            "--no-progress",
-        ]
-        lines = stream(cmd)
+        lines = stream(our_train_cmd(data, tmp, args.threads, "--config", args.config))
         try:
             result["ours"] = first_to_target(our_epochs(lines), args.target)
         finally:

@@ -20,7 +20,16 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _common import METASTASIS, add_reference_options, json_lines, machine, our_epochs, save, stream
+from _common import (
+    add_reference_options,
+    machine,
+    our_epochs,
+    our_train_cmd,
+    reference_cmd,
+    reference_epochs,
+    save,
+    stream,
+)
 
 
 def summary(rows: list[dict]) -> dict:
@@ -54,54 +63,16 @@ def main() -> None:
     }
 
     print("reference (Keras):", flush=True)
-    cmd = [
-        args.keras_python,
-        args.reference,
-        "--train",
-        str(data / "train"),
-        "--valid",
-        str(data / "valid"),
-        "--epochs",
-        str(args.epochs),
-        "--batch",
-        str(args.batch_size),
-        "--threads",
-        str(args.threads),
-    ]
-    result["reference"] = summary([r for _, r in json_lines(stream(cmd)) if "val_auc" in r])
+    cmd = reference_cmd(args, data, args.epochs, "--batch", str(args.batch_size))
+    result["reference"] = summary([r for _, r in reference_epochs(stream(cmd))])
 
     for precision in ("bf16-mixed", "32-true"):
         print(f"ours (metastasis, {precision}):", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [
-                *METASTASIS,
-                "train",
-                "--model",
-                "baseline-cnn",
-                "--augment",
-                "flips",
-                "--optimizer",
-                "adam",
-                "--lr",
-                "0.001",
-                "--batch-size",
-                str(args.batch_size),
-                "--epochs",
-                str(args.epochs),
-                "--precision",
-                precision,
-                "--threads",
-                str(args.threads),
-                "--data",
-                str(data / "train"),
-                "--val-data",
-                str(data / "valid"),
-                "--out",
-                f"{tmp}/run",
-                "--cache-dir",
-                f"{tmp}/cache",
-                "--no-progress",
-            ]
+            cmd = our_train_cmd(data, tmp, args.threads, "--model", "baseline-cnn", "--augment",
+                                "flips", "--optimizer", "adam", "--lr", "0.001", "--batch-size",
+                                str(args.batch_size), "--epochs", str(args.epochs),
+                                "--precision", precision)  # fmt: skip
             result[f"ours_{precision}"] = summary([r for _, r in our_epochs(stream(cmd))])
 
     ref = result["reference"]

@@ -55,8 +55,9 @@ class Predictor:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
         configure_malloc()
         self.device = auto_device(device)
-        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
-        self.engine: Engine = make_engine(self.model, preprocessing, self.device, engine)
+        # the engine puts the model in eval mode, on the device, in channels-last memory
+        self.engine: Engine = make_engine(model, preprocessing, self.device, engine)
+        self.model = model
         self.preprocessing = preprocessing
         self.threshold = threshold
         self.batch_size = batch_size
