@@ -7,9 +7,12 @@
 1. End to end, as users run it, on DATA (0/ and 1/ sub-folders of JPEGs):
    the reference's ``seed_keras.py --predict-only`` times loading the images plus building the
    model plus ``model.predict``; ours times ``predict_to_csv`` (what ``metastasis predict``
-   runs: decode into a fresh, empty cache + the default engine + the CSV), after the imports,
-   as the reference's clock starts after its imports. Both are run ``--repeats`` times, each in
-   a new process; medians are reported, and the process wall times (imports included) too.
+   runs: decode into a fresh, empty cache + the engine + the CSV), after the imports, as the
+   reference's clock starts after its imports: once with the default (exact) engine and once
+   with ``--engine torch-bf16``. All are run ``--repeats`` times, each in a new process;
+   medians are reported, and the process wall times (imports included) too. ``floor_ratio``
+   is the raw float32 inference time alone (2., the fastest exact engine) over the reference's
+   whole time: what the exact path's ratio would be if decoding and set-up took no time.
 2. Raw model, float32, batch 256, the same number of random patches: Keras ``model.predict``
    against each of our engines, and the largest logit difference of each from PyTorch eager.
 3. With ``--checkpoint`` (any trained model) and labelled DATA: ROC-AUC with the exact default
@@ -40,7 +43,7 @@ import onnxruntime  # noqa: F401  (an import, like the reference's tensorflow)
 t = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:
     table = predict_to_csv(sys.argv[1], sys.argv[2], tmp + "/p.csv", cache_dir=tmp + "/cache",
-                           progress=False)
+                           progress=False, engine=sys.argv[3])
 print(json.dumps({"n": len(table), "wall_s": time.perf_counter() - t}))
 """
 
@@ -155,10 +158,11 @@ def main() -> None:
             str(args.threads),
         ]
         ours_cmd = [sys.executable, "-c", textwrap.dedent(OURS_E2E), str(checkpoint), args.data]
-        ref, ours = [], []
-        for _ in range(args.repeats):  # interleaved, so that drifts in machine speed hit both
+        ref, ours, ours_bf16 = [], [], []
+        for _ in range(args.repeats):  # interleaved, so that drifts in machine speed hit all
             ref.append(last_json(ref_cmd))
-            ours.append(last_json(ours_cmd))
+            ours.append(last_json([*ours_cmd, "auto"]))
+            ours_bf16.append(last_json([*ours_cmd, "torch-bf16"]))
         cli_start = time.perf_counter()
         subprocess.run(
             [
@@ -180,6 +184,7 @@ def main() -> None:
         cli_wall = time.perf_counter() - cli_start
         ref_s = statistics.median(r["wall_s"] for r, _ in ref)
         ours_s = statistics.median(o["wall_s"] for o, _ in ours)
+        bf16_s = statistics.median(o["wall_s"] for o, _ in ours_bf16)
         result["end_to_end"] = {
             "reference_s": round(ref_s, 2),
             "ours_s": round(ours_s, 2),
@@ -189,6 +194,9 @@ def main() -> None:
             "reference_process_s": round(statistics.median(w for _, w in ref), 2),
             "ours_process_s": round(statistics.median(w for _, w in ours), 2),
             "ours_cli_process_s": round(cli_wall, 2),
+            "ours_torch_bf16_s": round(bf16_s, 2),
+            "ratio_torch_bf16_over_reference": round(bf16_s / ref_s, 3),
+            "ours_torch_bf16_runs_s": [round(o["wall_s"], 2) for o, _ in ours_bf16],
         }
         keras, _ = last_json(
             [
@@ -208,6 +216,8 @@ def main() -> None:
                 ours_raw["onnxruntime"]["patches_per_s"] / keras["patches_per_s"], 3
             ),
         }
+        exact = max(ours_raw[e]["patches_per_s"] for e in ("onnxruntime", "torch"))
+        result["end_to_end"]["floor_ratio"] = round(n / exact / ref_s, 3)
         if args.checkpoint:
             result["roc_auc_by_engine"] = auc_by_engine(args.checkpoint, args.data)
     save(result, args.json)

@@ -70,3 +70,19 @@ def test_torch_engines_and_bad_names() -> None:
 
 def test_cli_choices_are_the_engines() -> None:
     assert CLI_ENGINES == ENGINES
+
+
+@pytest.mark.parametrize("name", ["torch", "torch-bf16"])
+def test_torch_engines_run_a_cpu_batch_in_chunks_in_order(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setattr(runtime, "CPU_CHUNK", 4)  # 10 patches: chunks of 4, 4 and 2
+    model, pre = _model("baseline-cnn"), default_preprocessing("baseline-cnn")
+    x = _batch("baseline-cnn", n=10)
+    engine = make_engine(model, pre, CPU, name)
+    got = engine(x)
+    assert got.shape == (10,) and got.dtype == torch.float32
+    tolerance = 1e-5 if name == "torch" else 0.05
+    singles = torch.cat([engine(x[i : i + 1]) for i in range(10)])  # one patch per pass
+    assert float((got - singles).abs().max()) <= tolerance
+    assert float((engine(x.flip(0)) - got.flip(0)).abs().max()) <= tolerance  # kept in order

@@ -14,6 +14,13 @@ returns float32 logits; which engine ran, and at what precision, is part of the 
 * ``torch``: PyTorch eager, float32, channels-last memory.
 * ``torch-bf16``: PyTorch under bfloat16 autocast: faster on CPUs with AVX512-BF16/AMX and on
   GPUs, not exact (logits differ by about 1e-2), so never chosen by ``auto``.
+
+On a CPU both PyTorch engines run a batch ``CPU_CHUNK`` patches at a time, whatever batch they
+are given: oneDNN's activations then stay in the caches. Measured on the 2-core CPU (2 threads,
+patches/s at 32 against 256 at a time): the seed's CNN 1,042 against 634 in float32 and
+1,862 against 960 in bfloat16; regularised-cnn 832 / 556 and 1,958 / 930; efficientnet_b0
+546 / 247 and 664 / 396; resnet18 316 / 278 and 501 / 477. ONNX Runtime gains nothing from
+it (1,075 against 1,205 for the seed's CNN), so it gets whole batches.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "onnxruntime", "torch", "torch-bf16")
 TOLERANCE = 1e-4  # largest |logit difference| from PyTorch float32 an exact engine may have
+CPU_CHUNK = 32  # patches per forward pass of the PyTorch engines on a CPU (see the notes)
 
 
 @dataclass
@@ -71,10 +79,13 @@ def _onnxruntime_session(model: nn.Module, input_size: int) -> Any:
 
 def _torch_engine(model: nn.Module, device: torch.device, bf16: bool) -> Engine:
     model = model.eval().to(device).to(memory_format=torch.channels_last)
+    chunk = CPU_CHUNK if device.type == "cpu" else None
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-            return model(x).float()
+            if chunk is None or len(x) <= chunk:
+                return model(x).float()
+            return torch.cat([model(part).float() for part in x.split(chunk)])
 
     return Engine("torch-bf16" if bf16 else "torch", "bfloat16" if bf16 else "float32", run)
 
