@@ -7,7 +7,8 @@
 1. End to end, as users run it, on DATA (0/ and 1/ sub-folders of JPEGs):
    the reference's ``seed_keras.py --predict-only`` times loading the images plus building the
    model plus ``model.predict``; ours times ``predict_to_csv`` (what ``metastasis predict``
-   runs: decode into a fresh, empty cache + the engine + the CSV), after the imports, as the
+   runs: decode into a fresh, empty cache + the engine + the CSV), after the imports (ONNX Runtime and the
+   ONNX exporter included), as the
    reference's clock starts after its imports: once with the default (exact) engine and once
    with ``--engine torch-bf16``. All are run ``--repeats`` times, each in a new process;
    medians are reported, and the process wall times (imports included) too. ``floor_ratio``
@@ -39,7 +40,7 @@ from _common import METASTASIS, add_reference_options, machine, save
 OURS_E2E = """
 import sys, time, tempfile, json
 from metastasis.inference.predict import predict_to_csv
-import onnxruntime  # noqa: F401  (an import, like the reference's tensorflow)
+import onnxruntime, torch.onnx  # noqa: F401  (imports, like the reference's tensorflow, keras)
 t = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:
     table = predict_to_csv(sys.argv[1], sys.argv[2], tmp + "/p.csv", cache_dir=tmp + "/cache",

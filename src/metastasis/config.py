@@ -59,7 +59,7 @@ class TrainConfig:
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     num_workers: int | None = None  # DataLoader workers; None: 0 on a CPU, some on a GPU
     threads: int | None = None  # torch intra-op threads (default: all cores)
-    eval_batch_size: int = 256
+    eval_batch_size: int | None = None  # validation batch; None: 32 on a CPU, 256 on a GPU
     # output
     out: str | None = None  # default runs/<timestamp>-<model>
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from metastasis.engine.environment import loader_workers
+from metastasis.engine.environment import eval_batch_size, loader_workers
 
 
 def test_cpu_runs_load_in_the_main_process_and_gpus_get_workers(
@@ -23,3 +23,11 @@ def test_cpu_runs_load_in_the_main_process_and_gpus_get_workers(
 def test_negative_worker_counts_are_refused() -> None:
     with pytest.raises(ValueError, match="num_workers must be >= 0"):
         loader_workers("cpu", -1)
+
+
+def test_validation_batches_are_small_on_a_cpu_and_large_on_a_gpu() -> None:
+    assert eval_batch_size("cpu") == 32
+    assert eval_batch_size("cuda") == 256 and eval_batch_size("mps") == 256
+    assert eval_batch_size("cpu", 100) == 100 and eval_batch_size("cuda", 8) == 8  # asked for
+    with pytest.raises(ValueError, match="eval_batch_size must be >= 1"):
+        eval_batch_size("cpu", 0)

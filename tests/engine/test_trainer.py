@@ -58,6 +58,7 @@ def test_one_epoch_fit_writes_a_complete_run_folder(
     env = json.loads((run / "environment.json").read_text())
     assert env["versions"]["torch"] and env["torch_threads"] >= 1 and env["device"] == "cpu"
     assert env["loader_workers"] == 0 and env["malloc"] == "glibc"  # the CPU defaults
+    assert env["eval_batch_size"] == 32
     assert resolve_config(run / "config.yaml").out == str(run)
     bundle = load_checkpoint(run)
     assert bundle.arch == "baseline-cnn" and bundle.threshold == 0.5

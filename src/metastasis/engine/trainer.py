@@ -36,7 +36,7 @@ from metastasis.engine.checkpoint import (
     state_dict_cpu,
 )
 from metastasis.engine.ema import EMA
-from metastasis.engine.environment import environment, loader_workers
+from metastasis.engine.environment import environment, eval_batch_size, loader_workers
 from metastasis.engine.loop import TTA_MODES, EpochOutput, bce_loss, predict, train_one_epoch
 from metastasis.engine.memory import configure_malloc
 from metastasis.engine.run_folder import (
@@ -129,6 +129,7 @@ def fit(
         ema.module.to(fabric.device)
     pin = fabric.device.type == "cuda"
     workers = loader_workers(fabric.device, cfg.num_workers)
+    eval_batch = eval_batch_size(fabric.device, cfg.eval_batch_size)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_labels = train_data.labels[train_idx]
     n_pos = int((train_labels == 1).sum())
@@ -153,7 +154,7 @@ def fit(
     )
     val_loader = DataLoader(
         PatchDataset(val_data, val_idx),
-        batch_size=cfg.eval_batch_size,
+        batch_size=eval_batch,
         shuffle=False,
         collate_fn=passthrough,
         num_workers=workers,
@@ -181,7 +182,7 @@ def fit(
         atomic_write_json(
             run_dir / "environment.json",
             {
-                **environment(fabric.device, workers),
+                **environment(fabric.device, workers, eval_batch),
                 "malloc": malloc,
                 "world_size": fabric.world_size,
             },
@@ -390,6 +391,8 @@ def _check_options(cfg: TrainConfig) -> Augmenter:
     """Every option that can be wrong, checked before any data is read; the augmenter."""
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise MetastasisError("epochs and batch_size must be at least 1")
+    if cfg.eval_batch_size is not None and cfg.eval_batch_size < 1:
+        raise MetastasisError(f"eval_batch_size must be at least 1, got {cfg.eval_batch_size}")
     check_schedule(cfg.schedule, cfg.epochs, cfg.warmup_epochs)
     if cfg.class_balance not in ("none", "loss", "sampler"):
         raise MetastasisError(
@@ -432,7 +435,11 @@ def _finalise_checkpoint(
     out = best
     if cfg.tta != "none":
         model = bundle.build_model().to(fabric.device).to(memory_format=torch.channels_last)
-        loader = DataLoader(val, batch_size=cfg.eval_batch_size, collate_fn=passthrough)
+        loader = DataLoader(
+            val,
+            batch_size=eval_batch_size(fabric.device, cfg.eval_batch_size),
+            collate_fn=passthrough,
+        )
         bar = tqdm(loader, desc=f"validating (tta {cfg.tta})", disable=not progress, leave=False)
         # In float32, as `predict` and `evaluate` run it: the threshold and temperature are
         # fitted on exactly the numbers they will be applied to.
