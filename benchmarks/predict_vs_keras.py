@@ -7,13 +7,13 @@
 1. End to end, as users run it, on DATA (0/ and 1/ sub-folders of JPEGs):
    the reference's ``seed_keras.py --predict-only`` times loading the images plus building the
    model plus ``model.predict``; ours times ``predict_to_csv`` (what ``metastasis predict``
-   runs: decode into a fresh, empty cache + the engine + the CSV), after the imports (ONNX Runtime and the
-   ONNX exporter included), as the
-   reference's clock starts after its imports: once with the default (exact) engine and once
-   with ``--engine torch-bf16``. All are run ``--repeats`` times, each in a new process;
-   medians are reported, and the process wall times (imports included) too. ``floor_ratio``
-   is the raw float32 inference time alone (2., the fastest exact engine) over the reference's
-   whole time: what the exact path's ratio would be if decoding and set-up took no time.
+   runs: decode into a fresh, empty cache + the engine + the CSV), after the imports (ONNX
+   Runtime and the ONNX exporter included), as the reference's clock starts after its imports:
+   once with the default (exact) engine and once with ``--engine torch-bf16``. All are run
+   ``--repeats`` times, each in a new process; medians are reported, and the process wall
+   times (imports included) too. ``floor_ratio`` is the raw float32 inference time alone (2.,
+   the fastest exact engine) over the reference's whole time: what the exact path's ratio
+   would be if decoding and set-up took no time.
 2. Raw model, float32, batch 256, the same number of random patches: Keras ``model.predict``
    against each of our engines, and the largest logit difference of each from PyTorch eager.
 3. With ``--checkpoint`` (any trained model) and labelled DATA: ROC-AUC with the exact default

@@ -1,4 +1,5 @@
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -67,13 +68,23 @@ def test_one_epoch_fit_writes_a_complete_run_folder(
     assert len(preds) == 64 and preds["probability"].between(0, 1).all()
 
 
-def test_seed_split_is_stratified_and_reproducible(demo_data: Path, tmp_path: Path) -> None:
+def test_seed_split_is_stratified_and_reproducible(
+    demo_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     results = []
     for name in ("a", "b"):
         cfg = TrainConfig(
             data=str(demo_data / "train"), epochs=1, batch_size=64, seed=7, out=str(tmp_path / name)
         )
-        results.append(fit(cfg, progress=False))
+        with caplog.at_level(logging.INFO, logger="metastasis.engine.trainer"):
+            results.append(fit(cfg, progress=False))
+    # no progress bar: the epoch's progress and speed are logged instead (2 batches of 64)
+    steps = [r.getMessage() for r in caplog.records if "batches (" in r.getMessage()]
+    assert [m.split(", ")[0] for m in steps] == [
+        "epoch 1/1: 1/2 batches (50%)",
+        "epoch 1/1: 2/2 batches (100%)",
+    ] * 2
+    assert all(float(m.split(", ")[1].split()[0]) > 0 for m in steps)
     a, b = (pd.read_csv(r.run_dir / "splits.csv") for r in results)
     pd.testing.assert_frame_equal(a, b)
     val = a[a["split"] == "val"]

@@ -39,6 +39,7 @@ from metastasis.engine.ema import EMA
 from metastasis.engine.environment import environment, eval_batch_size, loader_workers
 from metastasis.engine.loop import TTA_MODES, EpochOutput, bce_loss, predict, train_one_epoch
 from metastasis.engine.memory import configure_malloc
+from metastasis.engine.progress import ThroughputLog
 from metastasis.engine.run_folder import (
     history_row,
     write_augmentation_preview,
@@ -166,11 +167,20 @@ def fit(
         cfg.schedule, raw_optimizer, cfg.epochs, len(train_loader), cfg.warmup_epochs
     )
 
+    # without a progress bar, a log line per tenth of each epoch (rank 0)
+    throughput = ThroughputLog(
+        len(train_loader),
+        cfg.batch_size,
+        patches=math.ceil(len(train_idx) / fabric.world_size),  # DDP: this process's shard
+        enabled=not progress and rank_zero,
+    )
+
     def after_step() -> None:
         if scheduler is not None:
             scheduler.step()
         if ema is not None:
             ema.update(model)
+        throughput.step()
 
     fingerprints = {"train": train_data.fingerprint, "val": val_data.fingerprint}
     if state is not None and state.fingerprints != fingerprints:
@@ -229,6 +239,7 @@ def fit(
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             start = time.perf_counter()
+            throughput.start(f"epoch {epoch}/{cfg.epochs}")
             bar = tqdm(
                 train_loader,
                 desc=f"epoch {epoch}/{cfg.epochs}",
