@@ -11,7 +11,11 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir", help="cache folder (default $METASTASIS_CACHE or ~/.cache/metastasis)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (train logs each tenth of an epoch instead)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (train logs each tenth of an epoch instead)",
+    )
 
 
 def progress(args: argparse.Namespace) -> bool:
