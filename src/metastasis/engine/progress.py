@@ -12,7 +12,7 @@ import logging
 import math
 import time
 
-log = logging.getLogger("metastasis.engine.trainer")
+log = logging.getLogger("metastasis.engine.trainer")  # the lines are the trainer's
 
 
 class ThroughputLog:
