@@ -32,13 +32,11 @@ class ThroughputLog:
         self.steps, self.batch_size, self.enabled = steps, batch_size, enabled
         self.patches = patches if patches is not None else steps * batch_size
         self.marks = {math.ceil(steps * k / parts) for k in range(1, parts + 1)}
-        self.label = ""
-        self.done = 0
-        self.rates: list[float] = []  # patches/s of each part of the current epoch
-        self._last = (0, time.perf_counter())
+        self.start("")
 
     def start(self, label: str) -> None:
-        self.label, self.done, self.rates = label, 0, []
+        self.label, self.done = label, 0
+        self.rates: list[float] = []  # patches/s of each part of the current epoch
         self._last = (0, time.perf_counter())
 
     def step(self) -> None:

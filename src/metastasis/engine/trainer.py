@@ -402,8 +402,10 @@ def _check_options(cfg: TrainConfig) -> Augmenter:
     """Every option that can be wrong, checked before any data is read; the augmenter."""
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise MetastasisError("epochs and batch_size must be at least 1")
-    if cfg.eval_batch_size is not None and cfg.eval_batch_size < 1:
-        raise MetastasisError(f"eval_batch_size must be at least 1, got {cfg.eval_batch_size}")
+    try:
+        eval_batch_size("cpu", cfg.eval_batch_size)  # its own check, before any data is read
+    except ValueError as err:
+        raise MetastasisError(str(err)) from None
     check_schedule(cfg.schedule, cfg.epochs, cfg.warmup_epochs)
     if cfg.class_balance not in ("none", "loss", "sampler"):
         raise MetastasisError(
