@@ -31,6 +31,7 @@ class TrainConfig:
     model: str = "baseline-cnn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     input_size: int | None = None  # resize patches to this (e.g. 224 for ImageNet backbones)
+    mpp: float = 0.972  # microns per pixel of the training patches (PCam/Kaggle: 0.972, 10x)
     # optimisation
     epochs: int = 10
     batch_size: int = 32

@@ -32,6 +32,7 @@ TRAINING_FLAGS: dict[str, dict[str, Any]] = {
     "val_fraction": {"type": float, "help": "fraction held out when no --val-data"},
     "model": {"help": "registered model name (metastasis models)"},
     "input_size": {"type": int, "help": "resize patches to this side (default: model's)"},
+    "mpp": {"type": float, "help": "microns per pixel of the training patches (PCam: 0.972)"},
     "epochs": {"type": int},
     "batch_size": {"type": int},
     "lr": {"type": float, "help": "learning rate"},

@@ -120,8 +120,10 @@ def fit(
     seed_everything(cfg.seed, verbose=False)
     model = create_model(cfg.model, **cfg.model_kwargs)
     preprocessing = default_preprocessing(cfg.model)
-    if cfg.input_size:  # recorded in the checkpoint with the rest of the preprocessing
-        preprocessing = dataclasses.replace(preprocessing, input_size=cfg.input_size)
+    # recorded in the checkpoint with the rest of the preprocessing
+    preprocessing = dataclasses.replace(
+        preprocessing, input_size=cfg.input_size or preprocessing.input_size, mpp=cfg.mpp
+    )
     model = model.to(memory_format=torch.channels_last)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     raw_optimizer = _optimizer(cfg, model)
@@ -429,6 +431,8 @@ def _check_options(cfg: TrainConfig) -> Augmenter:
         )
     if cfg.input_size is not None and cfg.input_size < 32:
         raise MetastasisError(f"input_size must be at least 32, got {cfg.input_size}")
+    if not 0.01 <= cfg.mpp <= 100:  # also refuses NaN
+        raise MetastasisError(f"mpp (microns per pixel) must be in 0.01..100, got {cfg.mpp}")
     if cfg.threshold_method != "fixed":  # parse it now, not after hours of training
         select_threshold([0, 1], [0.25, 0.75], cfg.threshold_method)
     return Augmenter(augment_spec(cfg.augment, cfg.augment_kwargs))

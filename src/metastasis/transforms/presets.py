@@ -12,17 +12,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+PCAM_MPP = 0.972  # microns per pixel of PCam / Kaggle patches (level 2 of 0.243 um/px scans)
+
 
 @dataclass(frozen=True)
 class Preprocessing:
     """uint8 NHWC RGB -> float NCHW: rescale to [0, 1], normalise, resize to ``input_size``.
 
-    The seed rescales to [0, 1] only: mean 0, std 1.
+    The seed rescales to [0, 1] only: mean 0, std 1. ``mpp`` is the resolution the training
+    patches had, in microns per pixel (PCam and Kaggle: 0.972, about 10x); whole-slide inference
+    reads slides at it.
     """
 
     input_size: int = 96
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    mpp: float = PCAM_MPP
 
     def __call__(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
@@ -51,4 +56,5 @@ class Preprocessing:
             input_size=int(d["input_size"]),
             mean=tuple(d["mean"]),
             std=tuple(d["std"]),
+            mpp=float(d.get("mpp", PCAM_MPP)),  # checkpoints before it was recorded: PCam's
         )
