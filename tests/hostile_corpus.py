@@ -52,26 +52,39 @@ def png_bytes(
     )
 
 
-def tiff_rgb16_bytes(pixels: np.ndarray) -> bytes:
-    """A baseline little-endian TIFF with 16 bits per RGB sample (Pillow cannot write one)."""
-    h, w, _ = pixels.shape
-    bits = struct.pack("<3H", 16, 16, 16)
-    data = pixels.astype("<u2").tobytes()
+def tiff_bytes(pixels: np.ndarray, planar: bool = False, extra_samples: int | None = None) -> bytes:
+    """A baseline little-endian TIFF of ``pixels`` (H x W x S, uint8 or uint16), the kinds
+    Pillow cannot write: 16 bits per RGB sample, separate colour planes (PlanarConfiguration
+    2, one strip per plane), or RGB plus an extra sample (ExtraSamples: 0 unspecified,
+    2 unassociated alpha)."""
+    h, w, samples = pixels.shape
+    depth = pixels.dtype.itemsize * 8
+    bits = struct.pack(f"<{samples}H", *([depth] * samples))
+    le = pixels.astype(f"<u{pixels.dtype.itemsize}")
+    planes = [le[..., c].tobytes() for c in range(samples)] if planar else [le.tobytes()]
+    data = b"".join(planes)
     data_at = 8 + len(bits)
-    ifd_at = data_at + len(data)
+    offsets = [data_at + sum(len(q) for q in planes[:k]) for k in range(len(planes))]
+    counts = [len(q) for q in planes]
+    arrays = struct.pack(f"<{len(planes)}I", *offsets) + struct.pack(f"<{len(planes)}I", *counts)
+    arrays_at = data_at + len(data)
+    ifd_at = arrays_at + len(arrays)
     short, long_ = 3, 4
+    many = len(planes) > 1
     tags = [
         (256, short, 1, w),  # ImageWidth
         (257, short, 1, h),  # ImageLength
-        (258, short, 3, 8),  # BitsPerSample -> offset 8
+        (258, short, samples, 8),  # BitsPerSample -> offset 8
         (259, short, 1, 1),  # no compression
         (262, short, 1, 2),  # RGB
-        (273, long_, 1, data_at),  # StripOffsets
-        (277, short, 1, 3),  # SamplesPerPixel
+        (273, long_, len(planes), arrays_at if many else data_at),  # StripOffsets
+        (277, short, 1, samples),  # SamplesPerPixel
         (278, short, 1, h),  # RowsPerStrip
-        (279, long_, 1, len(data)),  # StripByteCounts
-        (284, short, 1, 1),  # chunky
+        (279, long_, len(planes), arrays_at + 4 * len(planes) if many else len(data)),
+        (284, short, 1, 2 if planar else 1),  # PlanarConfiguration
     ]
+    if extra_samples is not None:
+        tags.append((338, short, 1, extra_samples))  # ExtraSamples
     ifd = struct.pack("<H", len(tags))
     for tag, kind, count, value in tags:
         if kind == short and count == 1:
@@ -79,7 +92,7 @@ def tiff_rgb16_bytes(pixels: np.ndarray) -> bytes:
         else:
             ifd += struct.pack("<HHII", tag, kind, count, value)
     ifd += struct.pack("<I", 0)
-    return b"II*\x00" + struct.pack("<I", ifd_at) + bits + data + ifd
+    return b"II*\x00" + struct.pack("<I", ifd_at) + bits + data + arrays + ifd
 
 
 # --- one writer per hostile image file ----------------------------------------------------------
@@ -117,7 +130,7 @@ def grey16_tif(path: Path) -> Path:
 
 def rgb16_tif(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(tiff_rgb16_bytes(rgb(3).astype(np.uint16) * 257))
+    path.write_bytes(tiff_bytes(rgb(3).astype(np.uint16) * 257))
     return path
 
 
@@ -146,6 +159,32 @@ def palette_png(path: Path) -> Path:
 
 def size_95x96(path: Path) -> Path:
     return _save(path, Image.fromarray(rgb(9, width=95)))
+
+
+def planar_rgb_tif(path: Path) -> Path:
+    """Valid 8-bit RGB in separate colour planes (PlanarConfiguration 2): to be used as is."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tiff_bytes(rgb(12), planar=True))
+    return path
+
+
+def rgb_extra_sample_tif(path: Path) -> Path:
+    """RGB plus a fourth, unspecified sample (ExtraSamples 0), which Pillow would drop."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    px = rgb(13)
+    path.write_bytes(tiff_bytes(np.dstack([px, px[..., :1]]), extra_samples=0))
+    return path
+
+
+def jpeg_arithmetic_frame_huffman_data(path: Path) -> Path:
+    """A baseline JPEG whose frame marker says arithmetic coding (SOF9): libjpeg decodes its
+    Huffman-coded data as noise, without an error."""
+    _save(path, Image.fromarray(rgb(14)), quality=95)
+    data = bytearray(path.read_bytes())
+    sof0 = data.index(b"\xff\xc0")
+    data[sof0 + 1] = 0xC9
+    path.write_bytes(bytes(data))
+    return path
 
 
 def symlink_loop(path: Path) -> Path:
@@ -232,3 +271,56 @@ def pcam(folder: Path, n: int = 4, split: str = "test") -> tuple[Path, Path]:
         labels.astype(np.uint8).reshape(n, 1, 1, 1),
     )
     return x, y
+
+
+# --- HDF5 files that point elsewhere or declare what they do not store ---------------------------
+
+
+def h5_external_link(path: Path, name: str) -> Path:
+    """``name`` is an external link into another file beside it (which holds real patches)."""
+    other = write_h5(path.with_name("elsewhere.h5"), name, patches(4, seed=1)[0])
+    with h5py.File(path, "w") as f:
+        f[name] = h5py.ExternalLink(other.name, f"/{name}")
+    return path
+
+
+def h5_soft_link(path: Path, name: str) -> Path:
+    with h5py.File(path, "w") as f:
+        f.create_dataset("real", data=patches(4, seed=1)[0])
+        f[name] = h5py.SoftLink("/real")
+    return path
+
+
+def h5_external_storage_fifo(path: Path, name: str) -> Path:
+    """``name`` keeps its bytes in a raw file beside it, which is then replaced by a FIFO:
+    reading it would block forever."""
+    raw = path.with_name("raw.bin")
+    imgs = patches(4, seed=1)[0]
+    with h5py.File(path, "w") as f:
+        f.create_dataset(name, data=imgs, external=[(str(raw), 0, h5py.h5f.UNLIMITED)])
+    raw.unlink()
+    os.mkfifo(raw)
+    return path
+
+
+def h5_virtual(path: Path, name: str) -> Path:
+    """``name`` is a virtual dataset mapping a dataset of another file."""
+    imgs = patches(4, seed=1)[0]
+    src = write_h5(path.with_name("source.h5"), name, imgs)
+    layout = h5py.VirtualLayout(shape=imgs.shape, dtype=imgs.dtype)
+    layout[:] = h5py.VirtualSource(src.name, name, shape=imgs.shape)
+    with h5py.File(path, "w") as f:
+        f.create_virtual_dataset(name, layout)
+    return path
+
+
+def h5_declared_only(path: Path, name: str, n: int = 2_000_000, chunked: bool = True) -> Path:
+    """N x 96 x 96 x 3 declared (55 GB for 2 million), nothing stored: a few KB on disk."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            name,
+            shape=(n, 96, 96, 3),
+            dtype=np.uint8,
+            chunks=(1, 96, 96, 3) if chunked else None,
+        )
+    return path

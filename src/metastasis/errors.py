@@ -1,4 +1,5 @@
-"""Exceptions the CLI turns into one clear line (no traceback)."""
+"""Exceptions the CLI turns into one clear line (no traceback), and the one way to shorten an
+exception's text to that line."""
 
 from __future__ import annotations
 
@@ -13,3 +14,17 @@ class DataError(MetastasisError):
 
 class CheckpointError(MetastasisError):
     """A checkpoint cannot be loaded safely or does not match what is asked of it."""
+
+
+class OutputError(MetastasisError):
+    """An output cannot be written (a file where a folder is wanted, a read-only or full disk,
+    an input of the same command); the message names the path and the problem."""
+
+
+def first_line(exc: BaseException, with_type: bool = False) -> str:
+    """The first non-empty line of an exception's message (its type's name if it has none)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if with_type:
+        return f"{type(exc).__name__}: {text}".rstrip(": ")
+    return text or type(exc).__name__

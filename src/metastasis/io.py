@@ -1,18 +1,170 @@
-"""Atomic file writing: every file the toolkit writes goes through here.
+"""Output locations: every file and folder the toolkit writes goes through here.
 
-A file is written to a temporary name in the same folder, flushed to disk, then renamed over the
-final name, so a crash never leaves a half-written file under the real name.
+* A file is written to a temporary name in the same folder, flushed to disk, given the mode
+  ``open()`` would have given it (0666 less the umask; ``mkstemp`` makes 0600), then renamed over
+  the final name, so a crash never leaves a half-written file under the real name and a report
+  or checkpoint can be read by whoever may read the folder.
+* Any failure of the operating system while making or writing an output (a file where a folder
+  is wanted, a read-only file system, a full disk, no permission) becomes one `OutputError`
+  naming the path and the problem; the command line prints it as one line with exit status 2.
+* `check_outputs` is called before a command starts its work: it refuses outputs that cannot be
+  made and outputs that are inputs of the same command (``predict --out train_labels.csv``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from metastasis.errors import OutputError
+
+
+def os_problem(exc: OSError) -> str:
+    """The operating system's reason, in words (``no space left on device``)."""
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return "no space left on the disk"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno == errno.ENOTDIR:
+        return "a path component is a file, not a folder"
+    if exc.errno == errno.EISDIR:
+        return "is a folder, not a file"
+    if exc.errno == errno.EEXIST:
+        return "exists and is not a folder"
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
+
+
+def output_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Make the folder ``path`` (and its parents) or raise one `OutputError` saying why not."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{p}: {what} is a file, not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{p}: cannot create {what}: {os_problem(exc)}") from None
+    return p
+
+
+def check_outputs(
+    files: Iterable[str | os.PathLike[str]] = (),
+    folders: Iterable[str | os.PathLike[str]] = (),
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    is_input: Callable[[Path], bool] | None = None,
+) -> None:
+    """Refuse, before any work and without creating anything, outputs that cannot be written
+    or that would replace an input of the same command.
+
+    A file must not be a folder and a folder not a file; the nearest existing folder above each
+    must be a folder this process may write in, on a writable file system. No output file may
+    be one of ``inputs`` (the same file under any name, hard links included) or a file for
+    which ``is_input`` (e.g. `Layout.is_input`) says yes.
+    """
+    taken = _identities(inputs)
+    for f in map(Path, files):
+        if f.is_dir():
+            raise OutputError(f"{f}: is a folder; expected a file name to write")
+        if (taken and _identity(f) in taken) or (is_input is not None and is_input(f)):
+            raise OutputError(f"{f}: is an input of this command; refusing to overwrite it")
+        _check_writable(f.parent)
+    for d in map(Path, folders):
+        if d.exists() and not d.is_dir():
+            raise OutputError(f"{d}: is a file; expected a folder to write into")
+        _check_writable(d)
+
+
+def _check_writable(folder: Path) -> None:
+    """The nearest existing folder at or above ``folder`` accepts new entries."""
+    p = folder if str(folder) else Path(".")
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise OutputError(f"{folder}: cannot create it: {p} is not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only(p) else "permission denied"
+        raise OutputError(f"{folder}: cannot write here: {reason}")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _identities(paths: Iterable[str | os.PathLike[str]]) -> set[tuple[int, int]]:
+    return {i for i in (_identity(Path(p)) for p in paths) if i is not None}
+
+
+def ensure_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse to start writing ``needed`` bytes into ``folder`` when the disk has less free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot read free space: {os_problem(exc)}") from None
+    if needed > free:
+        raise OutputError(
+            f"{folder}: {what} needs {_size(needed)}, only {_size(free)} free on that disk"
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def preallocate(path: Path, size: int) -> None:
+    """Reserve ``size`` bytes of disk for the file at ``path`` (already created).
+
+    Writing through a memory map into blocks the disk does not have kills the process with
+    SIGBUS; reserved blocks cannot run out, and a full disk is an `OutputError` here instead.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot open for writing: {os_problem(exc)}") from None
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise OutputError(f"{path}: cannot reserve {_size(size)}: {os_problem(exc)}") from None
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -20,18 +172,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     The caller writes the file at the yielded path (with any library). On an exception the
-    temporary file is removed and ``path`` is left untouched.
+    temporary file is removed and ``path`` is left untouched; an `OSError` (from the block or
+    from making, syncing or renaming the file) becomes one `OutputError` naming ``path``.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
+    if final.is_dir():
+        raise OutputError(f"{final}: is a folder; expected a file name to write")
+    output_dir(final.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write: {os_problem(exc)}") from None
     tmp = Path(tmp_name)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{final}: cannot write: {os_problem(exc)}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -186,6 +186,21 @@ FILE_CASES = [
         r"^$" if IS_ROOT else r"^Permission denied$",
     ),
     FileCase("fifo", ".tif", hc.fifo, UNREADABLE, r"^not a regular file$"),
+    FileCase("planar_rgb_tif", ".tif", hc.planar_rgb_tif, None, r"^$"),
+    FileCase(
+        "rgb_extra_sample_tif",
+        ".tif",
+        hc.rgb_extra_sample_tif,
+        WRONG_MODE,
+        r"^4 samples per pixel \(RGB \+ 1\), expected 3$",
+    ),
+    FileCase(
+        "jpeg_sof9_huffman",
+        ".jpg",
+        hc.jpeg_arithmetic_frame_huffman_data,
+        UNREADABLE,
+        r"^JPEG frame SOF9 declares arithmetic coding but the file holds Huffman tables",
+    ),
     FileCase(
         "eps_named_tif",
         ".tif",
@@ -525,6 +540,31 @@ FATAL_CASES: dict[str, tuple[Callable[[Path], tuple[Path, Path]], str]] = {
         r"'x' is a Group, expected a dataset$",
     ),
     "h5_gz_corrupt": (_pcam_with(_corrupt_gzip), r"cannot decompress: "),
+    "h5_external_link": (
+        _pcam_with(lambda x, y: hc.h5_external_link(x, "x")),
+        r"'x' is an external link to elsewhere\.h5:/x; refused: a data file must hold its data",
+    ),
+    "h5_soft_link": (
+        _pcam_with(lambda x, y: hc.h5_soft_link(x, "x")),
+        r"'x' is a soft link to /real; refused",
+    ),
+    "h5_external_storage_fifo": (
+        _pcam_with(lambda x, y: hc.h5_external_storage_fifo(x, "x")),
+        r"'x' keeps its data in external files; refused",
+    ),
+    "h5_virtual": (
+        _pcam_with(lambda x, y: hc.h5_virtual(x, "x")),
+        r"'x' is a virtual dataset \(made of other files\); refused",
+    ),
+    "h5_declared_not_stored_chunked": (
+        _pcam_with(lambda x, y: hc.h5_declared_only(x, "x")),
+        r"dataset 'x' declares 2,000,000 rows but stores 0 of its 2,000,000 chunks; "
+        r"refused \(incomplete file\)$",
+    ),
+    "h5_declared_not_stored_contiguous": (
+        _pcam_with(lambda x, y: hc.h5_declared_only(x, "x", chunked=False)),
+        r"dataset 'x' declares 2,000,000 rows \(55,296,000,000 bytes\) but stores 0 bytes",
+    ),
     "data_path_symlink_loop": (_data_symlink_loop, r"symbolic link to nothing"),
 }
 

@@ -23,6 +23,7 @@ from metastasis.data.synthetic import (
     write_kaggle_dataset,
     write_pcam_h5,
 )
+from metastasis.errors import OutputError
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_folder_dataset_formats_and_refusal(tmp_path: Path) -> None:
     assert len(list(out.glob("*/*.jpg"))) == 4
     (tmp_path / "empty").mkdir()
     assert len(list(write_folder_dataset(tmp_path / "empty", 3).glob("*/*.png"))) == 3
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(OutputError, match="not empty"):
         write_folder_dataset(out, 4)
     with pytest.raises(ValueError):
         write_folder_dataset(tmp_path / "bmp", 4, fmt="bmp")
@@ -151,7 +152,7 @@ def test_demo_dataset_reused(tmp_path: Path) -> None:
     train = {_read(p).tobytes() for p in (out / "train").glob("*/*.png")}
     valid = {_read(p).tobytes() for p in (out / "valid").glob("*/*.png")}
     assert not train & valid
-    with pytest.raises(FileExistsError, match="other parameters"):
+    with pytest.raises(OutputError, match="other parameters"):
         write_demo_dataset(out, n_train=9, n_valid=4, seed=1)
 
 

@@ -55,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MetastasisError as exc:
         print(f"metastasis {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # what the system refused where no layer put it into words
+        from metastasis.io import os_problem
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"metastasis {args.command}: error: {where}{os_problem(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"metastasis {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -22,8 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from metastasis.data.checks import check_dataset
-    from metastasis.io import atomic_write_json
+    from metastasis.data.layouts import open_layout
+    from metastasis.io import atomic_write_json, check_outputs
 
+    if args.json:
+        check_outputs(files=[args.json], is_input=open_layout(args.data).is_input)
     report = check_dataset(args.data, args.split, args.cache_dir, progress=progress(args))
     print(report.format_text())
     if args.json:

@@ -9,7 +9,14 @@ A cache folder ``<root>/<layout>-<split>-<fingerprint>/`` holds:
 
 It is built in a hidden temporary folder and renamed into place when complete, so a killed build
 is never mistaken for a finished one; the fingerprint (names, sizes and modification times of
-the source files, plus the labels) changes whenever the source does.
+the source files, plus the labels) changes whenever the source does. Before a build the disk's
+free space is checked and ``images.npy`` is reserved in full, so a disk that fills up is one
+error line (never SIGBUS from the memory map, never a cache that looks complete); decoding
+workers die with the process that started them.
+
+A PCam HDF5 file is read under one policy (`_open_h5`, `_dataset`): a regular file, plain
+datasets only (no external or soft links, no external storage, no virtual datasets: a data file
+never makes the tool open another file), and every patch it declares actually stored.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zlib
 from collections import Counter
@@ -35,8 +43,17 @@ from tqdm.auto import tqdm
 
 from metastasis.data.decode import PATCH_SHAPE, decode_file, pixel_digest
 from metastasis.data.layouts import BAD_LABEL, Finding, Listing, open_layout
-from metastasis.errors import DataError
-from metastasis.io import atomic_path, atomic_write_json
+from metastasis.errors import DataError, OutputError, first_line
+from metastasis.io import (
+    atomic_path,
+    atomic_write_json,
+    dir_mode,
+    ensure_free_space,
+    os_problem,
+    output_dir,
+    preallocate,
+)
+from metastasis.workers import die_with_parent, parent_alive
 
 CACHE_VERSION = 2  # 2: rows excluded by the listing are in items.csv
 CHUNK = 512
@@ -191,9 +208,12 @@ def open_cache(
     final = root / f"{listing.layout}-{listing.split}-{fp}"
     if (final / "meta.json").is_file():
         return CachedSplit(final)
-    root.mkdir(parents=True, exist_ok=True)
+    output_dir(root, "cache folder")
     _remove_abandoned_builds(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-{os.getpid()}-", dir=root))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-{os.getpid()}-", dir=root))
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot write the cache here: {os_problem(exc)}") from None
     try:
         if listing.layout == "pcam-h5":
             table = _build_from_h5(listing, tmp, root, progress)
@@ -211,11 +231,14 @@ def open_cache(
             "findings": [f.to_dict() for f in listing.findings],
         }
         atomic_write_json(tmp / "meta.json", meta)
+        os.chmod(tmp, dir_mode())  # mkdtemp made it 0700; a cache is as shareable as a file
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished the same cache first
             if not (final / "meta.json").is_file():
                 raise
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write the cache: {os_problem(exc)}") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -240,11 +263,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _new_images(path: Path, n: int) -> np.memmap:
+    """A writable N x 96 x 96 x 3 memory map at ``path``, its disk space checked and reserved."""
+    needed = n * int(np.prod(PATCH_SHAPE)) + 4096
+    ensure_free_space(path.parent, needed, f"the cache of {n:,} patches")
+    images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, *PATCH_SHAPE))
+    preallocate(path, needed)
+    return images
+
+
 def _decode_chunk(npy: str, start: int, paths: list[str]) -> list[tuple[str, str, str]]:
     """Decode ``paths`` into rows ``start...`` of the memory-mapped array (runs in a worker)."""
     images = np.load(npy, mmap_mode="r+")
     out = []
     for k, p in enumerate(paths):
+        if not parent_alive():  # orphaned where the kernel cannot kill us with the parent
+            os._exit(1)
         arr, problem, detail = decode_file(Path(p))
         if arr is None:
             out.append((problem or "unreadable", detail, ""))
@@ -261,9 +295,7 @@ def _build_from_files(
     n = len(listing.items)
     npy = tmp / "images.npy"
     rows_total = n + len(listing.excluded)  # excluded rows stay zeros, after the items
-    np.lib.format.open_memmap(
-        npy, mode="w+", dtype=np.uint8, shape=(rows_total, *PATCH_SHAPE)
-    ).flush()
+    _new_images(npy, rows_total).flush()
     paths = [str(it.path) for it in listing.items]
     chunks = [(s, paths[s : s + CHUNK]) for s in range(0, n, CHUNK)]
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
@@ -275,7 +307,12 @@ def _build_from_files(
         # fork (as torch's DataLoader does on Linux): workers only run Pillow and numpy, and
         # unlike spawn it works from scripts without an `if __name__ == "__main__"` guard.
         method = "fork" if "fork" in get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=get_context(method),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = {pool.submit(_decode_chunk, str(npy), s, ps): s for s, ps in chunks}
             for fut, s in futures.items():
                 results[s] = fut.result()
@@ -318,12 +355,27 @@ def _decompressed(path: Path, cache_root: Path) -> Path:
     out = cache_root / "h5" / f"{path.name[:-3]}.{key[:16]}"
     if out.is_file():
         return out
-    try:
-        with atomic_path(out) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, length=16 << 20)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot decompress: {_one_line(exc)}") from None
+    _regular_file(path)
+    with atomic_path(out) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
+        while True:  # reading errors are the data's; writing errors become OutputError
+            try:
+                block = src.read(16 << 20)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise DataError(f"{path}: cannot decompress: {first_line(exc)}") from None
+            if not block:
+                break
+            dst.write(block)
     return out
+
+
+def _regular_file(path: Path) -> None:
+    """A FIFO or device would block or never end: only regular files are opened."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open: {os_problem(exc)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file")
 
 
 def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool) -> pd.DataFrame:
@@ -336,6 +388,7 @@ def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool
                 f"{x_path}: dataset 'x' is {x.shape} {x.dtype}, expected N x 96 x 96 x 3 uint8"
             )
         n = int(x.shape[0])
+        _require_stored(x, x_path)
         y_flat = np.full(n, -1, dtype=np.int64)
         if y_path is not None:
             with _open_h5(y_path, cache_root) as fy:
@@ -349,10 +402,9 @@ def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool
                     raise DataError(
                         f"{y_path}: dataset 'y' is {y.dtype}, expected integer labels 0 and 1"
                     )
+                _require_stored(y, y_path)
                 y_flat = _read(y, 0, n, y_path).reshape(n).astype(np.int64)
-        images = np.lib.format.open_memmap(
-            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, *PATCH_SHAPE)
-        )
+        images = _new_images(tmp / "images.npy", n)
         digests = []
         block = 2048
         with tqdm(
@@ -387,10 +439,11 @@ def _open_h5(path: Path, cache_root: Path) -> Iterator[Any]:
     import h5py
 
     plain = _decompressed(path, cache_root)
+    _regular_file(plain)
     try:
         f = h5py.File(plain, "r")
     except Exception as exc:  # h5py reports a damaged file in several exception types
-        raise DataError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
+        raise DataError(f"{path}: not a readable HDF5 file ({first_line(exc)})") from None
     try:
         yield f
     finally:
@@ -398,14 +451,34 @@ def _open_h5(path: Path, cache_root: Path) -> Iterator[Any]:
 
 
 def _dataset(f: Any, name: str, path: Path) -> Any:
+    """The plain dataset ``name``: never through a link, never stored in another file."""
     import h5py
 
     try:
-        ds = f.get(name)
+        link = f.get(name, getlink=True)
+        if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+            kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+            raise DataError(
+                f"{path}: {name!r} is {kind} to {_link_target(link)}; refused: "
+                "a data file must hold its data itself"
+            )
+        ds = None if link is None else f.get(name)
         if isinstance(ds, h5py.Dataset):
             _ = ds.shape, ds.dtype  # damaged metadata fails here, not later
+            if ds.is_virtual:
+                raise DataError(
+                    f"{path}: {name!r} is a virtual dataset (made of other files); refused: "
+                    "a data file must hold its data itself"
+                )
+            if ds.id.get_create_plist().get_external_count():
+                raise DataError(
+                    f"{path}: {name!r} keeps its data in external files; refused: "
+                    "a data file must hold its data itself"
+                )
+    except DataError:
+        raise
     except Exception as exc:  # as in _open_h5
-        raise DataError(f"{path}: dataset {name!r} unreadable ({_one_line(exc)})") from None
+        raise DataError(f"{path}: dataset {name!r} unreadable ({first_line(exc)})") from None
     if ds is None:
         raise DataError(f"{path}: no dataset {name!r} (has {', '.join(f.keys()) or 'none'})")
     if not isinstance(ds, h5py.Dataset):
@@ -413,16 +486,49 @@ def _dataset(f: Any, name: str, path: Path) -> Any:
     return ds
 
 
+def _link_target(link: Any) -> str:
+    target = getattr(link, "path", "")
+    where = getattr(link, "filename", None)
+    return f"{where}:{target}" if where else str(target)
+
+
+def _require_stored(ds: Any, path: Path) -> None:
+    """Refuse a dataset that declares more data than the file stores (read as fill values,
+    a sparse declaration of millions of patches would make a cache of hundreds of GB)."""
+    import h5py
+
+    try:
+        layout = ds.id.get_create_plist().get_layout()
+        if layout == h5py.h5d.COMPACT or ds.size == 0:
+            return
+        if layout == h5py.h5d.CHUNKED:
+            chunks = ds.chunks
+            needed = int(np.prod([-(-s // c) for s, c in zip(ds.shape, chunks)]))
+            stored = int(ds.id.get_num_chunks())
+            if stored < needed:
+                raise DataError(
+                    f"{path}: dataset {ds.name.lstrip('/')!r} declares {ds.shape[0]:,} rows "
+                    f"but stores {stored:,} of its {needed:,} chunks; refused (incomplete file)"
+                )
+            return
+        stored = int(ds.id.get_storage_size())
+        if stored < ds.size * ds.dtype.itemsize:
+            raise DataError(
+                f"{path}: dataset {ds.name.lstrip('/')!r} declares {ds.shape[0]:,} rows "
+                f"({ds.size * ds.dtype.itemsize:,} bytes) but stores {stored:,} bytes; "
+                "refused (incomplete file)"
+            )
+    except DataError:
+        raise
+    except Exception as exc:  # as in _open_h5
+        raise DataError(f"{path}: dataset {ds.name!r} unreadable ({first_line(exc)})") from None
+
+
 def _read(ds: Any, start: int, stop: int, path: Path) -> np.ndarray:
     try:
         return np.asarray(ds[start:stop])
     except Exception as exc:  # as in _open_h5
-        raise DataError(f"{path}: rows {start}-{stop} unreadable ({_one_line(exc)})") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+        raise DataError(f"{path}: rows {start}-{stop} unreadable ({first_line(exc)})") from None
 
 
 def open_split(

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from metastasis.errors import first_line
+
 PATCH_SIZE = 96
 PATCH_SHAPE = (PATCH_SIZE, PATCH_SIZE, 3)
 
@@ -34,9 +36,17 @@ ACCEPTED_FORMATS = ("TIFF", "PNG", "JPEG", "BMP", "WEBP")
 # How the decoders name 8-bit-per-sample RGB data; anything else (RGB;16B, BGR;15, ...) would be
 # a conversion to 8 bits.
 _EIGHT_BIT_RGB = frozenset({"RGB", "BGR", "RGBX", "BGRX", "XRGB", "XBGR"})
+_EIGHT_BIT_PLANES = frozenset({"R", "G", "B"})  # TIFF with separate colour planes, one each
 PREVIEW_MAX_PIXELS = 4096 * 4096
 _TIFF_BITS_PER_SAMPLE = 258
+_TIFF_SAMPLES_PER_PIXEL = 277
+_TIFF_PLANAR_CONFIGURATION = 284
 _TIFF_SAMPLE_FORMAT = 339
+# JPEG start-of-frame markers: Huffman-coded (0xC0-0xC3, 0xC5-0xC7) or arithmetic-coded
+# (0xC9-0xCB, 0xCD-0xCF); DHT holds Huffman tables, DAC arithmetic conditioning.
+_SOF_HUFFMAN = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7})
+_SOF_ARITHMETIC = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_DHT, _DAC, _SOS, _EOI = 0xC4, 0xCC, 0xDA, 0xD9
 
 
 def image_extensions() -> frozenset[str]:
@@ -68,6 +78,8 @@ def decode_file(path: Path) -> tuple[np.ndarray | None, str | None, str]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=ACCEPTED_FORMATS) as im:
                 problem = _header_problem(im)
+                if problem is None and im.format == "JPEG":
+                    problem = _jpeg_frame_problem(path)
                 if problem is not None:
                     return None, *problem
                 im.load()
@@ -81,7 +93,7 @@ def decode_file(path: Path) -> tuple[np.ndarray | None, str | None, str]:
     except PermissionError as exc:
         return None, UNREADABLE, exc.strerror or "permission denied"
     except Exception as exc:  # any failure of any decoder on a hostile file: unusable
-        return None, UNREADABLE, _one_line(exc)
+        return None, UNREADABLE, first_line(exc, with_type=True)
     if arr.dtype != np.uint8 or arr.shape != PATCH_SHAPE:
         return None, WRONG_MODE, f"decoded as {arr.shape} {arr.dtype}, expected {PATCH_SHAPE} uint8"
     return arr, None, ""
@@ -119,6 +131,7 @@ def _header_problem(im: ImageFile.ImageFile) -> tuple[str, str] | None:
         return WRONG_SIZE, f"{w}x{h}, expected {PATCH_SIZE}x{PATCH_SIZE}"
     if im.mode != "RGB":
         return WRONG_MODE, f"mode {im.mode}, expected 8-bit RGB"
+    planar = False
     if im.format == "TIFF":
         tags = getattr(im, "tag_v2", {})
         bits = _as_tuple(tags.get(_TIFF_BITS_PER_SAMPLE, 8))
@@ -126,11 +139,64 @@ def _header_problem(im: ImageFile.ImageFile) -> tuple[str, str] | None:
             return WRONG_MODE, f"{max(bits)}-bit samples, expected 8-bit RGB"
         if any(f != 1 for f in _as_tuple(tags.get(_TIFF_SAMPLE_FORMAT, 1))):
             return WRONG_MODE, "signed or floating-point samples, expected 8-bit RGB"
+        samples = tags.get(_TIFF_SAMPLES_PER_PIXEL, 3)
+        if samples != 3:  # an extra sample would be dropped without a word
+            return WRONG_MODE, f"{samples} samples per pixel (RGB + {samples - 3}), expected 3"
+        planar = tags.get(_TIFF_PLANAR_CONFIGURATION, 1) == 2
+    accepted = _EIGHT_BIT_RGB | _EIGHT_BIT_PLANES if planar else _EIGHT_BIT_RGB
     for tile in im.tile:
         rawmode = _rawmode(tile[3] if len(tile) > 3 else None)
-        if rawmode is not None and rawmode not in _EIGHT_BIT_RGB:
+        if rawmode is not None and rawmode not in accepted:
             depth = "16-bit samples" if ";16" in rawmode else "samples"
             return WRONG_MODE, f"{depth} stored as {rawmode}, expected 8-bit RGB"
+    return None
+
+
+def _jpeg_frame_problem(path: Path) -> tuple[str, str] | None:
+    """A JPEG whose frame says one entropy coding while its tables say the other.
+
+    libjpeg decodes such a file without an error, as noise: an arithmetic-coded frame (SOF9...)
+    holding Huffman tables, or a Huffman frame holding arithmetic conditioning. Genuine
+    arithmetic-coded JPEGs (no Huffman tables) decode exactly and are accepted. Frames of
+    other than 8 bits per sample are refused as wrong_mode.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return UNREADABLE, exc.strerror or type(exc).__name__
+    sof, precision, seen = None, 8, set()
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:  # entropy-coded data after a scan: jump to the next 0xFF
+            i = data.find(b"\xff", i)
+            if i < 0:
+                break
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF or marker == 0x00 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 1 if marker == 0xFF else 2  # fill byte, stuffed zero, restart, TEM
+            continue
+        if marker == _EOI:
+            break
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        seen.add(marker)
+        if marker in _SOF_HUFFMAN or marker in _SOF_ARITHMETIC:
+            sof, precision = marker, data[i + 4] if i + 4 < len(data) else 8
+        i += 2 + length
+    if sof is None:
+        return None  # Pillow found a frame; nothing more to say
+    if precision != 8:
+        return WRONG_MODE, f"{precision}-bit JPEG samples, expected 8-bit RGB"
+    if sof in _SOF_ARITHMETIC and _DHT in seen:
+        return UNREADABLE, (
+            f"JPEG frame SOF{sof - 0xC0} declares arithmetic coding but the file holds "
+            "Huffman tables: it would decode as noise"
+        )
+    if sof in _SOF_HUFFMAN and _DAC in seen:
+        return UNREADABLE, (
+            f"JPEG frame SOF{sof - 0xC0} declares Huffman coding but the file holds "
+            "arithmetic conditioning: it would decode as noise"
+        )
     return None
 
 
@@ -149,8 +215,3 @@ def _rawmode(args: Any) -> str | None:
 def pixel_digest(arr: np.ndarray) -> str:
     """A 128-bit hash of the pixel bytes, used to find exact duplicate images."""
     return hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=16).hexdigest()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

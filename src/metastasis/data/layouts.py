@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from metastasis.data.decode import UNREADABLE, image_extensions
-from metastasis.errors import DataError
+from metastasis.errors import DataError, first_line
 
 PCAM_RE = re.compile(r"^camelyonpatch_level_2_split_(?P<split>\w+?)_(?P<xy>[xy])\.h5(?P<gz>\.gz)?$")
 KAGGLE_LABELS = "train_labels.csv"
@@ -118,6 +118,34 @@ class Layout:
         assert isinstance(arg, Path)
         return _list_folder(arg, split)
 
+    def is_input(self, path: str | Path) -> bool:
+        """Whether the existing file ``path`` is read as part of this data set (the labels
+        CSV, a PCam file, an image in a folder a split is listed from), under any name."""
+        p = Path(path)
+        if not p.is_file():
+            return False
+        index_files = [self.root / KAGGLE_LABELS] if self.kind == "kaggle" else []
+        for arg in self._splits.values():
+            if isinstance(arg, tuple):  # PCam (x, y) files
+                index_files += [f for f in arg if f is not None]
+        if any(_same_file(p, f) for f in index_files):
+            return True
+        if p.suffix.lower() not in image_extensions():
+            return False
+        return any(_same_file(p.parent, folder) for folder in self._image_folders())
+
+    def _image_folders(self) -> list[Path]:
+        if self.kind == "kaggle":
+            return [self.root / s for s in self._splits]
+        if self.kind == "folder":
+            return [
+                f / c
+                for f in self._splits.values()
+                if isinstance(f, Path)
+                for c in ("", *CLASS_DIRS)
+            ]
+        return []
+
     def choose_split(self, split: str | None, prefer: tuple[str, ...]) -> str:
         """The split to use: the one asked for, else the first preferred one present, else the
         only one; with several and no way to choose, ask the user."""
@@ -176,6 +204,13 @@ def open_layout(path: str | Path) -> Layout:
         f"{root}: no known layout (expected Kaggle train/ + {KAGGLE_LABELS}, PCam "
         "camelyonpatch_level_2_split_*_x.h5, class folders 0/ and 1/, or a folder of images)"
     )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _listdir(folder: Path) -> list[Path]:
@@ -291,7 +326,7 @@ def _read_labels(csv: Path) -> tuple[list[str], list[str]]:
     except OSError as exc:
         raise DataError(f"{csv}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{csv}: cannot parse: {_first_line(exc)}") from None
+        raise DataError(f"{csv}: cannot parse: {first_line(exc)}") from None
     header = [str(c) for c in df.columns]
     df.columns = pd.Index([c.strip().lower() for c in header])
     if df.columns.duplicated().any():
@@ -303,11 +338,6 @@ def _read_labels(csv: Path) -> tuple[list[str], list[str]]:
         raise DataError(f"{csv}: expected columns id,label, found {','.join(header)}{hint}")
     df = df.fillna("")
     return df["id"].str.strip().tolist(), df["label"].str.strip().tolist()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _list_kaggle(root: Path, split: str) -> Listing:

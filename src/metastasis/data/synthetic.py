@@ -31,7 +31,15 @@ import numpy as np
 from PIL import Image
 
 from metastasis.data.synthetic_render import PATCH, render
-from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
+from metastasis.errors import OutputError
+from metastasis.io import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    dir_mode,
+    os_problem,
+    output_dir,
+)
 
 CENTRE = slice(32, 64)  # label 1 = tumour cells in images[:, CENTRE, CENTRE]
 VALID_SEED_OFFSET = 1_000_003  # valid/test splits draw from other seed streams than train
@@ -124,7 +132,7 @@ def write_demo_dataset(
         with contextlib.suppress(ValueError, OSError):
             if json.loads(meta.read_text(encoding="utf-8")) == params:
                 return out
-        raise FileExistsError(
+        raise OutputError(
             f"{out} holds a synthetic demo dataset with other parameters than {params}; "
             "remove it or choose another folder"
         )
@@ -229,16 +237,23 @@ def _staged_dir(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``out_dir``; rename it to ``out_dir`` on success."""
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(
+        raise OutputError(
             f"{out} already exists and is not empty; remove it or choose another folder"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    output_dir(out.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write: {os_problem(exc)}") from None
     try:
         yield tmp
+        os.chmod(tmp, dir_mode())  # mkdtemp made it 0700
         if out.exists():
             out.rmdir()  # empty (checked above); os.replace cannot replace a directory
         os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{out}: cannot write: {os_problem(exc)}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -263,7 +278,11 @@ def _gzipped(gz_path: Path) -> Iterator[Path]:
     h5_path = Path(name)
     try:
         yield h5_path
-        with open(h5_path, "rb") as src, gzip.open(gz_path, "wb", compresslevel=1) as dst:
+        with (
+            open(h5_path, "rb") as src,
+            atomic_path(gz_path) as tmp,
+            gzip.open(tmp, "wb", compresslevel=1) as dst,
+        ):
             shutil.copyfileobj(src, dst, length=1 << 20)
     finally:
         h5_path.unlink(missing_ok=True)

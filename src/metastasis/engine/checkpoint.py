@@ -7,6 +7,7 @@ A run folder is accepted wherever a checkpoint is.
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,10 @@ import torch
 from torch import nn
 
 from metastasis.engine.environment import package_versions
-from metastasis.errors import CheckpointError
+from metastasis.errors import CheckpointError, first_line
 from metastasis.io import atomic_path
 from metastasis.models import create_model, list_models
-from metastasis.transforms.presets import Preprocessing
+from metastasis.transforms.presets import PCAM_MPP, Preprocessing
 
 FORMAT = "metastasis-checkpoint/1"
 FILENAME = "checkpoint.pt"
@@ -61,12 +62,19 @@ class Bundle:
         kwargs = dict(self.arch_kwargs)
         if "pretrained" in kwargs:  # the bundle's weights replace them: never download
             kwargs["pretrained"] = False
-        model = create_model(self.arch, **kwargs)
+        try:
+            model = create_model(self.arch, **kwargs)
+        except Exception as exc:  # a factory refuses unknown or bad arguments in many ways
+            raise CheckpointError(
+                f"arch_kwargs: {self.arch} cannot be built with {self.arch_kwargs}: "
+                f"{first_line(exc)}"
+            ) from None
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"weights do not fit {self.arch}: {first}") from None
+            raise CheckpointError(
+                f"state_dict: weights do not fit {self.arch}: {first_line(exc)}"
+            ) from None
         return model.eval()
 
 
@@ -76,8 +84,8 @@ def checkpoint_path(path: str | Path) -> Path:
 
 
 def save_checkpoint(path: str | Path, bundle: Bundle) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save(bundle.to_dict(), tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a full disk raises OSError
+        torch.save(bundle.to_dict(), fh)
     return Path(path)
 
 
@@ -86,7 +94,13 @@ def state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str | Path) -> Bundle:
-    """Load and validate a bundle; refuses anything but tensors and plain values."""
+    """Load and validate a bundle; refuses anything but tensors and plain values.
+
+    Every field is checked (type, range, finiteness), then the model is built with its
+    arguments and weights and run on a probe batch at the bundle's input size: a checkpoint
+    whose metadata does not fit its model is one `CheckpointError` naming the field, never a
+    traceback later and never a silent 0 or 1 for every patch.
+    """
     p = checkpoint_path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint")
@@ -95,33 +109,125 @@ def load_checkpoint(path: str | Path) -> Bundle:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{p}: refused: it holds objects other than tensors and plain "
-            f"values, which could run code ({str(exc).splitlines()[0][:120]})"
+            f"values, which could run code ({first_line(exc)[:120]})"
         ) from None
     except Exception as exc:  # zip, pickle-stream and storage errors all mean "unreadable"
-        raise CheckpointError(
-            f"{p}: not a readable checkpoint ({str(exc).splitlines()[0]})"
-        ) from None
+        raise CheckpointError(f"{p}: not a readable checkpoint ({first_line(exc)})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a metastasis checkpoint (format {FORMAT} expected)")
+    try:
+        bundle = _bundle_from_raw(raw)
+        _probe(bundle)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{p}: {exc}") from None
+    return bundle
+
+
+def _bundle_from_raw(raw: dict[str, Any]) -> Bundle:
+    """The bundle of a loaded dict, each field checked; errors name the field."""
+    from metastasis.engine.loop import TTA_MODES
+
     arch = raw.get("arch")
     if arch not in list_models():
-        raise CheckpointError(f"{p}: unknown architecture {arch!r}")
+        raise CheckpointError(f"unknown architecture {arch!r}")
     state = raw.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{p}: state_dict missing or not all tensors")
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError("state_dict missing or not all tensors")
+    arch_kwargs = _field(raw, "arch_kwargs", dict, {})
+    if not all(isinstance(k, str) for k in arch_kwargs):
+        raise CheckpointError(f"arch_kwargs: keys must be names, got {list(arch_kwargs)!r}")
+    pre = _field(raw, "preprocessing", dict, None)
+    tta = _field(raw, "tta", str, "none")
+    if tta not in TTA_MODES:
+        raise CheckpointError(f"tta: {tta!r} is not one of {', '.join(TTA_MODES)}")
+    class_names = _field(raw, "class_names", (list, tuple), list(CLASS_NAMES))
+    if len(class_names) != 2 or not all(isinstance(c, str) for c in class_names):
+        raise CheckpointError(f"class_names: expected two names, got {class_names!r}")
+    return Bundle(
+        arch=str(arch),
+        arch_kwargs=dict(arch_kwargs),
+        state_dict=state,
+        preprocessing=_preprocessing(pre),
+        threshold=_number(raw, "threshold", 0.5, low=0.0, high=1.0),
+        temperature=_number(raw, "temperature", 1.0, low=0.0, high=1e6, open_low=True),
+        tta=tta,
+        class_names=tuple(class_names),
+        config=dict(_field(raw, "config", dict, {})),
+        metrics=dict(_field(raw, "metrics", dict, {})),
+        versions=dict(_field(raw, "versions", dict, {})),
+    )
+
+
+def _field(raw: dict[str, Any], name: str, kind: Any, default: Any) -> Any:
+    value = raw.get(name, default)
+    if value is None and default is not None:
+        value = default
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else "a list"
+        raise CheckpointError(f"{name}: expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def _number(
+    raw: dict[str, Any],
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    open_low: bool = False,
+) -> float:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CheckpointError(f"{name}: expected a number, got {value!r}")
+    value = float(value)
+    too_low = value <= low if open_low else value < low
+    if not math.isfinite(value) or too_low or value > high:
+        bounds = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        raise CheckpointError(f"{name}: {value} is outside {bounds}")
+    return value
+
+
+def _preprocessing(pre: dict[str, Any] | None) -> Preprocessing:
+    if pre is None:
+        raise CheckpointError("preprocessing: missing")
+    size = pre.get("input_size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
+        raise CheckpointError(f"preprocessing.input_size: expected 16..4096, got {size!r}")
+    stats = {}
+    for name in ("mean", "std"):
+        v = pre.get(name)
+        if (
+            not isinstance(v, (list, tuple))
+            or len(v) != 3
+            or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in v)
+        ):
+            raise CheckpointError(f"preprocessing.{name}: expected 3 finite numbers, got {v!r}")
+        stats[name] = tuple(float(c) for c in v)
+    if min(stats["std"]) <= 0:
+        raise CheckpointError(f"preprocessing.std: must be positive, got {stats['std']}")
+    mpp = _number(pre, "mpp", PCAM_MPP, low=0.0, high=1000.0, open_low=True)
+    return Preprocessing(size, stats["mean"], stats["std"], mpp)  # type: ignore[arg-type]
+
+
+def _probe(bundle: Bundle) -> None:
+    """Build the model and run 2 patches through it: one finite logit each, or refuse."""
+    model = bundle.build_model()
+    size = bundle.preprocessing.input_size
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 96, 96, 3), dtype=torch.uint8, generator=g)
     try:
-        return Bundle(
-            arch=str(arch),
-            arch_kwargs=dict(raw.get("arch_kwargs") or {}),
-            state_dict=state,
-            preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
-            threshold=float(raw.get("threshold", 0.5)),
-            temperature=float(raw.get("temperature", 1.0)),
-            tta=str(raw.get("tta", "none")),
-            class_names=tuple(raw.get("class_names", CLASS_NAMES)),
-            config=dict(raw.get("config") or {}),
-            metrics=dict(raw.get("metrics") or {}),
-            versions=dict(raw.get("versions") or {}),
+        with torch.inference_mode():
+            out = model(bundle.preprocessing(x))
+    except Exception as exc:  # any layer can refuse a size it cannot take
+        raise CheckpointError(
+            f"preprocessing.input_size: {bundle.arch} cannot run {size}x{size} patches "
+            f"({first_line(exc)})"
+        ) from None
+    if tuple(out.shape) != (2,):
+        raise CheckpointError(
+            f"{bundle.arch} returns {tuple(out.shape)} for 2 patches, expected one logit each"
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{p}: malformed metadata ({exc})") from None
+    if not bool(torch.isfinite(out).all()):
+        raise CheckpointError("state_dict: the model's outputs are not finite (NaN or inf)")

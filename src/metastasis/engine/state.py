@@ -41,8 +41,8 @@ class TrainState:
 
 def save_train_state(run_dir: Path, state: TrainState) -> Path:
     path = run_dir / FILENAME
-    with atomic_path(path) as tmp:
-        torch.save(state.to_dict(), tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a full disk raises OSError
+        torch.save(state.to_dict(), fh)
     return path
 
 

@@ -51,7 +51,7 @@ from metastasis.engine.schedule import build_scheduler, check_schedule
 from metastasis.engine.state import FILENAME as STATE_FILE
 from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError, MetastasisError
-from metastasis.io import atomic_write_json, atomic_write_text
+from metastasis.io import atomic_write_json, atomic_write_text, output_dir
 from metastasis.metrics.calibration import fit_temperature, logits_from_probs
 from metastasis.metrics.thresholds import select_threshold
 from metastasis.models import create_model, default_preprocessing, list_models
@@ -511,11 +511,11 @@ def _note_interrupt(run_dir: Path, epoch: int, best_epoch: int) -> None:
 
 
 def _claim_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise MetastasisError(
             f"{run_dir}: run folder already exists and is not empty; choose another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    output_dir(run_dir, "run folder")
 
 
 def _require_labels(data: CachedSplit) -> None:

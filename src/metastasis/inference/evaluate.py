@@ -9,13 +9,16 @@ from typing import Any
 import pandas as pd
 
 from metastasis.data.cache import open_split
+from metastasis.data.layouts import open_layout
+from metastasis.engine.checkpoint import checkpoint_path
 from metastasis.errors import DataError
 from metastasis.inference.predictor import Predictor
-from metastasis.io import atomic_path, atomic_write_json
+from metastasis.io import atomic_path, atomic_write_json, check_outputs, output_dir
 
 log = logging.getLogger(__name__)
 
 EVAL_SPLITS = ("test", "valid", "val")
+EVALUATION_FILES = ("metrics.json", "predictions.csv", "excluded.csv", "report.html")
 
 
 def evaluate_checkpoint(
@@ -35,6 +38,13 @@ def evaluate_checkpoint(
     ``engine`` is one of ``inference.runtime.ENGINES``."""
     from metastasis.reports.evaluation import write_evaluation, write_html_report
 
+    out_dir = Path(out)
+    check_outputs(
+        files=[out_dir / name for name in EVALUATION_FILES],
+        folders=[out_dir],
+        inputs=[checkpoint_path(checkpoint)],
+        is_input=open_layout(data).is_input,
+    )
     predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta, engine)
     cached = open_split(data, split, EVAL_SPLITS, Path(cache_dir) if cache_dir else None, progress)
     if not cached.labelled:
@@ -44,8 +54,7 @@ def evaluate_checkpoint(
         raise DataError(f"{cached.name}: no usable patches")
     log.info("engine: %s", predictor.engine.describe())  # once the data is known to be good
     probs, labels = predictor.predict_split(cached, idx, progress)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_dir(out_dir)
     metrics = write_evaluation(out_dir, labels, probs, predictor.threshold)
     excluded = cached.excluded()
     metrics.update(

@@ -9,9 +9,10 @@ import pandas as pd
 
 from metastasis.data.cache import open_split
 from metastasis.data.layouts import open_layout
+from metastasis.engine.checkpoint import checkpoint_path
 from metastasis.errors import DataError
 from metastasis.inference.predictor import Predictor
-from metastasis.io import atomic_path
+from metastasis.io import atomic_path, check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,13 @@ def predict_to_csv(
     ``tta`` (none, d4) overrides the checkpoint's test-time augmentation; ``engine`` is one of
     ``inference.runtime.ENGINES`` (``auto``: the fastest exact one).
     """
+    out_path = Path(out)
+    side = out_path.with_name(out_path.name + ".excluded.csv")
+    layout = open_layout(data)
+    check_outputs(
+        files=[out_path, side], inputs=[checkpoint_path(checkpoint)], is_input=layout.is_input
+    )
     if kaggle_submission:
-        layout = open_layout(data)
         if layout.kind != "kaggle" or "test" not in layout.splits:
             raise DataError(
                 f"{data}: --kaggle-submission needs the Kaggle layout with a test/ folder"
@@ -60,11 +66,9 @@ def predict_to_csv(
         table = pd.DataFrame(
             {"id": ids, "probability": probs, "label": (probs >= predictor.threshold).astype(int)}
         )
-    out_path = Path(out)
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     excluded = cached.excluded()
-    side = out_path.with_name(out_path.name + ".excluded.csv")
     if len(excluded):
         with atomic_path(side) as tmp:
             excluded.to_csv(tmp, index=False)

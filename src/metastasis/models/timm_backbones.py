@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import torch
 from torch import nn
 
-from metastasis.errors import MetastasisError
+from metastasis.errors import MetastasisError, first_line
 from metastasis.models import register_model
 from metastasis.transforms.presets import Preprocessing
 
@@ -57,7 +57,7 @@ def _create(arch: str, pretrained: bool, timm_kwargs: dict[str, Any]) -> nn.Modu
         return timm.create_model(arch, pretrained=True, num_classes=1, **timm_kwargs)
     except Exception as exc:  # hub, network, cache and file errors all mean "no weights"
         raise MetastasisError(
-            f"{arch}: cannot load ImageNet weights ({_first_line(exc)}); "
+            f"{arch}: cannot load ImageNet weights ({first_line(exc)}); "
             "use pretrained=false to start from random weights"
         ) from None
 
@@ -107,11 +107,6 @@ def _unreachable(url: str) -> str | None:
 
 def _is_true(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _register(arch: str) -> None:

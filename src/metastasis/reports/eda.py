@@ -27,7 +27,7 @@ import numpy as np
 from metastasis.data.cache import open_cache
 from metastasis.data.checks import CheckReport, check_dataset
 from metastasis.data.layouts import open_layout
-from metastasis.io import atomic_write_json, atomic_write_text
+from metastasis.io import atomic_write_json, atomic_write_text, check_outputs, output_dir
 from metastasis.metrics import image_stats as st
 from metastasis.reports import eda_plots as plots
 from metastasis.reports.eda_analysis import SplitAnalysis, analyse_split, save, short
@@ -70,16 +70,21 @@ def write_eda_report(
     ``split``, else ``train`` when present, else the first split.
     """
     start = time.perf_counter()
-    report = check_dataset(data, split, cache_root, progress=progress)
+    folder = Path(out)
     layout = open_layout(data)
+    check_outputs(
+        files=[folder / "eda.json", folder / "report.html"],
+        folders=[folder],
+        is_input=layout.is_input,
+    )
+    report = check_dataset(data, split, cache_root, progress=progress)
     cached = {
         s.split: open_cache(layout.listing(s.split), cache_root, progress=False)
         for s in report.splits
     }
     target = split or ("train" if "train" in cached else next(iter(cached)))
     a = analyse_split(cached[target], progress)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    output_dir(folder)
     rng = np.random.default_rng(seed)
     n = len(a.rows)
     result: dict[str, Any] = {

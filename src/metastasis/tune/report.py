@@ -19,7 +19,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from metastasis.config import build_config
-from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
+from metastasis.io import atomic_path, atomic_write_json, atomic_write_text, output_dir
 
 if TYPE_CHECKING:
     from metastasis.tune.search import TuneResult
@@ -105,7 +105,7 @@ def write_report(study: optuna.Study, study_dir: Path, sampler: str) -> TuneResu
     from metastasis.reports.evaluation import write_html_report
     from metastasis.tune.search import TuneResult
 
-    study_dir.mkdir(parents=True, exist_ok=True)
+    output_dir(study_dir, "study folder")
     table = trials_table(study)
     files: dict[str, Path] = {"trials": study_dir / "trials.csv"}
     with atomic_path(files["trials"]) as tmp:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from metastasis.config import TrainConfig
 from metastasis.errors import MetastasisError
+from metastasis.io import output_dir
 from metastasis.tune.space import SearchSpace, apply_params
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def tune(settings: TuneSettings, progress: bool = True) -> TuneResult:
 
     settings = _checked(settings)
     st.route_optuna_logs()
-    settings.study_dir.mkdir(parents=True, exist_ok=True)
+    output_dir(settings.study_dir, "study folder")
     _open_data_once(settings.base, progress)
     log.info(
         "study %r (%s sampler, %d trials, %d worker(s)) in %s; storage %s",
@@ -268,7 +269,9 @@ def _run_processes(settings: TuneSettings) -> None:
     ctx = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
     level = logging.getLogger().getEffectiveLevel()
     procs = [
-        ctx.Process(target=_worker_main, args=(settings, i, level), name=f"tune-worker-{i}")
+        ctx.Process(
+            target=_worker_main, args=(settings, i, level, os.getpid()), name=f"tune-worker-{i}"
+        )
         for i in range(settings.workers)
     ]
     try:
@@ -288,11 +291,14 @@ def _run_processes(settings: TuneSettings) -> None:
         raise MetastasisError(f"{', '.join(bad)} stopped with an error; see the messages above")
 
 
-def _worker_main(settings: TuneSettings, worker: int, level: int) -> None:
-    """Entry point of a worker process."""
+def _worker_main(settings: TuneSettings, worker: int, level: int, parent: int) -> None:
+    """Entry point of a worker process; it dies with the process that started it."""
     import sys
 
     from metastasis.tune import study as st
+    from metastasis.workers import die_with_parent
+
+    die_with_parent(parent)
 
     logging.basicConfig(
         level=level, format=f"%(levelname)s [worker {worker}] %(message)s", stream=sys.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from metastasis.errors import MetastasisError
+from metastasis.io import output_dir
 
 try:
     import optuna
@@ -93,7 +94,7 @@ def make_storage(
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     path = Path(storage)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    output_dir(path.parent, "study folder")
     return JournalStorage(JournalFileBackend(str(path)))
 
 
