@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from metastasis.errors import OutputError
+from metastasis.errors import MetastasisError, OutputError
 
 
 def os_problem(exc: OSError) -> str:
@@ -88,6 +88,10 @@ def check_outputs(
     be one of ``inputs`` (the same file under any name, hard links included) or a file for
     which ``is_input`` (e.g. `Layout.is_input`) says yes.
     """
+    for d in map(Path, folders):
+        if d.exists() and not d.is_dir():
+            raise OutputError(f"{d}: is a file; expected a folder to write into")
+        _check_writable(d)
     taken = _identities(inputs)
     for f in map(Path, files):
         if f.is_dir():
@@ -95,10 +99,6 @@ def check_outputs(
         if (taken and _identity(f) in taken) or (is_input is not None and is_input(f)):
             raise OutputError(f"{f}: is an input of this command; refusing to overwrite it")
         _check_writable(f.parent)
-    for d in map(Path, folders):
-        if d.exists() and not d.is_dir():
-            raise OutputError(f"{d}: is a file; expected a folder to write into")
-        _check_writable(d)
 
 
 def _check_writable(folder: Path) -> None:
@@ -191,12 +191,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, final)
-    except OSError as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{final}: cannot write: {os_problem(exc)}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        cause = _os_error(exc)
+        if cause is not None:
+            raise OutputError(f"{final}: cannot write: {os_problem(cause)}") from None
         raise
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError behind ``exc``: itself, or one a writer met before raising its own error
+    (torch's zip writer turns a full disk into a RuntimeError about file positions)."""
+    seen = 0
+    while exc is not None and seen < 8 and not isinstance(exc, MetastasisError):
+        if isinstance(exc, OSError):
+            return exc
+        hidden = exc.__suppress_context__  # `raise ... from None`: already put into words
+        exc, seen = exc.__cause__ or (None if hidden else exc.__context__), seen + 1
+    return None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

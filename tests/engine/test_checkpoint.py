@@ -94,3 +94,77 @@ def test_building_a_pretrained_bundle_never_downloads(
     rebuilt = load_checkpoint(tmp_path / "c.pt").build_model()
     x = torch.rand(1, 3, 96, 96)
     torch.testing.assert_close(rebuilt(x), model.eval()(x))
+
+
+def _with(raw: dict[str, object], dotted: str, value: object) -> dict[str, object]:
+    """A copy of ``raw`` with one (possibly nested, ``a.b``) field replaced or removed."""
+    out = {**raw}
+    if "." in dotted:
+        outer, inner = dotted.split(".")
+        nested = {**out[outer]}  # type: ignore[dict-item]
+        nested[inner] = value
+        out[outer] = nested
+    elif value is _REMOVE:
+        del out[dotted]
+    else:
+        out[dotted] = value
+    return out
+
+
+_REMOVE = object()
+NAN = float("nan")
+
+# field -> (value the checkpoint claims, regex of the one-line refusal naming that field)
+LYING_FIELDS = {
+    "arch_kwargs_unknown": ("arch_kwargs", {"depth": 7}, r"arch_kwargs: baseline-cnn cannot be"),
+    "arch_kwargs_not_dict": ("arch_kwargs", [1, 2], r"arch_kwargs: expected dict, got list"),
+    "input_size_too_small": (
+        "preprocessing.input_size",
+        64,
+        r"preprocessing\.input_size: baseline-cnn cannot run 64x64 patches",
+    ),
+    "input_size_text": ("preprocessing.input_size", "96", r"preprocessing\.input_size: expected"),
+    "mean_two_values": ("preprocessing.mean", [0.5, 0.5], r"preprocessing\.mean: expected 3"),
+    "std_nan": ("preprocessing.std", [1.0, NAN, 1.0], r"preprocessing\.std: expected 3 finite"),
+    "std_zero": ("preprocessing.std", [1.0, 0.0, 1.0], r"preprocessing\.std: must be positive"),
+    "mpp_negative": ("preprocessing.mpp", -0.5, r"mpp: -0\.5 is outside \(0, 1000\]"),
+    "preprocessing_missing": ("preprocessing", _REMOVE, r"preprocessing: missing"),
+    "threshold_nan": ("threshold", NAN, r"threshold: nan is outside \[0, 1\]"),
+    "threshold_above_one": ("threshold", 1.5, r"threshold: 1\.5 is outside \[0, 1\]"),
+    "threshold_text": ("threshold", "0.5", r"threshold: expected a number"),
+    "temperature_zero": ("temperature", 0.0, r"temperature: 0\.0 is outside \(0, 1e\+06\]"),
+    "temperature_negative": ("temperature", -1.0, r"temperature: -1\.0 is outside"),
+    "temperature_inf": ("temperature", float("inf"), r"temperature: inf is outside"),
+    "tta_unknown": ("tta", "d8", r"tta: 'd8' is not one of none, d4"),
+    "class_names_three": ("class_names", ["a", "b", "c"], r"class_names: expected two names"),
+    "config_not_dict": ("config", "epochs: 3", r"config: expected dict, got str"),
+}
+
+
+@pytest.mark.parametrize("case", LYING_FIELDS)
+def test_every_field_that_lies_is_refused_with_its_name(case: str, tmp_path: Path) -> None:
+    field, value, message = LYING_FIELDS[case]
+    raw = _with(_bundle().to_dict(), field, value)
+    path = tmp_path / "lying.pt"
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_checkpoint(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_non_finite_weights_are_refused(tmp_path: Path) -> None:
+    """NaN weights make every probability NaN (every label 0): refused on the probe batch."""
+    raw = _bundle().to_dict()
+    state = dict(raw["state_dict"])  # type: ignore[call-overload]
+    state["head.1.weight"] = torch.full_like(state["head.1.weight"], NAN)
+    torch.save({**raw, "state_dict": state}, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="outputs are not finite"):
+        load_checkpoint(tmp_path / "nan.pt")
+
+
+def test_a_checkpoint_without_mpp_reads_as_pcam(tmp_path: Path) -> None:
+    """Checkpoints written before the resolution was recorded were all trained on PCam."""
+    raw = _bundle().to_dict()
+    pre = {k: v for k, v in raw["preprocessing"].items() if k != "mpp"}  # type: ignore[attr-defined]
+    torch.save({**raw, "preprocessing": pre}, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").preprocessing.mpp == 0.972

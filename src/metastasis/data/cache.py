@@ -264,9 +264,10 @@ def _alive(pid: int) -> bool:
 
 
 def _new_images(path: Path, n: int) -> np.memmap:
-    """A writable N x 96 x 96 x 3 memory map at ``path``, its disk space checked and reserved."""
+    """A writable N x 96 x 96 x 3 memory map at ``path`` (in a build folder), its disk space
+    checked (the error names the cache folder the user chose) and reserved."""
     needed = n * int(np.prod(PATCH_SHAPE)) + 4096
-    ensure_free_space(path.parent, needed, f"the cache of {n:,} patches")
+    ensure_free_space(path.parent.parent, needed, f"the cache of {n:,} patches")
     images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, *PATCH_SHAPE))
     preallocate(path, needed)
     return images

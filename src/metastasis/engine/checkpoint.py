@@ -138,7 +138,6 @@ def _bundle_from_raw(raw: dict[str, Any]) -> Bundle:
     arch_kwargs = _field(raw, "arch_kwargs", dict, {})
     if not all(isinstance(k, str) for k in arch_kwargs):
         raise CheckpointError(f"arch_kwargs: keys must be names, got {list(arch_kwargs)!r}")
-    pre = _field(raw, "preprocessing", dict, None)
     tta = _field(raw, "tta", str, "none")
     if tta not in TTA_MODES:
         raise CheckpointError(f"tta: {tta!r} is not one of {', '.join(TTA_MODES)}")
@@ -149,7 +148,7 @@ def _bundle_from_raw(raw: dict[str, Any]) -> Bundle:
         arch=str(arch),
         arch_kwargs=dict(arch_kwargs),
         state_dict=state,
-        preprocessing=_preprocessing(pre),
+        preprocessing=_preprocessing(raw.get("preprocessing")),
         threshold=_number(raw, "threshold", 0.5, low=0.0, high=1.0),
         temperature=_number(raw, "temperature", 1.0, low=0.0, high=1e6, open_low=True),
         tta=tta,
@@ -189,9 +188,11 @@ def _number(
     return value
 
 
-def _preprocessing(pre: dict[str, Any] | None) -> Preprocessing:
+def _preprocessing(pre: Any) -> Preprocessing:
     if pre is None:
         raise CheckpointError("preprocessing: missing")
+    if not isinstance(pre, dict):
+        raise CheckpointError(f"preprocessing: expected dict, got {type(pre).__name__}")
     size = pre.get("input_size")
     if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
         raise CheckpointError(f"preprocessing.input_size: expected 16..4096, got {size!r}")
