@@ -146,3 +146,21 @@ def test_synth_writes_each_layout(tmp_path: Path) -> None:
     assert main(["check", str(tmp_path / "kaggle"), "--strict", "--no-progress"]) == 0
     assert main(["check", str(tmp_path / "pcam-h5"), "--strict", "--no-progress"]) == 0
     assert main(["check", str(tmp_path / "folder"), "--strict", "--no-progress"]) == 0
+
+
+def test_a_checkpoint_that_lies_is_one_line(
+    trained_run: object, kaggle_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A NaN threshold would make every label 0: refused when loading, naming the field."""
+    import torch
+
+    raw = torch.load(trained_run.run_dir / "checkpoint.pt", weights_only=True)  # type: ignore[attr-defined]
+    torch.save({**raw, "threshold": float("nan")}, tmp_path / "nan.pt")
+    out = tmp_path / "p.csv"
+    args = ["--checkpoint", str(tmp_path / "nan.pt"), "--data", str(kaggle_data), "--out", str(out)]
+    rc = main(["predict", *args, "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and not out.exists()
+    assert (
+        err == f"metastasis predict: error: {tmp_path / 'nan.pt'}: threshold: nan is outside [0, 1]"
+    )

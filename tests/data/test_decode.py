@@ -61,3 +61,13 @@ def test_pixel_digest_detects_identical_pixels() -> None:
 
 def test_image_extensions_include_common_formats() -> None:
     assert {".tif", ".tiff", ".png", ".jpg", ".jpeg"} <= image_extensions()
+
+
+def test_separate_colour_planes_decode_to_the_same_pixels(tmp_path: Path) -> None:
+    """PlanarConfiguration 2 is a storage layout, not a conversion: the pixels are exact."""
+    from tests import hostile_corpus as hc
+
+    path = hc.planar_rgb_tif(tmp_path / "planar.tif")
+    arr, problem, _ = decode_file(path)
+    assert problem is None and arr is not None
+    np.testing.assert_array_equal(arr, hc.rgb(12))
