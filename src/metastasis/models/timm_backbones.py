@@ -25,7 +25,14 @@ from metastasis.errors import MetastasisError
 from metastasis.models import register_model
 from metastasis.transforms.presets import Preprocessing
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0")
+# name -> the layer Grad-CAM explains: the last feature map before global pooling
+BACKBONES = {
+    "resnet18": "net.layer4",
+    "resnet34": "net.layer4",
+    "resnet50": "net.layer4",
+    "densenet121": "net.features",  # ends with norm5 (batch norm + ReLU)
+    "efficientnet_b0": "net.bn2",  # conv_head's batch norm + SiLU
+}
 PROBE_TIMEOUT_S = 3.0
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
@@ -114,7 +121,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _register(arch: str) -> None:
+def _register(arch: str, layer: str) -> None:
     def factory(pretrained: bool = False, **timm_kwargs: Any) -> nn.Module:
         return TimmBackbone(arch, pretrained=pretrained, **timm_kwargs)
 
@@ -123,8 +130,9 @@ def _register(arch: str) -> None:
         arch,
         preprocessing=IMAGENET,
         description=f"timm {arch}, one logit (ImageNet weights with pretrained=True)",
+        target_layer=layer,
     )(factory)
 
 
-for _arch in BACKBONES:
-    _register(_arch)
+for _arch, _layer in BACKBONES.items():
+    _register(_arch, _layer)
