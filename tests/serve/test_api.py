@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import zipfile
@@ -16,6 +17,7 @@ from tests.helpers import patches, write_image
 from tests.serve.conftest import API_KEY, CARD, LIMITS, LiveServer
 
 from metastasis.data.decode import decode_file
+from metastasis.inference.explain import gradcam, overlay
 from metastasis.inference.predictor import Predictor
 
 
@@ -216,3 +218,28 @@ def test_api_key(live_server: LiveServer, tmp_path: Path) -> None:
         bearer = c.get("/v1/model", headers={"Authorization": f"Bearer {API_KEY}"})
         assert bearer.status_code == 200
         assert c.get("/healthz").status_code == 200  # liveness needs no key
+
+
+def _png(data_url: str) -> np.ndarray:
+    head, _, payload = data_url.partition(",")
+    assert head == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload)), formats=["PNG"]))
+
+
+def test_explain_adds_gradcam_overlays(
+    live_server: LiveServer, predictor: Predictor, tmp_path: Path
+) -> None:
+    images, _ = patches(2, seed=3)
+    paths = [write_image(tmp_path / f"e{i}.png", img) for i, img in enumerate(images)]
+    with live_server.client() as c:
+        rows = c.post("/v1/predict", params={"explain": "true"}, files=_files(*paths)).json()[
+            "predictions"
+        ]
+    assert predictor.bundle is not None
+    heat = gradcam(predictor.bundle, images)
+    for row, img, h in zip(rows, images, heat, strict=True):
+        np.testing.assert_array_equal(_png(row["patch"]), img)
+        shown = _png(row["overlay"])
+        assert shown.shape == (96, 96, 3) and shown.dtype == np.uint8
+        assert np.abs(shown.astype(int) - overlay(img, h).astype(int)).max() <= 1
+        assert not np.array_equal(shown, img)

@@ -77,7 +77,12 @@ class ServedModel:
 
         if self._explain_model is None:  # eager PyTorch, whatever engine predicts
             self._explain_model = self.bundle.build_model().to(self.predictor.device)
-        heat = gradcam(self._explain_model, images, preprocessing=self.bundle.preprocessing)
+        heat = gradcam(
+            self._explain_model,
+            images,
+            preprocessing=self.bundle.preprocessing,
+            arch=self.bundle.arch,
+        )
         return [
             {"overlay": png_data_url(overlay(img, h)), "patch": png_data_url(img)}
             for img, h in zip(images, heat, strict=True)

@@ -24,12 +24,16 @@ async function loadModel() {
     state.limits = health.limits || state.limits;
     $("key-field").hidden = !health.api_key_required;
     $("model-info").textContent = `Model: ${health.architecture} on ${health.engine}.`;
-    if (health.api_key_required) {
+    const needKey = health.api_key_required && !$("api-key").value.trim();
+    if (needKey) {
       $("model-info").textContent += " This server needs an API key.";
       return;
     }
     const res = await fetch("/v1/model", { headers: headers() });
-    if (!res.ok) return;
+    if (!res.ok) {
+      $("model-info").textContent += res.status === 401 ? " The API key is not accepted." : "";
+      return;
+    }
     const m = await res.json();
     $("model-info").textContent =
       `Model: ${m.architecture}, threshold ${m.threshold.toFixed(3)}, ` +
