@@ -142,9 +142,7 @@ def main() -> None:
         raise SystemExit(f"{args.data}: fewer than {args.per_request} images")
     chosen = files[:: max(1, len(files) // need)][:need]
     blobs = [(p.name, p.read_bytes()) for p in chosen]
-    payloads = [
-        blobs[i : i + args.per_request] for i in range(0, len(blobs), args.per_request)
-    ]
+    payloads = [blobs[i : i + args.per_request] for i in range(0, len(blobs), args.per_request)]
     payloads = [p for p in payloads if len(p) == args.per_request]
 
     port = free_port()
