@@ -63,6 +63,12 @@ class RssSampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(args: argparse.Namespace, port: int, log: Path) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
@@ -156,9 +162,16 @@ def main() -> None:
         calls_before = httpx.get(url + "/healthz").json()
         sampler = RssSampler(proc.pid, args.interval)
         sampler.start()
-        t0 = time.perf_counter()
+        t0, server_cpu0, client_cpu0 = (
+            time.perf_counter(),
+            cpu_seconds(proc.pid),
+            time.process_time(),
+        )
         latencies, errors = asyncio.run(load(url, payloads, args.requests, args.concurrency))
         wall = time.perf_counter() - t0
+        server_cpu = cpu_seconds(proc.pid) - server_cpu0
+        client_cpu = time.process_time() - client_cpu0
+        load_avg = os.getloadavg()[0]
         sampler.stop.set()
         sampler.join()
         calls_after = httpx.get(url + "/healthz").json()
@@ -191,6 +204,11 @@ def main() -> None:
         },
         "requests_per_s": round(args.requests / wall, 1),
         "patches_per_s": round(args.requests * args.per_request / wall, 1),
+        "server_cpu_s": round(server_cpu, 1),
+        "server_cpu_ms_per_patch": round(1000 * server_cpu / (args.requests * args.per_request), 2),
+        "client_cpu_s": round(client_cpu, 1),
+        "cores": os.cpu_count(),
+        "load_average_1min_at_end": round(load_avg, 1),
         "model_calls": calls,
         "patches_per_call": round(patches / max(calls, 1), 1),
         "rss_mib": {
