@@ -48,7 +48,8 @@ class LiveServer:
 def served_run(trained_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("served") / "run"
     run_dir.mkdir()
-    shutil.copy(Path(trained_run.run_dir) / "checkpoint.pt", run_dir / "checkpoint.pt")
+    for name in ("checkpoint.pt", "metrics.json"):
+        shutil.copy(Path(trained_run.run_dir) / name, run_dir / name)
     (run_dir / "MODEL_CARD.md").write_text(CARD, encoding="utf-8")
     return run_dir
 

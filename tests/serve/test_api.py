@@ -72,6 +72,9 @@ def test_model_description(live_server: LiveServer, predictor: Predictor) -> Non
     assert m["preprocessing"]["mpp"] == pytest.approx(bundle.preprocessing.mpp)
     assert m["class_names"] == list(bundle.class_names)
     assert m["metrics"] and "roc_auc" in json.dumps(m["metrics"])
+    stored = json.loads((live_server.run_dir / "metrics.json").read_text())["val"]
+    assert m["validation"]["roc_auc"] == pytest.approx(stored["roc_auc"])
+    assert set(m["validation"]["ci95"]["roc_auc"]) >= {"low", "high"}
     assert m["model_card"] == CARD
     assert m["limits"]["max_images"] == LIMITS.max_images
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from metastasis.engine.loop import predict
 from metastasis.inference.predictor import Predictor
 
 MODEL_CARD = "MODEL_CARD.md"
+METRICS = "metrics.json"  # the run folder's, beside checkpoint.pt
 
 
 class ServedModel:
@@ -89,7 +91,8 @@ class ServedModel:
         ]
 
     def describe(self) -> dict[str, Any]:
-        """What `GET /v1/model` answers: architecture, preprocessing, decision, metrics, card."""
+        """What `GET /v1/model` answers: architecture, preprocessing, decision, the checkpoint's
+        metrics, the run folder's validation metrics (with 95% intervals) and model card."""
         b = self.bundle
         card = self.path.parent / MODEL_CARD
         pre = b.preprocessing.to_dict()
@@ -109,9 +112,19 @@ class ServedModel:
             "class_names": list(b.class_names),
             "engine": self.engine,
             "metrics": jsonable(b.metrics),
+            "validation": self._validation(),
             "versions": jsonable(b.versions),
             "model_card": card.read_text(encoding="utf-8") if card.is_file() else None,
         }
+
+    def _validation(self) -> dict[str, Any] | None:
+        """The run folder's validation metrics (``metrics.json``, key ``val``), if it has them."""
+        path = self.path.parent / METRICS
+        try:
+            val = json.loads(path.read_text(encoding="utf-8")).get("val")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return jsonable(val) if isinstance(val, dict) else None
 
 
 def png_data_url(image: np.ndarray) -> str:
