@@ -220,6 +220,8 @@ def _choose_rows(cached: CachedSplit, ids: Sequence[str] | None, n: int, seed: i
         return rows
     if n < 1:
         raise MetastasisError(f"--n must be at least 1, got {n}")
+    if len(usable) == 0:
+        raise DataError(f"{cached.name}: no usable patches to explain")
     rng = np.random.default_rng(seed)
     if not cached.labelled:
         return np.sort(rng.choice(usable, size=min(n, len(usable)), replace=False))
