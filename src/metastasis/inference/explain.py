@@ -13,16 +13,29 @@ adds hooks to the model while it runs, so one model should explain one batch at 
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metastasis.errors import MetastasisError
+from metastasis.data.cache import CachedSplit, open_split
+from metastasis.errors import DataError, MetastasisError
+from metastasis.inference.predictor import Predictor
+from metastasis.io import atomic_path
+from metastasis.reports.explanations import Explained
 from metastasis.transforms.presets import Preprocessing
 
+log = logging.getLogger(__name__)
+
+EXPLAIN_SPLITS = ("test", "valid", "val")  # the split chosen when data has several
+GRID_MAX = 64  # tiles in grid.png; every patch still gets its own PNG
 CHUNK = 32  # patches per Grad-CAM pass (activations and gradients of a chunk are kept)
 CENTRE = 32  # side of the label region of a 96 x 96 patch, in pixels
 OUTLINE = (255, 255, 255)  # colour of the centre's outline
@@ -161,3 +174,148 @@ def centre_share(heat: np.ndarray) -> np.ndarray:
     total = h.sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, inner / np.where(total > 0, total, 1.0), np.nan)
+
+
+def explained_patches(
+    images: np.ndarray,
+    heats: np.ndarray,
+    ids: Sequence[str],
+    probabilities: np.ndarray,
+    threshold: float,
+    truths: np.ndarray | None = None,
+    class_names: Sequence[str] = ("normal", "tumour"),
+    alpha: float = 0.4,
+) -> list[Explained]:
+    """What the pictures show of each patch (``truths``: 0/1, -1 or None where unknown)."""
+    items = []
+    for k, image in enumerate(images):
+        truth = None if truths is None or truths[k] < 0 else class_names[int(truths[k])]
+        items.append(
+            Explained(
+                id=str(ids[k]),
+                patch=outline_centre(image),
+                overlay=overlay(image, heats[k], alpha),
+                probability=float(probabilities[k]),
+                prediction=class_names[int(probabilities[k] >= threshold)],
+                truth=truth,
+            )
+        )
+    return items
+
+
+def _choose_rows(cached: CachedSplit, ids: Sequence[str] | None, n: int, seed: int) -> np.ndarray:
+    """Rows of ``cached`` to explain: the ``ids`` given (in that order), else ``n`` usable rows
+    drawn at random with ``seed`` (half from each class when labelled), in data order."""
+    usable = cached.usable_indices()
+    if ids:
+        row_of = {str(i): r for r, i in enumerate(cached.ids)}
+        unknown = [i for i in ids if i not in row_of]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise DataError(f"{cached.name}: no patch with id {shown}")
+        rows = np.array([row_of[i] for i in ids], dtype=np.int64)
+        bad = [f"{cached.ids[r]} ({cached.problems[r]})" for r in rows if not cached.ok[r]]
+        if bad:
+            raise DataError(f"{cached.name}: cannot explain excluded patches: {', '.join(bad[:5])}")
+        return rows
+    if n < 1:
+        raise MetastasisError(f"--n must be at least 1, got {n}")
+    if len(usable) == 0:
+        raise DataError(f"{cached.name}: no usable patches to explain")
+    rng = np.random.default_rng(seed)
+    if not cached.labelled:
+        return np.sort(rng.choice(usable, size=min(n, len(usable)), replace=False))
+    pools = [usable[cached.labels[usable] == c] for c in (1, 0)]
+    want = [min(len(pools[0]), -(-n // 2))]
+    want.append(min(len(pools[1]), n - want[0]))
+    want[0] = min(len(pools[0]), n - want[1])  # the other class fills what one lacks
+    picked = [rng.choice(p, size=k, replace=False) for p, k in zip(pools, want)]
+    return np.sort(np.concatenate(picked))
+
+
+def _file_name(k: int, patch_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", patch_id)[:80].strip("._") or "patch"
+    return f"{k:04d}_{safe}.png"
+
+
+def explain_to_folder(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str | None = None,
+    ids: Sequence[str] | None = None,
+    n: int = 16,
+    seed: int = 0,
+    alpha: float = 0.4,
+    batch_size: int = 256,
+    device: str = "auto",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    engine: str = "auto",
+) -> pd.DataFrame:
+    """Grad-CAM explanations of patches of ``data`` by a checkpoint (or run folder), in ``out``.
+
+    Writes ``grid.png`` (up to ``GRID_MAX`` tiles), one ``patches/NNNN_<id>.png`` per patch and
+    ``explanations.csv`` (``id, probability, prediction, truth, centre_share, png``), all
+    atomically, and returns that table. Patches: ``ids`` when given, else ``n`` drawn at random
+    (``seed``; half of each class in labelled data). Probabilities are the checkpoint's (its
+    test-time augmentation and temperature, as ``predict`` gives them), the prediction is at its
+    threshold, ``truth`` is the label where the data has one; ``centre_share`` is the share of
+    the heat map in the central 32 x 32.
+    """
+    from metastasis.metrics.plots import save_figure
+    from metastasis.reports.explanations import plot_explanation, plot_explanations
+
+    if not 0.0 <= alpha <= 1.0:
+        raise MetastasisError(f"alpha must be in 0..1, got {alpha}")
+    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, None, engine)
+    assert predictor.bundle is not None
+    cached = open_split(
+        data, split, EXPLAIN_SPLITS, Path(cache_dir) if cache_dir else None, progress
+    )
+    rows = _choose_rows(cached, ids, n, seed)
+    images = np.asarray(cached.images[rows])
+    truths = cached.labels[rows].astype(np.int64) if cached.labelled else None
+    patch_ids = [str(i) for i in cached.ids[rows]]
+    log.info(
+        "explaining %d patches of %s; engine: %s",
+        len(rows),
+        cached.name,
+        predictor.engine.describe(),
+    )
+    probs = predictor.predict_proba(images)
+    heats = gradcam(predictor, images)
+    items = explained_patches(
+        images,
+        heats,
+        patch_ids,
+        probs,
+        predictor.threshold,
+        truths,
+        predictor.bundle.class_names,
+        alpha,
+    )
+    out_dir = Path(out)
+    names = [f"patches/{_file_name(k, i)}" for k, i in enumerate(patch_ids)]
+    for item, name in zip(items, names):
+        save_figure(plot_explanation(item), out_dir / name)
+    shown = items[:GRID_MAX]
+    title = (
+        f"Grad-CAM of {Path(str(checkpoint)).name} on {cached.name}: "
+        f"{len(shown)} of {len(items)} patches, threshold {predictor.threshold:.3f}"
+    )
+    save_figure(plot_explanations(shown, ncols=4, title=title), out_dir / "grid.png")
+    table = pd.DataFrame(
+        {
+            "id": patch_ids,
+            "probability": probs,
+            "prediction": (probs >= predictor.threshold).astype(int),
+            "truth": truths if truths is not None else pd.array([pd.NA] * len(rows), "Int64"),
+            "centre_share": centre_share(heats),
+            "png": names,
+        }
+    )
+    with atomic_path(out_dir / "explanations.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    return table
