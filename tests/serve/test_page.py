@@ -105,3 +105,32 @@ def test_page_refusal_is_shown(live_server: LiveServer, browser: object, tmp_pat
     finally:
         page.close()
     assert "notes.png" in text and "not a PNG, JPEG, TIFF image" in text
+
+
+def test_drop_a_patch_on_the_drop_zone(
+    live_server: LiveServer, browser: object, tmp_path: Path
+) -> None:
+    path = write_image(tmp_path / "dropped.png", patches(1, seed=9)[0][0])
+    data = list(path.read_bytes())
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(live_server.url + "/")
+        page.get_by_label("API key").fill(API_KEY)
+        page.get_by_label("Grad-CAM overlays").uncheck()
+        transfer = page.evaluate_handle(
+            """bytes => {
+                const dt = new DataTransfer();
+                const file = new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"});
+                dt.items.add(file);
+                return dt;
+            }""",
+            data,
+        )
+        page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+        page.wait_for_selector("#results tbody tr")
+        row = page.eval_on_selector(
+            "#results tbody tr", "tr => [tr.dataset.id, tr.querySelectorAll('img').length]"
+        )
+    finally:
+        page.close()
+    assert row == ["dropped.png", 1]  # the patch shown from the browser; no overlay asked

@@ -96,7 +96,14 @@ async function handle(fileList) {
     $("status").textContent = `Predicting ${done + 1}-${done + part.length} of ${files.length}…`;
     try {
       const rows = await send(part);
-      rows.forEach(addRow);
+      // Without Grad-CAM the server sends no picture: show PNG and JPEG files from here.
+      const local = rows.length === part.length && !part.some((f) => /\.zip$/i.test(f.name));
+      rows.forEach((row, i) => {
+        if (!row.patch && local && /^image\/(png|jpeg)$/.test(part[i].type)) {
+          row.localUrl = URL.createObjectURL(part[i]);
+        }
+        addRow(row);
+      });
     } catch (err) {
       showError(`Not predicted: ${err.message}`);
     }
@@ -129,7 +136,7 @@ function addRow(row) {
   state.rows.push(row);
   const tr = document.createElement("tr");
   tr.dataset.id = row.id;
-  cell(tr, image(row.patch, `patch ${row.id}`));
+  cell(tr, image(row.patch || row.localUrl, `patch ${row.id}`));
   cell(tr, image(row.overlay, `Grad-CAM overlay of ${row.id}`), "overlay");
   cell(tr, row.id, "file");
   const prob = document.createElement("div");
@@ -175,6 +182,7 @@ function downloadCsv() {
 }
 
 function clearResults() {
+  for (const r of state.rows) if (r.localUrl) URL.revokeObjectURL(r.localUrl);
   state.rows = [];
   $("results").tBodies[0].replaceChildren();
   $("status").textContent = "";
