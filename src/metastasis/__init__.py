@@ -15,10 +15,14 @@ __all__ = [
     "check_dataset",
     "create_model",
     "evaluate_checkpoint",
+    "explain_to_folder",
+    "export_checkpoint",
     "fit",
+    "gradcam",
     "list_models",
     "load_checkpoint",
     "open_split",
+    "overlay",
     "predict_to_csv",
     "resolve_config",
     "write_eda_report",
@@ -36,6 +40,10 @@ _WHERE = {
     "load_checkpoint": "metastasis.engine.checkpoint",
     "evaluate_checkpoint": "metastasis.inference.evaluate",
     "predict_to_csv": "metastasis.inference.predict",
+    "explain_to_folder": "metastasis.inference.explain",
+    "gradcam": "metastasis.inference.explain",
+    "overlay": "metastasis.inference.explain",
+    "export_checkpoint": "metastasis.export.bundle",
     "write_eda_report": "metastasis.reports.eda",
 }
 
@@ -45,7 +53,9 @@ if TYPE_CHECKING:
     from metastasis.data.checks import check_dataset
     from metastasis.engine.checkpoint import load_checkpoint
     from metastasis.engine.trainer import fit
+    from metastasis.export.bundle import export_checkpoint
     from metastasis.inference.evaluate import evaluate_checkpoint
+    from metastasis.inference.explain import explain_to_folder, gradcam, overlay
     from metastasis.inference.predict import predict_to_csv
     from metastasis.inference.predictor import Predictor
     from metastasis.models import create_model, list_models

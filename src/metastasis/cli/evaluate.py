@@ -39,6 +39,14 @@ def add_checkpoint_options(p: argparse.ArgumentParser, out_help: str) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_options(p, "output folder")
+    p.add_argument(
+        "--gallery",
+        type=int,
+        default=8,
+        metavar="N",
+        help="error gallery: the N most confident false positives and false negatives with "
+        "their Grad-CAM in the report (default 8; 0: none)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         progress(args),
         args.tta,
         args.engine,
+        args.gallery,
     )
     keys = ("n", "accuracy", "roc_auc", "pr_auc", "sensitivity", "specificity", "f1")
     print(json.dumps({k: m[k] for k in keys}))

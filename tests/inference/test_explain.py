@@ -1,0 +1,216 @@
+"""inference.explain: Grad-CAM heat maps (pytorch-grad-cam) and their overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from metastasis.cli import main
+from metastasis.data import synthetic
+from metastasis.data.cache import open_split
+from metastasis.engine.checkpoint import load_checkpoint
+from metastasis.engine.loop import train_one_epoch
+from metastasis.engine.trainer import RunResult
+from metastasis.inference.explain import (
+    centre_box,
+    centre_share,
+    explain_to_folder,
+    gradcam,
+    outline_centre,
+    overlay,
+)
+from metastasis.inference.predictor import Predictor
+from metastasis.models import create_model, default_preprocessing, list_models, target_layer
+from metastasis.transforms.augment import d4_view
+from metastasis.transforms.presets import Preprocessing
+
+
+@pytest.fixture(scope="module")
+def patches() -> np.ndarray:
+    images, _ = synthetic.make_patches(6, seed=1)
+    return images
+
+
+def test_every_registered_model_names_a_feature_map_to_explain() -> None:
+    for name in list_models():
+        kwargs = {} if "cnn" in name else {"pretrained": False}
+        torch.manual_seed(0)
+        model = create_model(name, **kwargs).eval()
+        seen: list[torch.Tensor] = []
+        handle = target_layer(name, model).register_forward_hook(
+            lambda _m, _i, out, seen=seen: seen.append(out)
+        )
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 96, 96))
+        handle.remove()
+        assert len(seen) == 1 and seen[0].ndim == 4 and min(seen[0].shape[-2:]) >= 2, name
+
+
+@pytest.mark.parametrize("name", ["baseline-cnn", "regularised-cnn", "resnet18"])
+def test_gradcam_gives_one_map_per_patch_in_0_1(name: str, patches: np.ndarray) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    heat = gradcam(model, patches, arch=name)
+    assert heat.shape == patches.shape[:3] and heat.dtype == np.float32
+    assert heat.min() >= 0.0 and heat.max() <= 1.0
+    assert np.isclose(heat.reshape(len(heat), -1).max(1), 1.0, atol=1e-3).any()
+    assert model.training is False
+    assert all(p.grad is None for p in model.parameters())  # nothing left behind
+
+
+def test_gradcam_of_a_bundle_a_predictor_and_a_model_agree(
+    trained_run: RunResult, patches: np.ndarray
+) -> None:
+    bundle = load_checkpoint(trained_run.run_dir)
+    from_bundle = gradcam(bundle, patches)
+    from_predictor = gradcam(
+        Predictor.from_checkpoint(trained_run.run_dir, engine="torch"), patches
+    )
+    from_model = gradcam(bundle.build_model(), patches[0], arch=bundle.arch)
+    np.testing.assert_allclose(from_bundle, from_predictor, atol=1e-5)
+    np.testing.assert_allclose(from_bundle[:1], from_model, atol=1e-5)
+
+
+def test_gradcam_maps_come_back_at_the_patch_size_when_the_model_input_is_resized(
+    patches: np.ndarray,
+) -> None:
+    torch.manual_seed(0)
+    model = create_model("regularised-cnn").eval()
+    heat = gradcam(model, patches, arch="regularised-cnn", preprocessing=Preprocessing(64))
+    assert heat.shape == (len(patches), 96, 96)
+
+
+def test_gradcam_refuses_what_it_cannot_explain(patches: np.ndarray) -> None:
+    model = create_model("baseline-cnn")
+    with pytest.raises(ValueError, match="uint8"):
+        gradcam(model, patches.astype(np.float32), arch="baseline-cnn")
+    with pytest.raises(Exception, match="arch"):
+        gradcam(model, patches)
+
+
+def test_overlay_is_an_rgb_patch_with_the_centre_outlined(patches: np.ndarray) -> None:
+    heat = np.zeros((96, 96), dtype=np.float32)
+    heat[40:56, 40:56] = 1.0
+    out = overlay(patches[0], heat)
+    assert out.shape == (96, 96, 3) and out.dtype == np.uint8
+    top, left, bottom, right = centre_box(96, 96)
+    assert (top, left, bottom, right) == (32, 32, 63, 63)
+    assert (out[top, left : right + 1] == 255).all() and (
+        out[bottom, left : right + 1] == 255
+    ).all()
+    assert (out[top : bottom + 1, left] == 255).all() and (
+        out[top : bottom + 1, right] == 255
+    ).all()
+    # jet: the hot square is red, the cold surround blue
+    hot, cold = out[48, 48].astype(int), out[10, 10].astype(int)
+    assert hot[0] > hot[2] and cold[2] > cold[0]
+    assert not np.array_equal(overlay(patches[0], heat, alpha=0.0), overlay(patches[0], heat))
+    plain = outline_centre(patches[0])
+    assert (plain[5:30, 5:30] == patches[0][5:30, 5:30]).all()
+
+
+def test_overlay_refuses_mismatched_inputs(patches: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        overlay(patches[0], np.zeros((32, 32), dtype=np.float32))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(patches[0], np.zeros((96, 96), dtype=np.float32), alpha=1.5)
+
+
+def test_centre_share() -> None:
+    heat = np.zeros((3, 96, 96))
+    heat[0, 32:64, 32:64] = 1.0
+    heat[1] = 1.0
+    share = centre_share(heat)
+    np.testing.assert_allclose(share[:2], [1.0, 1 / 9])
+    assert np.isnan(share[2])
+
+
+@pytest.fixture(scope="module")
+def learned_model() -> nn.Module:
+    """regularised-cnn trained for 4 epochs on 320 synthetic patches (in memory, flips)."""
+    images, labels = synthetic.make_patches(320, seed=11)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    prep = default_preprocessing("regularised-cnn")
+    torch.manual_seed(0)
+    model = create_model("regularised-cnn", dropout=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        order = torch.randperm(len(x), generator=g)
+        batches = [(x[order[i : i + 32]], y[order[i : i + 32]]) for i in range(0, len(x), 32)]
+        train_one_epoch(
+            model, batches, optimizer, lambda b: prep(d4_view(b, int(torch.randint(8, (1,)))))
+        )
+    return model.eval()
+
+
+def test_grad_cam_of_a_trained_model_is_hottest_in_the_centre_of_positive_patches(
+    learned_model: nn.Module,
+) -> None:
+    """Label 1 means tumour in the central 32x32; a model that learned it looks there."""
+    images, labels = synthetic.make_patches(96, seed=101)
+    with torch.no_grad():
+        logits = learned_model(default_preprocessing("regularised-cnn")(torch.from_numpy(images)))
+    assert roc_auc_score(labels, logits.numpy()) > 0.75  # it did learn
+    positives = images[labels == 1]
+    heat = gradcam(learned_model, positives, arch="regularised-cnn")
+    # the hottest 32x32 window of each map: it overlaps the centre by at least half each way
+    windows = F.avg_pool2d(torch.from_numpy(heat)[:, None], 32, stride=1)[:, 0]  # 65 x 65
+    best = windows.reshape(len(heat), -1).argmax(1).numpy()
+    offset = np.maximum(abs(best // 65 - 32), abs(best % 65 - 32))
+    assert (offset <= 16).mean() > 0.5  # a third of that by chance (33^2 / 65^2 = 0.26)
+    assert np.nanmean(centre_share(heat)) > 1.5 / 9  # the centre is 1/9 of the area
+
+
+def test_explain_command_writes_grid_patches_and_table(
+    trained_run: RunResult, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "explained"
+    argv = ["explain", "--checkpoint", str(trained_run.run_dir), "--data", str(demo_data)]
+    assert main([*argv, "--split", "valid", "--out", str(out), "--n", "5", "--no-progress"]) == 0
+    assert "explained 5 patches" in capsys.readouterr().out
+    table = pd.read_csv(out / "explanations.csv")
+    assert list(table.columns) == [
+        "id",
+        "probability",
+        "prediction",
+        "truth",
+        "centre_share",
+        "png",
+    ]
+    assert len(table) == 5 and set(table["truth"]) == {0, 1}  # both classes drawn
+    bundle = load_checkpoint(trained_run.run_dir)
+    assert (table["prediction"] == (table["probability"] >= bundle.threshold)).all()
+    for name in [*table["png"], "grid.png"]:
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in (out / "patches").iterdir()) == sorted(
+        Path(n).name for n in table["png"]
+    )
+    # the same patches by id: the same probabilities, which are predict's
+    ids = list(table["id"][:2])
+    again = explain_to_folder(
+        trained_run.run_dir, demo_data / "valid", tmp_path / "again", ids=ids, progress=False
+    )
+    assert list(again["id"]) == ids
+    np.testing.assert_allclose(again["probability"], table["probability"][:2], atol=1e-6)
+    cached = open_split(demo_data / "valid", progress=False)
+    rows = [list(cached.ids).index(i) for i in ids]
+    expected = Predictor.from_checkpoint(trained_run.run_dir).predict_proba(cached.images[rows])
+    np.testing.assert_allclose(again["probability"], expected, atol=1e-5)
+
+
+def test_explain_refuses_unknown_ids_with_one_line(
+    trained_run: RunResult, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["explain", "--checkpoint", str(trained_run.run_dir), "--data", str(demo_data / "valid")]
+    rc = main([*argv, "--out", str(tmp_path / "x"), "--ids", "nope", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no patch with id nope" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
