@@ -41,7 +41,9 @@ class SlideClassifier:
         device: str = "auto",
         batch_size: int = 256,
         fully_conv: str = "auto",
+        block_tiles: int | None = None,
     ) -> None:
+        """``block_tiles``: tiles per block side (default: blocks of about 640 model px)."""
         tta = bundle.tta if tta is None else tta
         if tta not in TTA_MODES:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
@@ -61,7 +63,7 @@ class SlideClassifier:
                                              stride)  # fmt: skip
         if fully_conv == "on" and reason:
             raise MetastasisError(f"the fully convolutional pass cannot be used: {reason}")
-        self.n = tiles_per_block(PATCH, stride)
+        self.n = block_tiles or tiles_per_block(PATCH, stride)
         self.side = fullyconv.block_side(stride, self.n) if stride <= PATCH else 0
         self.block: fullyconv.BlockClassifier | None = None
         self.predictor: Predictor | None = None

@@ -5,7 +5,9 @@ so a threshold on the HSV saturation separates them; Otsu chooses it per slide u
 ``tissue_threshold`` (0-1) is given. The chosen threshold is clipped to ``OTSU_RANGE`` so that
 an all-glass slide (whose Otsu split is noise) or an all-tissue slide (split between stains)
 keeps a sensible mask. Near-black pixels (scanner borders, no-data areas) are never tissue.
-Components and holes smaller than ``min_area_px`` thumbnail pixels are removed / filled.
+Saturation is smoothed first (Gaussian, sigma 1 thumbnail pixel) so that nuclei and pale
+cytoplasm of one tissue region stay together. Specks up to ``min_area_px`` thumbnail pixels
+are removed and holes up to four times that are filled.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from metastasis.errors import DataError
 from metastasis.slides.reader import SlideReader, read_scaled
 
-OTSU_RANGE = (0.05, 0.25)  # automatic thresholds are clipped to this saturation range
+OTSU_RANGE = (0.05, 0.15)  # automatic thresholds are clipped to this saturation range
 DARK = 0.15  # pixels with HSV value below this are never tissue
 THUMB_MAX_SIDE = 4096
 THUMB_BLOCK = 512  # thumbnail pixels per block read
@@ -79,10 +81,12 @@ def tissue_mask(
     bad: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """Boolean tissue mask of a thumbnail and the saturation threshold used."""
+    from scipy.ndimage import gaussian_filter
     from skimage.filters import threshold_otsu
     from skimage.morphology import remove_small_holes, remove_small_objects
 
     sat, value = saturation(rgb)
+    sat = gaussian_filter(sat, 1.0)
     usable = value >= DARK
     if bad is not None:
         usable &= ~bad
@@ -96,8 +100,8 @@ def tissue_mask(
     if min_area_px > 0 and mask.any():
         try:  # scikit-image >= 0.26: remove sizes <= max_size
             mask = remove_small_objects(mask, max_size=min_area_px)
-            mask = remove_small_holes(mask, max_size=min_area_px)
+            mask = remove_small_holes(mask, max_size=4 * min_area_px)
         except TypeError:  # older: remove sizes < min_size / area_threshold
             mask = remove_small_objects(mask, min_size=min_area_px + 1)
-            mask = remove_small_holes(mask, area_threshold=min_area_px + 1)
+            mask = remove_small_holes(mask, area_threshold=4 * min_area_px + 1)
     return mask, threshold
