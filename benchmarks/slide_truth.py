@@ -21,12 +21,28 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 
-def load_truth(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
-    """The truth JSON and the tumour mask (one pixel per 96 px cell)."""
+def load_truth(path: str | Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The truth JSON, the tumour and the tissue masks (one pixel per 96 px cell)."""
     path = Path(path)
     truth = json.loads(path.read_text())
-    mask = np.asarray(Image.open(path.parent / truth["masks"]["tumour"])) > 0
-    return truth, mask
+    tumour = np.asarray(Image.open(path.parent / truth["masks"]["tumour"])) > 0
+    tissue = np.asarray(Image.open(path.parent / truth["masks"]["tissue"])) > 0
+    return truth, tumour, tissue
+
+
+def tissue_coverage(x: np.ndarray, y: np.ndarray, tissue96: np.ndarray, cell: int) -> dict:
+    """How many of the mosaic's tissue cells have a tile on them (stride-96 tiles only), and how
+    many tiles lie on glass."""
+    col = np.rint(np.asarray(x, np.float64) / cell).astype(np.int64)
+    row = np.rint(np.asarray(y, np.float64) / cell).astype(np.int64)
+    ok = (row >= 0) & (row < tissue96.shape[0]) & (col >= 0) & (col < tissue96.shape[1])
+    on_tissue = tissue96[row[ok], col[ok]]
+    return {
+        "tissue_cells": int(tissue96.sum()),
+        "tissue_cells_classified": int(on_tissue.sum()),
+        "tissue_recall": float(on_tissue.sum() / max(1, tissue96.sum())),
+        "glass_tiles_classified": int((~on_tissue).sum()),
+    }
 
 
 def truth_on_grid(mask96: np.ndarray, cell: int, stride: int) -> np.ndarray:

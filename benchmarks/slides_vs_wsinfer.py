@@ -43,6 +43,7 @@ from slide_truth import (
     false_regions,
     load_truth,
     predicted_grid,
+    tissue_coverage,
     truth_on_grid,
 )
 from wsinfer_peer import export_for_wsinfer, run_wsinfer
@@ -103,11 +104,13 @@ def agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
 
 
 def accuracy(run: dict[str, Any], stride: int, truth: dict, mask96: np.ndarray,
-             threshold: float) -> dict[str, Any]:  # fmt: skip
+             tissue96: np.ndarray, threshold: float) -> dict[str, Any]:  # fmt: skip
     grid = truth_on_grid(mask96, truth["cell_px"], stride)
     pred = predicted_grid(run["x"], run["y"], run["probability"], threshold, stride, grid.shape)
     mpp = truth["mpp"]
+    cell = truth["cell_px"]
     return {
+        "tissue": tissue_coverage(run["x"], run["y"], tissue96, cell) if stride == cell else None,
         "threshold": threshold,
         "dice": dice(pred, grid),
         "predicted_cells": int(pred.sum()),
@@ -149,7 +152,7 @@ def main() -> None:
     if not args.skip_wsinfer and not args.wsinfer_python:
         ap.error("--wsinfer-python (or $WSINFER_PYTHON) is needed unless --skip-wsinfer")
     args.work.mkdir(parents=True, exist_ok=True)
-    truth, mask96 = load_truth(args.truth)
+    truth, mask96, tissue96 = load_truth(args.truth)
     load = os.getloadavg()
     result: dict[str, Any] = {"machine": machine(), "load_before": load, "slide": str(args.slide),
                               "checkpoint": str(args.checkpoint)}  # fmt: skip
@@ -186,17 +189,14 @@ def main() -> None:
     theirs = median_run(runs["wsinfer"]) if runs["wsinfer"] else None
     dense = median_run(runs["dense"]) if runs["dense"] else None
     goals: dict[str, Any] = {}
+    for key, run, stride in (("ours", ours, args.stride), ("wsinfer", theirs, args.stride),
+                             ("dense", dense, args.dense_stride)):  # fmt: skip
+        if run:
+            score = accuracy(run, stride, truth, mask96, tissue96, threshold)
+            result[key] = {**strip(run), "accuracy": score}
     if ours:
-        result["ours"] = {**strip(ours), "accuracy": accuracy(ours, args.stride, truth, mask96,
-                                                              threshold)}  # fmt: skip
-        goals["stride96_wall_s"] = {"value": ours["wall_s"], "goal": "< 60",
-                                    "met": ours["wall_s"] < 60}  # fmt: skip
-    if theirs:
-        result["wsinfer"] = {**strip(theirs), "accuracy": accuracy(theirs, args.stride, truth,
-                                                                   mask96, threshold)}  # fmt: skip
-    if dense:
-        result["dense"] = {**strip(dense), "accuracy": accuracy(dense, args.dense_stride, truth,
-                                                                mask96, threshold)}  # fmt: skip
+        wall = ours["wall_s"]
+        goals["stride96_wall_s"] = {"value": wall, "goal": "< 60", "met": wall < 60}
     if ours and theirs:
         ratio = ours["tiles_per_s"] / theirs["tiles_per_s"]
         goals["tiles_per_s_ratio"] = {"value": ratio, "goal": ">= 2", "met": ratio >= 2}
