@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import time
@@ -33,6 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children (and theirs)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 class _Logits2D(nn.Module):
@@ -103,9 +110,9 @@ def run_wsinfer(
            "--batch-size", str(batch_size), "--patch-overlap-ratio", str(overlap)]  # fmt: skip
     if num_workers is not None:
         cmd += ["--num-workers", str(num_workers)]
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), children_cpu_s()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, children_cpu_s() - cpu0
     log = proc.stdout + proc.stderr
     (work / "wsinfer.log").write_text(log)
     if proc.returncode:
@@ -122,6 +129,7 @@ def run_wsinfer(
     return {
         "command": " ".join(cmd),
         "wall_s": wall,
+        "cpu_s": cpu,
         "tiles": len(df),
         "tiles_per_s": len(df) / wall,
         "patches_found": int(m.group(1)) if m else None,
