@@ -112,8 +112,10 @@ def test_overlay_is_an_rgb_patch_with_the_centre_outlined(patches: np.ndarray) -
     hot, cold = out[48, 48].astype(int), out[10, 10].astype(int)
     assert hot[0] > hot[2] and cold[2] > cold[0]
     assert not np.array_equal(overlay(patches[0], heat, alpha=0.0), overlay(patches[0], heat))
+    assert (out[top - 1, left - 1 : right + 2] == 40).all()  # the dark line outside
     plain = outline_centre(patches[0])
     assert (plain[5:30, 5:30] == patches[0][5:30, 5:30]).all()
+    assert (plain[64:, 65:] == patches[0][64:, 65:]).all()
 
 
 def test_overlay_refuses_mismatched_inputs(patches: np.ndarray) -> None:

@@ -62,10 +62,9 @@ def probe_patches(
     usable = cached.usable_indices()
     if len(usable) == 0:
         raise MetastasisError(f"{cached.name}: no usable patches to check the export on")
-    rows = usable[np.linspace(0, len(usable) - 1, min(n, len(usable))).round().astype(int)]
-    return np.asarray(
-        cached.images[np.unique(rows)]
-    ), f"{len(np.unique(rows))} patches of {cached.name}"
+    spread = np.linspace(0, len(usable) - 1, min(n, len(usable))).round().astype(int)
+    rows = np.unique(usable[spread])
+    return np.asarray(cached.images[rows]), f"{len(rows)} patches of {cached.name}"
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:

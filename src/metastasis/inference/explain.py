@@ -39,6 +39,7 @@ GRID_MAX = 64  # tiles in grid.png; every patch still gets its own PNG
 CHUNK = 32  # patches per Grad-CAM pass (activations and gradients of a chunk are kept)
 CENTRE = 32  # side of the label region of a 96 x 96 patch, in pixels
 OUTLINE = (255, 255, 255)  # colour of the centre's outline
+SHADOW = (40, 40, 40)  # the line just outside it
 
 
 def _resolve(
@@ -128,17 +129,24 @@ def centre_box(height: int, width: int) -> tuple[int, int, int, int]:
 
 
 def outline_centre(image: np.ndarray, colour: tuple[int, int, int] = OUTLINE) -> np.ndarray:
-    """A copy of the uint8 H x W x 3 ``image`` with the central 32 x 32 outlined (1 px at 96)."""
+    """A copy of the uint8 H x W x 3 ``image`` with the central 32 x 32 outlined: its border
+    pixels in ``colour`` (1 px at 96 x 96), with a dark line just outside them so the outline
+    also shows on white (fat, glass)."""
     out = np.array(image, dtype=np.uint8, copy=True)
     height, width = out.shape[:2]
     top, left, bottom, right = centre_box(height, width)
     t = max(1, round(height / 96))
-    c = np.asarray(colour, dtype=np.uint8)
+    _ring(out, (top - t, left - t, bottom + t, right + t), t, np.array(SHADOW, dtype=np.uint8))
+    _ring(out, (top, left, bottom, right), t, np.asarray(colour, dtype=np.uint8))
+    return out
+
+
+def _ring(out: np.ndarray, box: tuple[int, int, int, int], t: int, c: np.ndarray) -> None:
+    top, left, bottom, right = (max(0, v) for v in box)
     out[top : top + t, left : right + 1] = c
     out[bottom - t + 1 : bottom + 1, left : right + 1] = c
     out[top : bottom + 1, left : left + t] = c
     out[top : bottom + 1, right - t + 1 : right + 1] = c
-    return out
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:
