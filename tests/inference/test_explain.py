@@ -38,31 +38,23 @@ def patches() -> np.ndarray:
     return images
 
 
-def test_every_registered_model_names_a_feature_map_to_explain() -> None:
-    for name in list_models():
-        kwargs = {} if "cnn" in name else {"pretrained": False}
-        torch.manual_seed(0)
-        model = create_model(name, **kwargs).eval()
-        seen: list[torch.Tensor] = []
-        handle = target_layer(name, model).register_forward_hook(
-            lambda _m, _i, out, seen=seen: seen.append(out)
-        )
-        with torch.no_grad():
-            model(torch.zeros(1, 3, 96, 96))
-        handle.remove()
-        assert len(seen) == 1 and seen[0].ndim == 4 and min(seen[0].shape[-2:]) >= 2, name
-
-
-@pytest.mark.parametrize("name", ["baseline-cnn", "regularised-cnn", "resnet18"])
-def test_gradcam_gives_one_map_per_patch_in_0_1(name: str, patches: np.ndarray) -> None:
+@pytest.mark.parametrize("name", list_models())
+def test_gradcam_explains_every_registered_model(name: str, patches: np.ndarray) -> None:
+    timm = "cnn" not in name
     torch.manual_seed(0)
-    model = create_model(name).eval()
-    heat = gradcam(model, patches, arch=name)
-    assert heat.shape == patches.shape[:3] and heat.dtype == np.float32
+    model = create_model(name, **({"pretrained": False} if timm else {})).eval()
+    prep = default_preprocessing(name)
+    if timm:  # a small input keeps the big backbones fast; the maps come back at 96 x 96
+        prep = Preprocessing(input_size=48, mean=prep.mean, std=prep.std)
+    layer = target_layer(name, model)
+    heat = gradcam(model, patches[:3], arch=name, preprocessing=prep)
+    assert heat.shape == (3, 96, 96) and heat.dtype == np.float32
     assert heat.min() >= 0.0 and heat.max() <= 1.0
-    assert np.isclose(heat.reshape(len(heat), -1).max(1), 1.0, atol=1e-3).any()
+    peaks = heat.reshape(3, -1).max(1)  # each map scaled to its maximum, or blank where
+    assert (np.isclose(peaks, 1.0, atol=1e-3) | (peaks == 0)).all()  # nothing raises the logit
     assert model.training is False
     assert all(p.grad is None for p in model.parameters())  # nothing left behind
+    assert not layer._forward_hooks  # pytorch-grad-cam's hooks removed
 
 
 def test_gradcam_of_a_bundle_a_predictor_and_a_model_agree(

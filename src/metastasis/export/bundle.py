@@ -95,6 +95,8 @@ def export_bundle(bundle: Bundle, out: str | Path, fmt: str, images: np.ndarray)
     ``images`` (uint8 patches) within ``TOLERANCE``; return the largest difference."""
     if fmt not in FORMATS:
         raise MetastasisError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    if Path(out).is_dir():
+        raise MetastasisError(f"{out}: is a folder; give the file to write")
     x = bundle.preprocessing(torch.from_numpy(np.ascontiguousarray(images))).contiguous()
     data, diff = _exported(bundle, fmt, x)
     if not diff <= TOLERANCE:
@@ -102,7 +104,10 @@ def export_bundle(bundle: Bundle, out: str | Path, fmt: str, images: np.ndarray)
             f"{out}: not written: the {fmt} model's logits differ from PyTorch's by {diff:.2e} "
             f"(> {TOLERANCE:g}) on {len(x)} patches"
         )
-    atomic_write_bytes(out, data)
+    try:
+        atomic_write_bytes(out, data)
+    except OSError as exc:
+        raise MetastasisError(f"{out}: cannot write ({exc.strerror or exc})") from None
     return diff
 
 
