@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,17 @@ def test_explain_refuses_unknown_ids_with_one_line(
     err = capsys.readouterr().err
     assert rc == 2 and "no patch with id nope" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_gradcam_calls_from_several_threads_take_turns(patches: np.ndarray) -> None:
+    torch.manual_seed(0)
+    model = create_model("regularised-cnn").eval()
+    alone = [gradcam(model, patches[k : k + 2], arch="regularised-cnn") for k in (0, 2, 4)]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(
+            pool.map(
+                lambda k: gradcam(model, patches[k : k + 2], arch="regularised-cnn"), (0, 2, 4)
+            )
+        )
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, atol=1e-6)
