@@ -133,6 +133,8 @@ def test_export_refuses_bad_requests_with_one_line(
         export_checkpoint(trained_run.checkpoint, tmp_path / "m.onnx", n_probe=0)
     with pytest.raises(MetastasisError, match="unknown export format"):
         export_checkpoint(trained_run.checkpoint, tmp_path / "m.onnx", "tflite")
+    with pytest.raises(MetastasisError, match="is a folder"):
+        export_checkpoint(trained_run.checkpoint, tmp_path, "onnx", n_probe=2)
     assert not (tmp_path / "m.onnx").exists()
 
 

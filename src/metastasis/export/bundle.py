@@ -62,10 +62,9 @@ def probe_patches(
     usable = cached.usable_indices()
     if len(usable) == 0:
         raise MetastasisError(f"{cached.name}: no usable patches to check the export on")
-    rows = usable[np.linspace(0, len(usable) - 1, min(n, len(usable))).round().astype(int)]
-    return np.asarray(
-        cached.images[np.unique(rows)]
-    ), f"{len(np.unique(rows))} patches of {cached.name}"
+    spread = np.linspace(0, len(usable) - 1, min(n, len(usable))).round().astype(int)
+    rows = np.unique(usable[spread])
+    return np.asarray(cached.images[rows]), f"{len(rows)} patches of {cached.name}"
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -96,6 +95,8 @@ def export_bundle(bundle: Bundle, out: str | Path, fmt: str, images: np.ndarray)
     ``images`` (uint8 patches) within ``TOLERANCE``; return the largest difference."""
     if fmt not in FORMATS:
         raise MetastasisError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    if Path(out).is_dir():
+        raise MetastasisError(f"{out}: is a folder; give the file to write")
     x = bundle.preprocessing(torch.from_numpy(np.ascontiguousarray(images))).contiguous()
     data, diff = _exported(bundle, fmt, x)
     if not diff <= TOLERANCE:
@@ -103,7 +104,10 @@ def export_bundle(bundle: Bundle, out: str | Path, fmt: str, images: np.ndarray)
             f"{out}: not written: the {fmt} model's logits differ from PyTorch's by {diff:.2e} "
             f"(> {TOLERANCE:g}) on {len(x)} patches"
         )
-    atomic_write_bytes(out, data)
+    try:
+        atomic_write_bytes(out, data)
+    except OSError as exc:
+        raise MetastasisError(f"{out}: cannot write ({exc.strerror or exc})") from None
     return diff
 
 

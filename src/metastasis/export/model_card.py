@@ -156,7 +156,7 @@ def model_card(
         + (f" (split `{cfg['split']}`)" if cfg.get("split") else "")
         + _counts(data.get("train")),
         f"- Validation: {protocol}" + _counts(data.get("val")),
-        f"- Recipe: {cfg.get('epochs', '?')} epochs, batch {cfg.get('batch_size', '?')}, "
+        f"- Recipe: epochs {cfg.get('epochs', '?')}, batch {cfg.get('batch_size', '?')}, "
         f"optimiser {cfg.get('optimizer', '?')} (lr {cfg.get('lr', '?')}, schedule "
         f"{cfg.get('schedule', '?')}), augmentation `{cfg.get('augment', '?')}`, precision "
         f"{cfg.get('precision', '?')}, seed {cfg.get('seed', '?')}"
@@ -191,15 +191,19 @@ def model_card(
         "",
         "## Limitations",
         "",
-        f"- Trained on {p.input_size} x {p.input_size} patches at ~{p.mpp} um/px; other sizes or "
-        "resolutions (other magnifications, other scanners' pixel sizes) are out of distribution.",
+        f"- Trained on 96 x 96 patches at ~{p.mpp} um/px"
+        + (f" (resized to {p.input_size} x {p.input_size})" if p.input_size != 96 else "")
+        + "; other sizes or resolutions (other magnifications, other scanners' pixel sizes) are "
+        "out of distribution.",
         "- Stain and scanner shift: H&E colour varies between labs, stainings and scanners; "
         "accuracy measured on one source drops on others unless validated there.",
         "- The label concerns the central 32 x 32 pixels only; tumour in the border of a patch "
         "does not make it positive.",
         "- PCam's patches come from the 400 slides of Camelyon16 (two Dutch hospitals); "
         "validation metrics describe the validation set's population only.",
-        "- Probabilities are calibrated on the validation set only; recalibrate on new data.",
+        "- The temperature was fitted on the validation set only; recalibrate on new data."
+        if bundle.temperature != 1.0
+        else "- Probabilities are not temperature-scaled; check their calibration on new data.",
         "",
         "## How to use",
         "",

@@ -8,13 +8,14 @@ target, and returns one heat map per patch, scaled to [0, 1] per patch at the pa
 there. ``explain_to_folder`` (``metastasis explain``) writes them for patches of a data set.
 
 Grad-CAM needs gradients: it runs the PyTorch model in float32 (never an ONNX session), and it
-adds hooks to the model while it runs, so one model should explain one batch at a time.
+adds hooks to the model while it runs, so calls from several threads (a web service) take turns.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ log = logging.getLogger(__name__)
 
 EXPLAIN_SPLITS = ("test", "valid", "val")  # the split chosen when data has several
 GRID_MAX = 64  # tiles in grid.png; every patch still gets its own PNG
+_TURN = threading.Lock()  # one Grad-CAM at a time: its hooks would see each other's passes
 CHUNK = 32  # patches per Grad-CAM pass (activations and gradients of a chunk are kept)
 CENTRE = 32  # side of the label region of a 96 x 96 patch, in pixels
 OUTLINE = (255, 255, 255)  # colour of the centre's outline
+SHADOW = (40, 40, 40)  # the line just outside it
 
 
 def _resolve(
@@ -81,9 +84,6 @@ def gradcam(
     registered one). A single H x W x 3 patch gives a 1 x H x W result. Each map is scaled to
     its own maximum (all zeros where nothing in the patch raises the tumour logit).
     """
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
-
     from metastasis.models import target_layer
 
     arr = np.asarray(images)
@@ -92,13 +92,25 @@ def gradcam(
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"expected uint8 N x H x W x 3 patches, got {arr.dtype} {arr.shape}")
     model, prep, arch = _resolve(bundle_or_model, preprocessing, arch)
-    height, width = arr.shape[1:3]
     out = np.zeros(arr.shape[:3], dtype=np.float32)
     if len(arr) == 0:
         return out
+    with _TURN:
+        _explain(model, prep, target_layer(arch, model), arr, out)
+    return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+
+
+def _explain(
+    model: nn.Module, prep: Preprocessing, layer: nn.Module, arr: np.ndarray, out: np.ndarray
+) -> None:
+    """Grad-CAM maps of ``arr`` (uint8 NHWC) into ``out`` (N x H x W), chunk by chunk."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+    height, width = arr.shape[1:3]
     device = next(model.parameters()).device
     was_training = model.training
-    cam = GradCAM(model=model, target_layers=[target_layer(arch, model)])
+    cam = GradCAM(model=model, target_layers=[layer])
     try:
         with torch.inference_mode(False), torch.enable_grad():
             for start in range(0, len(arr), CHUNK):
@@ -115,7 +127,6 @@ def gradcam(
         cam.activations_and_grads.release()
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-    return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
 
 
 def centre_box(height: int, width: int) -> tuple[int, int, int, int]:
@@ -128,17 +139,24 @@ def centre_box(height: int, width: int) -> tuple[int, int, int, int]:
 
 
 def outline_centre(image: np.ndarray, colour: tuple[int, int, int] = OUTLINE) -> np.ndarray:
-    """A copy of the uint8 H x W x 3 ``image`` with the central 32 x 32 outlined (1 px at 96)."""
+    """A copy of the uint8 H x W x 3 ``image`` with the central 32 x 32 outlined: its border
+    pixels in ``colour`` (1 px at 96 x 96), with a dark line just outside them so the outline
+    also shows on white (fat, glass)."""
     out = np.array(image, dtype=np.uint8, copy=True)
     height, width = out.shape[:2]
     top, left, bottom, right = centre_box(height, width)
     t = max(1, round(height / 96))
-    c = np.asarray(colour, dtype=np.uint8)
+    _ring(out, (top - t, left - t, bottom + t, right + t), t, np.array(SHADOW, dtype=np.uint8))
+    _ring(out, (top, left, bottom, right), t, np.asarray(colour, dtype=np.uint8))
+    return out
+
+
+def _ring(out: np.ndarray, box: tuple[int, int, int, int], t: int, c: np.ndarray) -> None:
+    top, left, bottom, right = (max(0, v) for v in box)
     out[top : top + t, left : right + 1] = c
     out[bottom - t + 1 : bottom + 1, left : right + 1] = c
     out[top : bottom + 1, left : left + t] = c
     out[top : bottom + 1, right - t + 1 : right + 1] = c
-    return out
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:

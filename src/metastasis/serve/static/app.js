@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { rows: [], limits: { max_images: 256, max_upload_bytes: 32 * 1024 * 1024 } };
+const state = { rows: [], modelShown: false, limits: { max_images: 256, max_upload_bytes: 32 * 1024 * 1024 } };
 const CSV_COLUMNS = [
   "id", "probability", "uncalibrated_probability", "label", "class_name", "threshold", "engine",
 ];
@@ -35,6 +35,7 @@ async function loadModel() {
       return;
     }
     const m = await res.json();
+    state.modelShown = true;
     $("model-info").textContent =
       `Model: ${m.architecture}, threshold ${m.threshold.toFixed(3)}, ` +
       `temperature ${m.temperature.toFixed(3)}, test-time augmentation ${m.tta}; engine ${m.engine}.`;
@@ -111,6 +112,7 @@ async function handle(fileList) {
   }
   $("status").textContent = `${state.rows.length} patches predicted.`;
   summarise();
+  if (!state.modelShown) loadModel(); // the key typed since the page loaded
 }
 
 function cell(tr, content, className) {
