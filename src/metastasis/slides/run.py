@@ -127,6 +127,7 @@ def run_slides(
     workers: int | None = None,
     resume: bool = True,
     progress: bool = True,
+    block_tiles: int | None = None,
 ) -> pd.DataFrame:
     """Analyse slides into ``out/<slide>/`` and return the table written to ``slides.csv``.
 
@@ -149,7 +150,7 @@ def run_slides(
     if todo:
         classifier = SlideClassifier.from_checkpoint(
             checkpoint, stride=stride, engine=engine, tta=tta, device=device,
-            batch_size=batch_size, fully_conv=fully_conv,
+            batch_size=batch_size, fully_conv=fully_conv, block_tiles=block_tiles,
         )  # fmt: skip
         log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text, stride)
         for sid, p in todo:
@@ -215,7 +216,10 @@ def slides_table(slides: list[tuple[str, Path]], out_dir: Path) -> pd.DataFrame:
         else:
             row.update(status="pending", reason="not analysed yet (another shard, or killed)")
         rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    ints = ["lesions", "tiles_classified", "tiles_failed", "level"]
+    table[ints] = table[ints].astype("Int64")  # empty (not NaN floats) for failed slides
+    return table
 
 
 def patient_stages(table: pd.DataFrame, patients: str | Path) -> pd.DataFrame:
