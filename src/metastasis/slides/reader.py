@@ -181,6 +181,14 @@ class TiffReader(SlideReader):
                 raise DataError(f"{path}: no RGB level (8-bit, 3 or 4 samples)")
             dims = [(int(p.imagewidth), int(p.imagelength)) for p in levels]
             file_mpp = _tiff_mpp(self._tif, levels[0])
+            size = self._tif.filehandle.size
+            for i, p in enumerate(levels):
+                ends = [o + c for o, c in zip(p.dataoffsets, p.databytecounts)]
+                if ends and max(ends) > size:
+                    raise DataError(
+                        f"{path}: truncated: level {i}'s tiles run past the end of the file "
+                        f"({max(ends)} > {size} bytes)"
+                    )
         except DataError:
             self._tif.close()
             raise

@@ -29,7 +29,13 @@ from metastasis.slides import staging
 from metastasis.slides.analyse import MIN_TISSUE, analyse_slide
 from metastasis.slides.classify import SlideClassifier
 from metastasis.slides.outputs import SUMMARY, read_summary, write_slide_outputs
-from metastasis.slides.reader import IMAGE_SUFFIXES, SLIDE_SUFFIXES, TIFF_SUFFIXES
+from metastasis.slides.reader import (
+    IMAGE_SUFFIXES,
+    MAX_MPP,
+    READERS,
+    SLIDE_SUFFIXES,
+    TIFF_SUFFIXES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +142,13 @@ def run_slides(
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    staging.slide_category(None, itc_mm, micro_mm)  # checks the cut-offs before any work
+    if reader not in READERS:
+        raise MetastasisError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
+    if mpp is not None and not 0 < mpp < MAX_MPP:
+        raise MetastasisError(f"--mpp {mpp} is not a plausible resolution (0 < mpp < {MAX_MPP:g})")
+    if not 0 < itc_mm < micro_mm:
+        raise MetastasisError(f"cut-offs must satisfy 0 < --itc-mm ({itc_mm}) < --micro-mm "
+                              f"({micro_mm})")  # fmt: skip
     index, count = parse_shard(shard)
     everything = assign_ids(list_slides(paths))
     if not everything:
