@@ -49,6 +49,8 @@ def bad_folder(tmp_path_factory: pytest.TempPathFactory, blob_slide: Path) -> Pa
     write_pyramid(d / "fine_mpp.tif", fine, 0.243, levels=1)  # 4x finer than the model
     write_pyramid(d / "glass.tif", np.full((400, 500, 3), 242, np.uint8), 0.972, levels=1)
     shutil.copy(blob_slide, d / NON_UTF8)
+    (d / os.fsdecode(b"\xff\xfe broken.tif")).write_bytes(b"II*\x00garbage")
+    write_pyramid(d / "tiny.tif", np.full((60, 80, 3), 120, np.uint8), 0.972, 1, tile=16)
     return d
 
 
@@ -73,16 +75,17 @@ def test_each_bad_slide_fails_in_one_line_and_the_good_ones_finish(
 ) -> None:
     out, table, _ = bad_run
     failed = table[table["status"] == "failed"]
-    assert set(failed.index) == {"text", "noise", "truncated", "absurd"}
+    assert set(failed.index) == {"text", "noise", "truncated", "absurd", "___broken"}
     for sid, row in failed.iterrows():
-        assert "\n" not in row["reason"] and str(sid) in row["reason"]
+        assert "\n" not in row["reason"] and str(sid).strip("_") in row["reason"]
         assert "Traceback" not in row["reason"]
     assert "absurd dimensions 5000000" in failed.loc["absurd", "reason"]
     assert "truncated" in failed.loc["truncated", "reason"]
     ok = set(table[table["status"] == "ok"].index)
-    assert ok == {"one_bad_tile", "fine_mpp", "glass", "caf__slide"}
+    assert ok == {"one_bad_tile", "fine_mpp", "glass", "caf__slide", "tiny"}
     csv = pd.read_csv(out / "slides.csv", encoding="utf-8")  # written as valid UTF-8
-    assert len(csv) == 8 and "caf\ufffd slide.tif" in "".join(csv["path"])
+    assert len(csv) == 10 and "caf\ufffd slide.tif" in "".join(csv["path"])
+    assert "\ufffd\ufffd broken.tif" in failed.loc["___broken", "reason"]
 
 
 def test_a_tile_that_fails_to_decode_is_marked_counted_and_the_slide_goes_on(
@@ -110,10 +113,13 @@ def test_mpp_far_from_the_model_warns_and_resamples(
     assert summary["scale"] == pytest.approx(4.0) and summary["tiles_classified"] == 4
 
 
-def test_an_all_glass_slide_is_an_empty_result_with_a_note(
+def test_an_all_glass_slide_or_one_smaller_than_a_tile_is_an_empty_result_with_a_note(
     bad_run: tuple[Path, pd.DataFrame, list[logging.LogRecord]],
 ) -> None:
     out, _, _ = bad_run
+    tiny = json.loads((out / "tiny" / "summary.json").read_text())
+    assert tiny["tiles_classified"] == 0 and "smaller than one 96 px tile" in tiny["notes"][0]
+    assert (out / "tiny" / "heatmap.png").is_file()
     summary = json.loads((out / "glass" / "summary.json").read_text())
     assert summary["tiles_classified"] == 0 and summary["category"] == "negative"
     assert summary["notes"] == ["no tissue found: nothing classified"]
@@ -130,7 +136,7 @@ def test_the_cli_reports_failures_one_line_each_without_traceback(
     code = main(["slides", str(bad_folder), "--checkpoint", str(random_checkpoint), "--out",
                  str(out), "--engine", "torch", "--no-progress"])  # fmt: skip
     captured = capsys.readouterr()
-    assert code == 1 and "8 slides (4 failed, 4 ok)" in captured.out
+    assert code == 1 and "10 slides (5 failed, 5 ok)" in captured.out
     assert "Traceback" not in captured.err
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
@@ -29,14 +30,16 @@ def heatmap_figure(result: SlideResult, max_inches: float = 9.0) -> Figure:
     step = result.cell_step
     prob = np.ma.masked_invalid(result.probability)
     norm = Normalize(0.0, 1.0)
-    im = ax.imshow(
-        prob,
-        extent=(ox, ox + g.cols * step, oy + g.rows * step, oy),
-        cmap="inferno",
-        norm=norm,
-        alpha=0.6,
-        interpolation="nearest",
-    )
+    im: ScalarMappable = ScalarMappable(norm=norm, cmap="inferno")
+    if prob.size:
+        im = ax.imshow(
+            prob,
+            extent=(ox, ox + g.cols * step, oy + g.rows * step, oy),
+            cmap="inferno",
+            norm=norm,
+            alpha=0.6,
+            interpolation="nearest",
+        )
     if result.tissue.any():
         ys = (np.arange(h) + 0.5) * ds
         xs = (np.arange(w) + 0.5) * ds

@@ -201,7 +201,7 @@ def run_slides(
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    msg = text[0] if text else ""
+    msg = text[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace") if text else ""
     if isinstance(exc, MetastasisError):
         return msg or type(exc).__name__
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
