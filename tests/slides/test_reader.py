@@ -24,7 +24,8 @@ def test_tifffile_and_openslide_read_the_same_pixels_levels_and_mpp(blob_slide: 
             b = osl.read_region(level, x, y, 200, 150)
             assert a.bad is None and np.array_equal(a.pixels, b.pixels)
         assert choose_level(tif, 0.972) == 1  # the level at the model's resolution
-        assert choose_level(tif, 0.7) == 0  # never a level coarser than the model
+        assert choose_level(tif, 0.7) == 0  # never a level much coarser than the model
+        assert choose_level(tif, 1.8) == 2  # 1.944 is within 10%: enlarged 1.08x
         assert choose_level(tif, 5.0) == 2
 
 

@@ -72,12 +72,18 @@ class Geometry:
         return d
 
 
+UPSAMPLE_TOLERANCE = 1.1  # a level at most this much coarser than the model may be enlarged
+
+
 def choose_level(slide: SlideReader, model_mpp: float) -> int:
-    """The coarsest level at least as fine as the model (within 1%); level 0 if none is.
+    """The level closest to the model's resolution from the fine side: the coarsest level at
+    most 10% coarser than the model (a 40x scan's 1.0 um/px level serves a 0.972 model);
+    level 0 if none is.
 
     Reading a finer level and shrinking keeps the detail the model was trained with; a level
-    coarser than the model would have to be enlarged (blurred)."""
-    fine = [lv for lv in range(slide.level_count) if slide.level_mpp(lv) <= model_mpp * 1.01]
+    much coarser than the model would have to be enlarged (blurred)."""
+    limit = model_mpp * UPSAMPLE_TOLERANCE
+    fine = [lv for lv in range(slide.level_count) if slide.level_mpp(lv) <= limit]
     return max(fine, key=slide.level_mpp) if fine else 0
 
 
