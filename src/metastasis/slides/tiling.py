@@ -119,8 +119,8 @@ def tissue_fractions(geo: Geometry, mask: np.ndarray, thumb_downsample: float) -
     """Share of each tile (rows x cols) that the thumbnail's tissue mask covers."""
     if geo.rows == 0 or geo.cols == 0:
         return np.zeros((geo.rows, geo.cols), np.float32)
-    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.float64)
-    integral[1:, 1:] = mask.astype(np.float64).cumsum(0).cumsum(1)
+    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int32)  # <= 4096^2 px
+    integral[1:, 1:] = mask.cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
     f = geo.level0_per_model / thumb_downsample  # thumbnail pixels per model pixel
     h, w = mask.shape
 
@@ -134,6 +134,7 @@ def tissue_fractions(geo: Geometry, mask: np.ndarray, thumb_downsample: float) -
     x0, x1 = edges(geo.cols, w)
     total = integral[y1][:, x1] - integral[y0][:, x1] - integral[y1][:, x0] + integral[y0][:, x0]
     area = np.outer(y1 - y0, x1 - x0).astype(np.float64)
+    total = total.astype(np.float64)
     return np.divide(total, area, out=np.zeros_like(total), where=area > 0).astype(np.float32)
 
 
