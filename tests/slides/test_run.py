@@ -196,3 +196,42 @@ def test_report_renders_in_chromium(done: tuple[Path, pd.DataFrame]) -> None:
         finally:
             browser.close()
     assert rows == 2 and len(widths) == 2 and all(w > 0 for w in widths)
+
+
+@pytest.mark.slow  # a second process start; the half-written test above covers the logic
+def test_a_run_killed_with_sigkill_resumes(
+    blob_slide: Path, random_checkpoint: Path, tmp_path: Path
+) -> None:
+    """`metastasis slides` killed (SIGKILL) once the first slide is done, then run again:
+    the finished slide is kept, the one in progress is redone, nothing half-written counts."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.slides.conftest import mosaic, write_pyramid
+
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    tissue = np.ones((3, 3), bool)
+    write_pyramid(slides / "a.tif", mosaic(3, 3, tissue, ~tissue, seed=6), 0.972, levels=1)
+    shutil.copy(blob_slide, slides / "b.tif")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "metastasis", "slides", str(slides), "--checkpoint",
+           str(random_checkpoint), "--out", str(out), "--engine", "torch",
+           "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "a" / "summary.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    first = (out / "a" / "summary.json").stat().st_mtime_ns
+    if proc.returncode == -signal.SIGKILL:
+        assert not (out / "slides.csv").exists()  # killed before the table
+    table = run_slides([slides], random_checkpoint, out, engine="torch", progress=False)
+    assert list(table["status"]) == ["ok", "ok"]
+    assert (out / "a" / "summary.json").stat().st_mtime_ns == first  # kept, not redone
+    assert not list(out.glob("[ab]/.*.tmp"))  # no temporary file left in the slide folders
