@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 MPP_WARN_RATIO = 2.0  # a level this many times finer or coarser than the model's: warn
 MAX_TILES = 50_000_000  # the probability map of a larger grid is refused as absurd
-BLOCK_TARGET = 640  # model pixels per block side, about
+# Model pixels per block side, about. Measured at stride 32, fully convolutional, ONNX Runtime,
+# a 6,144 px JPEG TIFF (18,137 tissue tiles) on the shared 2-core CPU: blocks of 640 px 625
+# tiles/s, 1,024 px 557, 448 px 490 (larger blocks recompute less overlap but leave the caches).
+BLOCK_TARGET = 640
 
 
 @dataclass(frozen=True)
