@@ -131,6 +131,7 @@ def test_the_cli_reports_failures_one_line_each_without_traceback(
     bad_run: tuple[Path, pd.DataFrame, list[logging.LogRecord]],
     random_checkpoint: Path,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     out, _, _ = bad_run  # done slides are skipped; the failed ones are tried again
     code = main(["slides", str(bad_folder), "--checkpoint", str(random_checkpoint), "--out",
@@ -138,6 +139,9 @@ def test_the_cli_reports_failures_one_line_each_without_traceback(
     captured = capsys.readouterr()
     assert code == 1 and "10 slides (5 failed, 5 ok)" in captured.out
     assert "Traceback" not in captured.err
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 5 and all(r.name == "metastasis.slides.run" for r in errors)
+    assert all("\n" not in r.getMessage() for r in errors)
 
 
 def test_absurd_options_are_one_line_errors(

@@ -24,6 +24,7 @@ import logging
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,9 +170,10 @@ class TiffReader(SlideReader):
         import tifffile
 
         try:
-            self._tif = tifffile.TiffFile(path)
-            series = self._tif.series[0]
-            levels = [lv.keyframe for lv in series.levels]
+            with _quiet("tifffile"):  # its own log lines would repeat our one line
+                self._tif = tifffile.TiffFile(path)
+                series = self._tif.series[0]
+                levels = [lv.keyframe for lv in series.levels]
         except Exception as exc:  # TiffFileError, struct errors, ValueError...
             raise DataError(f"{path}: not a readable TIFF ({_first(exc)})") from None
         try:
@@ -260,6 +262,18 @@ class TiffReader(SlideReader):
 
     def close(self) -> None:
         self._tif.close()
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Silence a library's logger for a moment (its messages become our one-line error)."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _tiff_mpp(tif: Any, page: Any) -> float | None:
