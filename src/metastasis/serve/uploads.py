@@ -18,16 +18,17 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from metastasis.data.decode import (
     PATCH_SIZE,
     WRONG_SIZE,
-    _header_problem,  # the patch checks of `check` and the CLI, reused as they are
+    header_problem,  # the patch checks of `check` and the CLI, reused as they are
+    jpeg_frame_problem,
 )
+from metastasis.errors import first_line
 
 # What the service reads: a subset of data.decode.ACCEPTED_FORMATS.
 SERVE_FORMATS = ("PNG", "JPEG", "TIFF")
@@ -143,18 +144,6 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: Upload) -> 
     return data
 
 
-class _PatchSized:
-    """An open image seen as if it were 96x96, so that the mode checks of `_header_problem`
-    apply to an image that is going to be resized."""
-
-    def __init__(self, im: Image.Image) -> None:
-        self._im = im
-        self.size = (PATCH_SIZE, PATCH_SIZE)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._im, name)
-
-
 def decode_patch(upload: Upload, limits: Limits, resize: bool = False) -> np.ndarray:
     """A 96x96x3 uint8 patch from an uploaded file, or `UploadError`.
 
@@ -181,12 +170,16 @@ def decode_patch(upload: Upload, limits: Limits, resize: bool = False) -> np.nda
                 f"{limits.max_image_pixels}; refused unread (a possible decompression bomb)",
             ) from None
         except Exception as exc:  # any failure of any decoder on a hostile file
-            raise UploadError(422, f"{name}: unreadable image ({_one_line(exc)})") from None
+            raise UploadError(
+                422, f"{name}: unreadable image ({first_line(exc, with_type=True)})"
+            ) from None
         with im:
-            return _decode_open(name, im, limits, resize)
+            return _decode_open(name, im, upload.data, limits, resize)
 
 
-def _decode_open(name: str, im: Image.Image, limits: Limits, resize: bool) -> np.ndarray:
+def _decode_open(
+    name: str, im: ImageFile.ImageFile, data: bytes, limits: Limits, resize: bool
+) -> np.ndarray:
     w, h = im.size
     if w * h > limits.max_image_pixels:
         raise UploadError(
@@ -194,25 +187,23 @@ def _decode_open(name: str, im: Image.Image, limits: Limits, resize: bool) -> np
             f"{name}: {w}x{h} = {w * h} pixels, more than the limit of {limits.max_image_pixels}; "
             "refused unread (a possible decompression bomb)",
         )
-    problem = _header_problem(im)  # type: ignore[arg-type]
-    if problem is not None and problem[0] == WRONG_SIZE and resize:
-        problem = _header_problem(_PatchSized(im))  # type: ignore[arg-type]
+    problem = header_problem(im, check_size=not resize)
+    if problem is None and im.format == "JPEG":
+        problem = jpeg_frame_problem(data)
     if problem is not None:
         kind, detail = problem
         hint = " (send resize=true to resize it)" if kind == WRONG_SIZE else ""
         raise UploadError(422, f"{name}: {detail}{hint}")
     try:
         im.load()
+        pixels: Image.Image = im
         if im.size != (PATCH_SIZE, PATCH_SIZE):
-            im = im.resize((PATCH_SIZE, PATCH_SIZE), Image.Resampling.BILINEAR)
-        arr = np.asarray(im)
+            pixels = im.resize((PATCH_SIZE, PATCH_SIZE), Image.Resampling.BILINEAR)
+        arr = np.asarray(pixels)
     except Exception as exc:  # truncated or corrupt pixel data
-        raise UploadError(422, f"{name}: unreadable image ({_one_line(exc)})") from None
+        raise UploadError(
+            422, f"{name}: unreadable image ({first_line(exc, with_type=True)})"
+        ) from None
     if arr.dtype != np.uint8 or arr.shape != (PATCH_SIZE, PATCH_SIZE, 3):
         raise UploadError(422, f"{name}: decoded as {arr.shape} {arr.dtype}, expected 8-bit RGB")
     return arr
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

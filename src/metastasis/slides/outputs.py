@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metastasis.io import atomic_path, atomic_write_bytes, atomic_write_json
+from metastasis.io import atomic_path, atomic_write_bytes, atomic_write_json, output_dir
 from metastasis.slides.analyse import STATUS_DECODE_ERROR, STATUS_OK, SlideResult
 from metastasis.slides.regions import feature_collection
 
@@ -101,7 +101,7 @@ def write_slide_outputs(
     """Write every output of ``result`` into ``folder``; returns the summary (written last)."""
     from metastasis.slides.heatmap import heatmap_figure
 
-    folder.mkdir(parents=True, exist_ok=True)
+    output_dir(folder)
     with atomic_path(folder / "tiles.csv") as tmp:
         tiles_table(result).to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(folder / "probability.npy") as tmp, open(tmp, "wb") as fh:

@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from metastasis.errors import DataError, MetastasisError
-from metastasis.io import atomic_path, atomic_write_json
+from metastasis.errors import DataError, MetastasisError, OutputError
+from metastasis.io import atomic_path, atomic_write_json, check_outputs, output_dir
 from metastasis.slides import staging
 from metastasis.slides.analyse import MIN_TISSUE, analyse_slide
 from metastasis.slides.classify import SlideClassifier
@@ -155,7 +155,8 @@ def run_slides(
         raise DataError(f"no slides found in {', '.join(display(p) for p in paths)}")
     mine = everything[index::count]
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_outputs(folders=[out_dir])
+    output_dir(out_dir)
     todo = [(s, p) for s, p in mine if not (resume and read_summary(out_dir / s) is not None)]
     if len(todo) < len(mine):
         log.info("%d of %d slides already done; skipping them", len(mine) - len(todo), len(mine))
@@ -177,6 +178,8 @@ def run_slides(
                 )  # fmt: skip
                 result.path = Path(display(p))
                 write_slide_outputs(result, folder, geojson_tiles)
+            except OutputError:  # the output folder itself is broken: every slide would fail
+                raise
             except Exception as exc:  # one slide's failure must not stop the others
                 reason = _one_line(exc)
                 log.error("%s: failed: %s", sid, reason)
