@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Predictor",
     "TrainConfig",
+    "analyse_slide",
     "check_dataset",
     "create_model",
     "evaluate_checkpoint",
@@ -21,6 +22,7 @@ __all__ = [
     "open_split",
     "predict_to_csv",
     "resolve_config",
+    "run_slides",
     "write_eda_report",
 ]
 
@@ -37,6 +39,8 @@ _WHERE = {
     "evaluate_checkpoint": "metastasis.inference.evaluate",
     "predict_to_csv": "metastasis.inference.predict",
     "write_eda_report": "metastasis.reports.eda",
+    "run_slides": "metastasis.slides.run",
+    "analyse_slide": "metastasis.slides.analyse",
 }
 
 if TYPE_CHECKING:
@@ -50,6 +54,8 @@ if TYPE_CHECKING:
     from metastasis.inference.predictor import Predictor
     from metastasis.models import create_model, list_models
     from metastasis.reports.eda import write_eda_report
+    from metastasis.slides.analyse import analyse_slide
+    from metastasis.slides.run import run_slides
 
 
 def __getattr__(name: str) -> Any:

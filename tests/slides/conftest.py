@@ -95,10 +95,14 @@ def blob_layout() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def blob_slide(
-    tmp_path_factory: pytest.TempPathFactory, blob_layout: tuple[np.ndarray, np.ndarray]
-) -> Path:
-    """Level 0 at half the model's mpp (0.486 um/px), 3 levels, lossless (zlib) tiles."""
+def blob_image(blob_layout: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The blob slide at the model's resolution (= its level 1)."""
     tissue, tumour = blob_layout
-    img = slide_at_level0(mosaic(*tissue.shape, tissue, tumour, seed=1), 2)
+    return mosaic(*tissue.shape, tissue, tumour, seed=1)
+
+
+@pytest.fixture(scope="session")
+def blob_slide(tmp_path_factory: pytest.TempPathFactory, blob_image: np.ndarray) -> Path:
+    """Level 0 at half the model's mpp (0.486 um/px), 3 levels, lossless (zlib) tiles."""
+    img = slide_at_level0(blob_image, 2)
     return write_pyramid(tmp_path_factory.mktemp("slides") / "blob.tif", img, PCAM_MPP / 2)

@@ -65,9 +65,9 @@ def test_classifier_modes_agree_through_the_engines(tta: str) -> None:
     with temperature and D4 TTA, against engine.loop.predict on the tiles."""
     bundle = random_bundle(seed=5)
     bundle.temperature = 1.7
-    fc = SlideClassifier(bundle, stride=32, tta=tta, device="cpu", block_tiles=5)
+    fc = SlideClassifier(bundle, stride=32, tta=tta, device="cpu", block_tiles=3)
     tiles_mode = SlideClassifier(
-        bundle, stride=32, tta=tta, device="cpu", fully_conv="off", block_tiles=5
+        bundle, stride=32, tta=tta, device="cpu", fully_conv="off", block_tiles=3
     )
     assert (fc.mode, tiles_mode.mode) == ("fully-convolutional", "per-tile")
     assert "onnxruntime" in fc.engine_text

@@ -24,7 +24,8 @@ def test_tifffile_and_openslide_read_the_same_pixels_levels_and_mpp(blob_slide: 
             b = osl.read_region(level, x, y, 200, 150)
             assert a.bad is None and np.array_equal(a.pixels, b.pixels)
         assert choose_level(tif, 0.972) == 1  # the level at the model's resolution
-        assert choose_level(tif, 0.7) == 0  # never a level coarser than the model
+        assert choose_level(tif, 0.7) == 0  # never a level much coarser than the model
+        assert choose_level(tif, 1.8) == 2  # 1.944 is within 10%: enlarged 1.08x
         assert choose_level(tif, 5.0) == 2
 
 
@@ -71,3 +72,38 @@ def test_plain_png_reads_whole_with_dpi_ignored_when_it_is_a_screen_default(
     with open_slide(tmp_path / "a.png", mpp=0.972) as s:
         assert s.name == "image" and s.dimensions == [(120, 100)]
         assert np.array_equal(s.read_region(0, 10, 20, 30, 40).pixels, img[20:60, 10:40])
+
+
+def test_a_jpeg_pyramid_decodes_alike_through_tifffile_and_openslide(tmp_path: Path) -> None:
+    tissue = np.ones((3, 4), bool)
+    img = mosaic(3, 4, tissue, np.zeros_like(tissue), seed=5)
+    path = write_pyramid(tmp_path / "j.tif", img, 0.5, levels=2, compression="jpeg")
+    with open_slide(path) as tif, open_slide(path, reader="openslide") as osl:
+        assert tif.dimensions == osl.dimensions and osl.mpp == pytest.approx(0.5)
+        a = tif.read_region(0, 37, 51, 200, 180).pixels.astype(int)
+        b = osl.read_region(0, 37, 51, 200, 180).pixels.astype(int)
+        assert np.abs(a - b).mean() < 1.0  # two JPEG decoders, same pixels within rounding
+        assert np.abs(a - img[51:231, 37:237]).mean() < 8  # lossy, but the same picture
+
+
+def test_ome_tiff_pyramid_and_aperio_description_give_the_resolution(tmp_path: Path) -> None:
+    import tifffile
+
+    from metastasis.slides.run import slide_id
+
+    img = np.random.default_rng(2).integers(0, 255, (512, 640, 3)).astype(np.uint8)
+    ome = tmp_path / "x.ome.tiff"
+    with tifffile.TiffWriter(ome, ome=True) as tw:
+        tw.write(img, tile=(128, 128), subifds=1, photometric="rgb",
+                 metadata={"PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm",
+                           "PhysicalSizeY": 0.25, "PhysicalSizeYUnit": "µm"})  # fmt: skip
+        tw.write(img[::2, ::2], tile=(128, 128), subfiletype=1, photometric="rgb")
+    with open_slide(ome) as s:
+        assert s.dimensions == [(640, 512), (320, 256)] and s.mpp == pytest.approx(0.25)
+        assert np.array_equal(s.read_region(1, 10, 20, 50, 40).pixels, img[::2, ::2][20:60, 10:60])
+    assert slide_id(ome) == "x"
+    svs_like = tmp_path / "aperio.tif"
+    aperio = "Aperio Image Library v12.0.0\n640x512 |AppMag = 40|MPP = 0.2520"
+    tifffile.imwrite(svs_like, img, tile=(128, 128), photometric="rgb", description=aperio)
+    with open_slide(svs_like) as s:
+        assert s.mpp == pytest.approx(0.252)

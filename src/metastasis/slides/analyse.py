@@ -196,7 +196,10 @@ def analyse_slide(
     selected = fractions >= max(min_tissue, 1e-9)
     probability = np.full((geo.rows, geo.cols), np.nan, np.float32)
     status = np.zeros((geo.rows, geo.cols), np.uint8)
-    if not selected.any():
+    if geo.rows == 0 or geo.cols == 0:
+        notes.append(f"the slide is smaller than one {geo.patch} px tile: nothing classified")
+        log.warning("%s: smaller than one tile; nothing classified", sid)
+    elif not selected.any():
         notes.append("no tissue found: nothing classified")
         log.warning("%s: no tissue found; nothing classified", sid)
     n = classifier.n

@@ -117,7 +117,7 @@ class BlockClassifier:
     @torch.inference_mode()
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         """``n x n`` logits (before temperature) of a ``side x side x 3`` uint8 block."""
-        x = torch.from_numpy(np.ascontiguousarray(pixels))[None].to(self.device)
+        x = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"]))[None].to(self.device)
         if self.tta == "d4":
             maps = []
             for k in range(8):

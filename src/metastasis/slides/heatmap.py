@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
@@ -20,7 +21,8 @@ def heatmap_figure(result: SlideResult, max_inches: float = 9.0) -> Figure:
     ds = thumb.downsample
     aspect = h / max(w, 1)
     fig = Figure(figsize=(max_inches, max(2.5, min(max_inches * aspect, 14.0)) + 0.6))
-    ax = fig.add_subplot()
+    ax = fig.add_axes((0.07, 0.06, 0.78, 0.86))  # fixed places: no layout pass (one draw)
+    cax = fig.add_axes((0.88, 0.06, 0.025, 0.86))
     extent = (0.0, w * ds, h * ds, 0.0)
     ax.imshow(thumb.pixels, extent=extent, interpolation="bilinear")
     g = result.geometry
@@ -28,14 +30,16 @@ def heatmap_figure(result: SlideResult, max_inches: float = 9.0) -> Figure:
     step = result.cell_step
     prob = np.ma.masked_invalid(result.probability)
     norm = Normalize(0.0, 1.0)
-    im = ax.imshow(
-        prob,
-        extent=(ox, ox + g.cols * step, oy + g.rows * step, oy),
-        cmap="inferno",
-        norm=norm,
-        alpha=0.6,
-        interpolation="nearest",
-    )
+    im: ScalarMappable = ScalarMappable(norm=norm, cmap="inferno")
+    if prob.size:
+        im = ax.imshow(
+            prob,
+            extent=(ox, ox + g.cols * step, oy + g.rows * step, oy),
+            cmap="inferno",
+            norm=norm,
+            alpha=0.6,
+            interpolation="nearest",
+        )
     if result.tissue.any():
         ys = (np.arange(h) + 0.5) * ds
         xs = (np.arange(w) + 0.5) * ds
@@ -52,7 +56,6 @@ def heatmap_figure(result: SlideResult, max_inches: float = 9.0) -> Figure:
         fontsize=9,
     )
     ax.tick_params(labelsize=7)
-    cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cbar = fig.colorbar(im, cax=cax)
     cbar.set_label("probability of tumour", fontsize=8)
-    fig.tight_layout()
     return fig

@@ -57,7 +57,11 @@ def tiles_table(result: SlideResult) -> pd.DataFrame:
             "level": g.level,
             "tissue_fraction": np.round(result.fractions[rows, cols], 4),
             "probability": result.probability[rows, cols],
-            "status": [STATUS_NAMES[int(s)] for s in result.status[rows, cols]],
+            "status": np.where(
+                result.status[rows, cols] == STATUS_OK,
+                STATUS_NAMES[STATUS_OK],
+                STATUS_NAMES[STATUS_DECODE_ERROR],
+            ),
         }
     )
 

@@ -7,9 +7,10 @@ Nothing ever holds a whole level.
 
 * ``openslide`` (openslide-python + the openslide-bin wheel): SVS, NDPI, MRXS, SCN, BIF,
   generic tiled TIFF and the rest of what OpenSlide reads.
-* ``tifffile``: tiled or stripped TIFF, pyramidal (SubIFDs or reduced-resolution pages) and
-  OME-TIFF, without OpenSlide; the only tiles decoded are those a region touches, and a tile
-  that fails to decode is reported in the region's ``bad`` mask instead of stopping the slide.
+* ``tifffile`` (``tiff_reader``): tiled or stripped TIFF, pyramidal (SubIFDs or
+  reduced-resolution pages) and OME-TIFF, without OpenSlide; the only tiles decoded are those
+  a region touches, and a tile that fails to decode is reported in the region's ``bad`` mask
+  instead of stopping the slide.
 * ``image`` (PIL): plain PNG / JPEG / small TIFF images, up to ``MAX_IMAGE_PIXELS``.
 
 ``auto`` picks tifffile for ``.tif``/``.tiff`` (and OpenSlide if tifffile cannot read it), PIL
@@ -22,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,127 +155,6 @@ class OpenSlideReader(SlideReader):
         self._slide.close()
 
 
-# ----------------------------------------------------------------------------- tifffile
-
-
-class TiffReader(SlideReader):
-    """Tiled or stripped TIFF levels read segment by segment with tifffile (an LRU of tiles)."""
-
-    name = "tifffile"
-    CACHE_TILES = 64
-
-    def __init__(self, path: Path, mpp: float | None) -> None:
-        import tifffile
-
-        try:
-            self._tif = tifffile.TiffFile(path)
-            series = self._tif.series[0]
-            levels = [lv.keyframe for lv in series.levels]
-        except Exception as exc:  # TiffFileError, struct errors, ValueError...
-            raise DataError(f"{path}: not a readable TIFF ({_first(exc)})") from None
-        try:
-            pages = [self._rgb_page(p, path) for p in levels]
-            levels = [p for p in pages if p is not None]
-            if not levels:
-                raise DataError(f"{path}: no RGB level (8-bit, 3 or 4 samples)")
-            dims = [(int(p.imagewidth), int(p.imagelength)) for p in levels]
-            file_mpp = _tiff_mpp(self._tif, levels[0])
-        except DataError:
-            self._tif.close()
-            raise
-        self._pages = levels
-        self._cache: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
-        super().__init__(path, dims, mpp or file_mpp)
-
-    @staticmethod
-    def _rgb_page(page: Any, path: Path) -> Any:
-        if page.dtype != np.uint8 or page.samplesperpixel not in (3, 4) or page.imagedepth > 1:
-            return None
-        if page.planarconfig != 1:  # separate planes: not in slides
-            raise DataError(f"{path}: planar (separate) RGB TIFF levels are not supported")
-        return page
-
-    def _segment(self, level: int, index: int) -> np.ndarray | None:
-        """Decoded tile/strip ``index`` of ``level`` (H x W x 3), or None if it is broken."""
-        key = (level, index)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        page = self._pages[level]
-        fh = self._tif.filehandle
-        tile: np.ndarray | None
-        try:
-            offset, count = page.dataoffsets[index], page.databytecounts[index]
-            if count == 0 or offset == 0:
-                raise ValueError("missing tile")
-            fh.seek(offset)
-            data = fh.read(count)
-            if len(data) != count:
-                raise ValueError("truncated file")
-            seg, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
-            tile = None if seg is None else np.asarray(seg)[0, :, :, :3]
-        except Exception:  # any codec error: the tile is broken, the slide goes on
-            tile = None
-        self._cache[key] = tile
-        if len(self._cache) > self.CACHE_TILES:
-            self._cache.popitem(last=False)
-        return tile
-
-    def _read(self, level: int, x: int, y: int, w: int, h: int) -> Region:
-        page = self._pages[level]
-        width = int(page.imagewidth)
-        if page.is_tiled:
-            tw, th = int(page.tilewidth), int(page.tilelength)
-        else:
-            tw, th = width, int(page.rowsperstrip or page.imagelength)
-        across = -(-width // tw)
-        out = np.empty((h, w, 3), np.uint8)
-        bad: np.ndarray | None = None
-        for ty in range(y // th, (y + h - 1) // th + 1):
-            for tx in range(x // tw, (x + w - 1) // tw + 1):
-                tile = self._segment(level, ty * across + tx)
-                sy0, sx0 = max(y, ty * th), max(x, tx * tw)
-                sy1, sx1 = min(y + h, (ty + 1) * th), min(x + w, (tx + 1) * tw)
-                dst = (slice(sy0 - y, sy1 - y), slice(sx0 - x, sx1 - x))
-                part = None
-                if tile is not None:
-                    part = tile[sy0 - ty * th : sy1 - ty * th, sx0 - tx * tw : sx1 - tx * tw]
-                if part is None or part.shape[:2] != (sy1 - sy0, sx1 - sx0):
-                    out[dst] = BACKGROUND
-                    if bad is None:
-                        bad = np.zeros((h, w), bool)
-                    bad[dst] = True
-                else:
-                    out[dst] = part
-        return Region(out, bad)
-
-    def close(self) -> None:
-        self._tif.close()
-
-
-def _tiff_mpp(tif: Any, page: Any) -> float | None:
-    """Level-0 microns per pixel from OME metadata, an Aperio description or resolution tags."""
-    if tif.is_ome and tif.ome_metadata:
-        m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
-        u = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
-        factor = {"nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}.get(u.group(1), 1.0) if u else 1.0
-        if m:
-            return _plausible(_positive(m.group(1)), factor)
-    m = re.search(r"MPP\s*=\s*([0-9.eE+-]+)", str(page.description or ""))
-    if m:
-        return _plausible(_positive(m.group(1)), 1.0)
-    tags = page.tags
-    if "XResolution" not in tags or "ResolutionUnit" not in tags:
-        return None
-    num, den = tags["XResolution"].value
-    per_micron = {2: 25_400.0, 3: 10_000.0}.get(
-        int(tags["ResolutionUnit"].value)
-    )  # inch, centimetre
-    if per_micron is None or not num or not den:
-        return None
-    return _plausible(per_micron * den / num, 1.0)
-
-
 def _plausible(value: float | None, factor: float) -> float | None:
     if value is None:
         return None
@@ -352,6 +230,8 @@ def open_slide(path: str | Path, mpp: float | None = None, reader: str = "auto")
     if kind == "image":
         slide = ImageReader(p, mpp)
     elif kind == "tifffile":
+        from metastasis.slides.tiff_reader import TiffReader
+
         try:
             slide = TiffReader(p, mpp)
         except DataError as tiff_error:

@@ -29,7 +29,13 @@ from metastasis.slides import staging
 from metastasis.slides.analyse import MIN_TISSUE, analyse_slide
 from metastasis.slides.classify import SlideClassifier
 from metastasis.slides.outputs import SUMMARY, read_summary, write_slide_outputs
-from metastasis.slides.reader import IMAGE_SUFFIXES, SLIDE_SUFFIXES, TIFF_SUFFIXES
+from metastasis.slides.reader import (
+    IMAGE_SUFFIXES,
+    MAX_MPP,
+    READERS,
+    SLIDE_SUFFIXES,
+    TIFF_SUFFIXES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +133,7 @@ def run_slides(
     workers: int | None = None,
     resume: bool = True,
     progress: bool = True,
+    block_tiles: int | None = None,
 ) -> pd.DataFrame:
     """Analyse slides into ``out/<slide>/`` and return the table written to ``slides.csv``.
 
@@ -135,7 +142,13 @@ def run_slides(
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    staging.slide_category(None, itc_mm, micro_mm)  # checks the cut-offs before any work
+    if reader not in READERS:
+        raise MetastasisError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
+    if mpp is not None and not 0 < mpp < MAX_MPP:
+        raise MetastasisError(f"--mpp {mpp} is not a plausible resolution (0 < mpp < {MAX_MPP:g})")
+    if not 0 < itc_mm < micro_mm:
+        raise MetastasisError(f"cut-offs must satisfy 0 < --itc-mm ({itc_mm}) < --micro-mm "
+                              f"({micro_mm})")  # fmt: skip
     index, count = parse_shard(shard)
     everything = assign_ids(list_slides(paths))
     if not everything:
@@ -149,7 +162,7 @@ def run_slides(
     if todo:
         classifier = SlideClassifier.from_checkpoint(
             checkpoint, stride=stride, engine=engine, tta=tta, device=device,
-            batch_size=batch_size, fully_conv=fully_conv,
+            batch_size=batch_size, fully_conv=fully_conv, block_tiles=block_tiles,
         )  # fmt: skip
         log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text, stride)
         for sid, p in todo:
@@ -188,7 +201,7 @@ def run_slides(
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    msg = text[0] if text else ""
+    msg = text[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace") if text else ""
     if isinstance(exc, MetastasisError):
         return msg or type(exc).__name__
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
@@ -215,7 +228,10 @@ def slides_table(slides: list[tuple[str, Path]], out_dir: Path) -> pd.DataFrame:
         else:
             row.update(status="pending", reason="not analysed yet (another shard, or killed)")
         rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    ints = ["lesions", "tiles_classified", "tiles_failed", "level"]
+    table[ints] = table[ints].astype("Int64")  # empty (not NaN floats) for failed slides
+    return table
 
 
 def patient_stages(table: pd.DataFrame, patients: str | Path) -> pd.DataFrame:
