@@ -94,11 +94,11 @@ def longest_diameter_px(cells: np.ndarray, cell_px: float, origin_px: float = 0.
 def blob_measurements(
     pred: np.ndarray, truth: dict[str, Any], stride: int, mpp: float
 ) -> list[dict[str, Any]]:
-    """For each true blob: the largest predicted region (8-connected) that overlaps its cells,
+    """For each true blob: the largest predicted region (4-connected) that overlaps its cells,
     and that region's longest diameter against the true one."""
     cell = truth["cell_px"]
     origin = (cell - stride) / 2 if stride != cell else 0.0
-    labels, _ = ndimage.label(pred, structure=np.ones((3, 3)))
+    labels, _ = ndimage.label(pred)  # 4-connected, as the tool's regions
     rows, cols = np.indices(pred.shape)
     cx = origin + (cols + 0.5) * stride
     cy = origin + (rows + 0.5) * stride
@@ -123,13 +123,42 @@ def blob_measurements(
 
 def false_regions(pred: np.ndarray, truth_grid: np.ndarray, stride: int, mpp: float) -> dict:
     """Predicted regions that touch no true tumour cell: how many, and the largest's diameter."""
-    labels, n = ndimage.label(pred, structure=np.ones((3, 3)))
+    labels, n = ndimage.label(pred)
     touching = set(np.unique(labels[truth_grid & pred]).tolist())
     sizes = []
     for i in range(1, n + 1):
         if i not in touching:
             sizes.append(longest_diameter_px(labels == i, stride) * mpp / 1000)
     return {"count": len(sizes), "largest_mm": max(sizes, default=0.0)}
+
+
+def tool_regions(geojson: Path, truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each true blob, the tool's own lesion (``regions.geojson``) holding most of the
+    blob's cell centres, with the tool's measurements (longest diameter, area)."""
+    import shapely
+    from shapely.geometry import shape
+
+    features = [f for f in json.loads(geojson.read_text())["features"]
+                if f["geometry"]["type"] in ("Polygon", "MultiPolygon")]  # fmt: skip
+    polygons = [shape(f["geometry"]) for f in features]
+    tree = shapely.STRtree(polygons)
+    grid = truth["grid"]
+    rows, cols = np.indices((grid[1], grid[0]))
+    cell = truth["cell_px"]
+    out = []
+    for blob in truth["blobs"]:
+        inside = _blob_contains(blob, (cols + 0.5) * cell, (rows + 0.5) * cell, truth["mpp"])
+        pts = shapely.points((cols[inside] + 0.5) * cell, (rows[inside] + 0.5) * cell)
+        _, hit_polys = tree.query(pts, predicate="within")
+        row: dict[str, Any] = {"name": blob["name"], "true_mm": blob["true_longest_diameter_mm"],
+                               "found": bool(len(hit_polys))}  # fmt: skip
+        if len(hit_polys):
+            best = int(np.bincount(hit_polys).argmax())
+            row.update(features[best]["properties"].get("measurements", {}))
+            row["blob_cells_in_it"] = int((hit_polys == best).sum())
+            row["blob_cells"] = int(inside.sum())
+        out.append(row)
+    return out
 
 
 def _blob_contains(blob: dict[str, Any], x: np.ndarray, y: np.ndarray, mpp: float) -> np.ndarray:

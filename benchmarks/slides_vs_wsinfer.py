@@ -44,9 +44,10 @@ from slide_truth import (
     load_truth,
     predicted_grid,
     tissue_coverage,
+    tool_regions,
     truth_on_grid,
 )
-from wsinfer_peer import children_cpu_s, export_for_wsinfer, run_wsinfer
+from wsinfer_peer import children_cpu_s, export_for_wsinfer, read_wsinfer, run_wsinfer
 
 
 def run_ours(args: argparse.Namespace, stride: int, out: Path) -> dict[str, Any]:
@@ -67,22 +68,29 @@ def run_ours(args: argparse.Namespace, stride: int, out: Path) -> dict[str, Any]
     folders = [p for p in out.iterdir() if (p / "summary.json").is_file()]
     if len(folders) != 1:
         raise RuntimeError(f"{out}: expected one finished slide folder, found {len(folders)}")
-    folder = folders[0]
-    summary = json.loads((folder / "summary.json").read_text())
-    tiles = pd.read_csv(folder / "tiles.csv")
-    tiles = tiles[tiles["status"] == "ok"] if "status" in tiles else tiles
-    return {
+    run = {
         "command": " ".join(cmd[1:]).replace("-m metastasis", "metastasis", 1),
         "wall_s": wall,
         "cpu_s": cpu,
-        "tiles": len(tiles),
-        "tiles_per_s": len(tiles) / wall,
-        "summary": summary,
         "log_tail": log.strip().splitlines()[-4:],
+        "folder": str(folders[0]),
+    }
+    return read_ours(run)
+
+
+def read_ours(run: dict[str, Any]) -> dict[str, Any]:
+    """A run of ours with its slide folder's summary and tiles (classified ones) added."""
+    folder = Path(run["folder"])
+    tiles = pd.read_csv(folder / "tiles.csv")
+    tiles = tiles[tiles["status"] == "ok"] if "status" in tiles else tiles
+    return {
+        **run,
+        "tiles": len(tiles),
+        "tiles_per_s": len(tiles) / run["wall_s"],
+        "summary": json.loads((folder / "summary.json").read_text()),
         "x": tiles["x"].to_numpy(np.int64),
         "y": tiles["y"].to_numpy(np.int64),
         "probability": tiles["probability"].to_numpy(np.float64),
-        "folder": str(folder),
     }
 
 
@@ -110,7 +118,9 @@ def accuracy(run: dict[str, Any], stride: int, truth: dict, mask96: np.ndarray,
     pred = predicted_grid(run["x"], run["y"], run["probability"], threshold, stride, grid.shape)
     mpp = truth["mpp"]
     cell = truth["cell_px"]
+    regions = Path(run.get("folder", "-")) / "regions.geojson"
     return {
+        "tool_regions": tool_regions(regions, truth) if regions.is_file() else None,
         "tissue": tissue_coverage(run["x"], run["y"], tissue96, cell) if stride == cell else None,
         "threshold": threshold,
         "dice": dice(pred, grid),
@@ -123,11 +133,13 @@ def accuracy(run: dict[str, Any], stride: int, truth: dict, mask96: np.ndarray,
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     walls = [r["wall_s"] for r in runs]
-    cpus = [r["cpu_s"] for r in runs]
+    cpus = [r.get("cpu_s") for r in runs]
     mid = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
-    wall, cpu = statistics.median(walls), statistics.median(cpus)
-    return {**mid, "walls_s": walls, "cpus_s": cpus, "wall_s": wall, "cpu_s": cpu,
-            "tiles_per_s": mid["tiles"] / wall, "tiles_per_cpu_s": mid["tiles"] / cpu}  # fmt: skip
+    wall = statistics.median(walls)
+    cpu = statistics.median(cpus) if None not in cpus else None  # type: ignore[type-var]
+    return {**mid, "walls_s": mid.get("walls_s") or walls, "wall_s": wall, "cpu_s": cpu,
+            "cpus_s": mid.get("cpus_s") or cpus, "tiles_per_s": mid["tiles"] / wall,
+            "tiles_per_cpu_s": mid["tiles"] / cpu if cpu else None}  # fmt: skip
 
 
 def say(i: int, label: str, r: dict[str, Any]) -> None:
@@ -156,6 +168,8 @@ def main() -> None:
     ap.add_argument("--skip-ours", action="store_true", help="WSInfer alone")
     ap.add_argument("--skip-wsinfer", action="store_true", help="ours alone")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--score-only", action="store_true",
+                    help="no runs: score --work's outputs again (timings from --json)")  # fmt: skip
     args = ap.parse_args()
     if not args.skip_wsinfer and not args.wsinfer_python:
         ap.error("--wsinfer-python (or $WSINFER_PYTHON) is needed unless --skip-wsinfer")
@@ -173,6 +187,19 @@ def main() -> None:
     result["model"] = info
     threshold = info["threshold"]
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "wsinfer": [], "dense": []}
+    if args.score_only:
+        if not args.json:
+            ap.error("--score-only needs --json (the earlier result, rewritten)")
+        old = json.loads(Path(args.json).read_text())
+        result.update({k: old[k] for k in ("machine", "load_before", "load_after") if k in old})
+        for key in runs:
+            if key in old:
+                cols = [c for c in old[key] if c not in ("accuracy",)]
+                prev = {c: old[key][c] for c in cols}
+                run = read_wsinfer(prev) if key == "wsinfer" else read_ours(prev)
+                runs[key].append({**run, "walls_s": prev.get("walls_s"),
+                                  "cpus_s": prev.get("cpus_s")})  # fmt: skip
+        args.repeats = 0
     for i in range(args.repeats):
         if not args.skip_ours:
             r = run_ours(args, args.stride, args.work / f"ours-{args.stride}")
@@ -206,7 +233,8 @@ def main() -> None:
         ratio = ours["tiles_per_s"] / theirs["tiles_per_s"]
         goals["tiles_per_s_ratio"] = {"value": ratio, "goal": ">= 2", "met": ratio >= 2}
         goals["wall_ratio_wsinfer_over_ours"] = theirs["wall_s"] / ours["wall_s"]
-        goals["tiles_per_cpu_s_ratio"] = ours["tiles_per_cpu_s"] / theirs["tiles_per_cpu_s"]
+        if ours["cpu_s"] and theirs["cpu_s"]:
+            goals["tiles_per_cpu_s_ratio"] = ours["tiles_per_cpu_s"] / theirs["tiles_per_cpu_s"]
         agree = agreement(ours, theirs)
         result["agreement"] = agree
         worst = agree["max_abs_diff"]
@@ -215,9 +243,10 @@ def main() -> None:
     if ours and dense:
         ratio = dense["wall_s"] / ours["wall_s"]
         goals["dense_over_stride96"] = {"value": ratio, "goal": "<= 1.5", "met": ratio <= 1.5}
-        goals["dense_over_stride96_cpu"] = dense["cpu_s"] / ours["cpu_s"]
+        if dense["cpu_s"] and ours["cpu_s"]:
+            goals["dense_over_stride96_cpu"] = dense["cpu_s"] / ours["cpu_s"]
     result["goals"] = goals
-    result["load_after"] = os.getloadavg()
+    result.setdefault("load_after", os.getloadavg())
     text = json.dumps(result, indent=1, default=float)
     if args.json:
         Path(args.json).write_text(text)

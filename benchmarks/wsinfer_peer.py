@@ -121,21 +121,29 @@ def run_wsinfer(
     csvs = sorted((results / "model-outputs-csv").glob("*.csv"))
     if not csvs:
         raise RuntimeError(f"wsinfer wrote no CSV; log in {work / 'wsinfer.log'}")
-    import pandas as pd
-
-    df = pd.read_csv(csvs[0])
-    prob = next(c for c in df.columns if c.startswith("prob_"))
     m = re.search(r"Found (\d+) patches within tissue", log)
-    return {
+    run = {
         "command": " ".join(cmd),
         "wall_s": wall,
         "cpu_s": cpu,
-        "tiles": len(df),
-        "tiles_per_s": len(df) / wall,
         "patches_found": int(m.group(1)) if m else None,
+        "csv": str(csvs[0]),
+    }
+    return read_wsinfer(run)
+
+
+def read_wsinfer(run: dict[str, Any]) -> dict[str, Any]:
+    """A WSInfer run with its CSV's tiles added."""
+    import pandas as pd
+
+    df = pd.read_csv(run["csv"])
+    prob = next(c for c in df.columns if c.startswith("prob_"))
+    return {
+        **run,
+        "tiles": len(df),
+        "tiles_per_s": len(df) / run["wall_s"],
         "x": df["minx"].to_numpy(np.int64),
         "y": df["miny"].to_numpy(np.int64),
         "size": df["width"].to_numpy(np.int64),
         "probability": df[prob].to_numpy(np.float64),
-        "csv": str(csvs[0]),
     }
