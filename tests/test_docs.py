@@ -70,7 +70,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _text(path: Path) -> str:
-    return unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", path.read_text())))
 
 
 def test_the_site_has_every_page(site: Path) -> None:
@@ -96,7 +96,7 @@ def test_the_site_has_every_page(site: Path) -> None:
 def test_generated_and_included_pages(site: Path) -> None:
     commands = _text(site / "commands/index.html")
     assert "--kaggle-submission" in commands and "--threshold-method" in commands
-    assert "--epochs EPOCHS10 (recipe)" in commands  # a training flag shows the recipe default
+    assert "--epochs EPOCHS 10 (recipe)" in commands  # a training flag shows the recipe default
     # the README sections the pages include are there, measured numbers and all
     recipes = _text(site / "recipes/index.html")
     assert "0.9516" in recipes and "configs/fast-cpu.yaml" in recipes
