@@ -22,7 +22,8 @@ marked *(recipe)* is the training setting's own default, used when neither the f
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+    text = str(text).replace("|", "\\|").replace("\n", " ")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _recipe_defaults() -> dict[str, Any]:
