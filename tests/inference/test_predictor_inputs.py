@@ -124,3 +124,17 @@ def test_what_is_never_converted(predictor: Predictor) -> None:
         predictor.predict(x[..., :1])
     with pytest.raises(DataError, match="got int"):
         predictor.predict(3)  # type: ignore[arg-type]
+
+
+def test_a_pcam_file_and_a_kaggle_folder(
+    predictor: Predictor, kaggle_data: Path, tmp_path: Path
+) -> None:
+    from metastasis.data import synthetic
+
+    x_file, _ = synthetic.write_pcam_h5(tmp_path / "pcam", "test", 12, seed=8)
+    table = predictor.predict(x_file, cache_dir=tmp_path / "cache")
+    assert len(table) == 12 and "truth" in table  # PCam's y file gives the truth
+    # a Kaggle folder: its unlabelled test split, as `metastasis predict` chooses it
+    kaggle = predictor.predict(kaggle_data, cache_dir=tmp_path / "cache")
+    assert list(kaggle.columns) == ["id", "probability", "prediction"]
+    assert set(kaggle["id"]) == {p.stem for p in (kaggle_data / "test").iterdir()}
