@@ -12,15 +12,21 @@ __version__ = "0.1.0"
 __all__ = [
     "Predictor",
     "TrainConfig",
+    "analyse_slide",
     "check_dataset",
     "create_model",
     "evaluate_checkpoint",
+    "explain_to_folder",
+    "export_checkpoint",
     "fit",
+    "gradcam",
     "list_models",
     "load_checkpoint",
     "open_split",
+    "overlay",
     "predict_to_csv",
     "resolve_config",
+    "run_slides",
     "write_eda_report",
 ]
 
@@ -36,7 +42,13 @@ _WHERE = {
     "load_checkpoint": "metastasis.engine.checkpoint",
     "evaluate_checkpoint": "metastasis.inference.evaluate",
     "predict_to_csv": "metastasis.inference.predict",
+    "explain_to_folder": "metastasis.inference.explain",
+    "gradcam": "metastasis.inference.explain",
+    "overlay": "metastasis.inference.explain",
+    "export_checkpoint": "metastasis.export.bundle",
     "write_eda_report": "metastasis.reports.eda",
+    "run_slides": "metastasis.slides.run",
+    "analyse_slide": "metastasis.slides.analyse",
 }
 
 if TYPE_CHECKING:
@@ -45,11 +57,15 @@ if TYPE_CHECKING:
     from metastasis.data.checks import check_dataset
     from metastasis.engine.checkpoint import load_checkpoint
     from metastasis.engine.trainer import fit
+    from metastasis.export.bundle import export_checkpoint
     from metastasis.inference.evaluate import evaluate_checkpoint
+    from metastasis.inference.explain import explain_to_folder, gradcam, overlay
     from metastasis.inference.predict import predict_to_csv
     from metastasis.inference.predictor import Predictor
     from metastasis.models import create_model, list_models
     from metastasis.reports.eda import write_eda_report
+    from metastasis.slides.analyse import analyse_slide
+    from metastasis.slides.run import run_slides
 
 
 def __getattr__(name: str) -> Any:

@@ -193,7 +193,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        cause = _os_error(exc)
+        cause = _os_error(exc) if isinstance(exc, Exception) else None  # never Ctrl-C
         if cause is not None:
             raise OutputError(f"{final}: cannot write: {os_problem(cause)}") from None
         raise

@@ -63,3 +63,17 @@ def test_unreachable_database_is_one_line(
     line = error_of([*argv, "--out", str(tmp_path / "s")], capsys)
     assert line.startswith("metastasis tune: error: cannot open storage postgresql+psycopg2://")
     assert "secret" not in line and "***" in line
+
+
+def test_a_flag_the_space_also_sets_is_refused(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every trial would use the space's value: the flag would be ignored without a word."""
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: [1.0e-3, 1.0e-2]\nepochs: 2\n")
+    argv = ["tune", "--space", str(space), "--sampler", "grid", "--data", str(demo_data)]
+    assert error_of([*argv, "--epochs", "1", "--out", str(tmp_path / "s")], capsys) == (
+        f"metastasis tune: error: {space}: the search space sets epochs, which every trial "
+        "would use instead of --epochs 1; remove the flag or the entry from the space"
+    )
+    assert not (tmp_path / "s").exists()

@@ -168,3 +168,14 @@ def test_a_checkpoint_without_mpp_reads_as_pcam(tmp_path: Path) -> None:
     pre = {k: v for k, v in raw["preprocessing"].items() if k != "mpp"}  # type: ignore[attr-defined]
     torch.save({**raw, "preprocessing": pre}, tmp_path / "old.pt")
     assert load_checkpoint(tmp_path / "old.pt").preprocessing.mpp == 0.972
+
+
+def test_loading_never_moves_the_global_random_generator(tmp_path: Path) -> None:
+    """The probe builds a model (layer initialisation draws random numbers): loading from a
+    callback inside a training run must not change that run."""
+    save_checkpoint(tmp_path / "c.pt", _bundle())
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    load_checkpoint(tmp_path / "c.pt")
+    torch.testing.assert_close(torch.rand(4), expected)

@@ -110,3 +110,30 @@ def test_kaggle_submission_needs_kaggle_layout(
             kaggle_submission=True,
             progress=False,
         )
+
+
+def test_kaggle_submission_is_never_silently_incomplete(
+    trained_run: RunResult, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kaggle rejects a submission without a row per test image: stop and name them, or write
+    the probability the user chose for them and say how many."""
+    from metastasis.data import synthetic
+
+    data = synthetic.write_kaggle_dataset(tmp_path / "k", n_train=4, n_test=6, seed=9)
+    (data / "test" / "broken.tif").write_bytes(b"not a tiff")
+    write_image(data / "test" / "small.tif", np.zeros((90, 96, 3), np.uint8))
+    out = tmp_path / "sub.csv"
+    with pytest.raises(DataError, match=r"2 test image\(s\) cannot be predicted \(broken, small;"):
+        predict_to_csv(trained_run.run_dir, data, out, kaggle_submission=True, progress=False)
+    assert not out.exists()
+    listed = pd.read_csv(tmp_path / "sub.csv.excluded.csv")
+    assert sorted(listed["id"]) == ["broken", "small"]
+    with pytest.raises(DataError, match=r"must be a probability in \[0, 1\]"):
+        predict_to_csv(trained_run.run_dir, data, out, kaggle_submission=True, fill_unreadable=2)
+    caplog.set_level("WARNING")
+    predict_to_csv(
+        trained_run.run_dir, data, out, kaggle_submission=True, fill_unreadable=0.5, progress=False
+    )
+    sub = pd.read_csv(out).set_index("id")
+    assert len(sub) == 8 and sub.loc["broken", "label"] == sub.loc["small", "label"] == 0.5
+    assert "2 test images could not be predicted: wrote 0.5 for them" in caplog.text

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from metastasis.cli.evaluate import ENGINES as CLI_ENGINES
+from metastasis.engine.trainer import RunResult
 from metastasis.errors import MetastasisError
+from metastasis.export.onnx import export_onnx
 from metastasis.inference import runtime
 from metastasis.inference.runtime import ENGINES, make_engine
 from metastasis.models import create_model, default_preprocessing
@@ -86,3 +93,33 @@ def test_torch_engines_run_a_cpu_batch_in_chunks_in_order(
     singles = torch.cat([engine(x[i : i + 1]) for i in range(10)])  # one patch per pass
     assert float((got - singles).abs().max()) <= tolerance
     assert float((engine(x.flip(0)) - got.flip(0)).abs().max()) <= tolerance  # kept in order
+
+
+def test_a_run_folders_model_onnx_is_used_and_a_stale_one_replaced(
+    trained_run: RunResult, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from metastasis.inference.predictor import Predictor
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run)
+    predictor = Predictor.from_checkpoint(run)
+    assert predictor.engine.name == "onnxruntime"
+    assert predictor.engine.source == str(run / "model.onnx")
+    assert "from " in predictor.engine.describe()
+    # a model.onnx of other weights: refused on the probe, the checkpoint exported again
+    torch.manual_seed(7)
+    export_onnx(create_model("baseline-cnn").eval(), run / "model.onnx")
+    with caplog.at_level(logging.WARNING, logger="metastasis.inference.runtime"):
+        again = Predictor.from_checkpoint(run / "checkpoint.pt")
+    assert again.engine.name == "onnxruntime" and again.engine.source is None
+    assert again.engine.checked_diff is not None and again.engine.checked_diff <= 1e-4
+    assert "model.onnx not used" in caplog.text and "differ" in caplog.text
+    images = trained_run_images()
+    np.testing.assert_allclose(
+        again.predict_proba(images), predictor.predict_proba(images), atol=1e-5
+    )
+
+
+def trained_run_images() -> np.ndarray:
+    g = torch.Generator().manual_seed(3)
+    return torch.randint(0, 256, (5, 96, 96, 3), dtype=torch.uint8, generator=g).numpy()

@@ -30,6 +30,18 @@ def command_modules() -> dict[str, ModuleType]:
     return {getattr(m, "NAME", m.__name__.rsplit(".", 1)[1]): m for m in mods}
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """``--help`` shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        if shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metastasis",
@@ -38,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, mod in command_modules().items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__)
+        p = sub.add_parser(
+            name, help=mod.HELP, description=mod.__doc__, formatter_class=_DefaultsHelp
+        )
         mod.add_arguments(p)
     return parser
 

@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
+def add_data_options(p: argparse.ArgumentParser, training: bool = False) -> None:
     p.add_argument(
         "--cache-dir", help="cache folder (default $METASTASIS_CACHE or ~/.cache/metastasis)"
     )
     p.add_argument(
         "--no-progress",
         action="store_true",
-        help="no progress bars (train logs each tenth of an epoch instead)",
+        help="no progress bars, for jobs without a terminal"
+        + ("; training logs each tenth of an epoch with its speed instead" if training else ""),
     )
 
 

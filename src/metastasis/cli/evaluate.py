@@ -17,10 +17,10 @@ HELP = "metrics and plots of a checkpoint on labelled data"
 
 def add_checkpoint_options(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="Kaggle folder, PCam .h5 files or class folders")
     p.add_argument("--split", help="split of --data")
     p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="patches per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument(
         "--tta",
@@ -39,6 +39,14 @@ def add_checkpoint_options(p: argparse.ArgumentParser, out_help: str) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_options(p, "output folder")
+    p.add_argument(
+        "--gallery",
+        type=int,
+        default=8,
+        metavar="N",
+        help="error gallery: the N most confident false positives and false negatives with "
+        "their Grad-CAM in the report (default 8; 0: none)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         progress(args),
         args.tta,
         args.engine,
+        args.gallery,
     )
     keys = ("n", "accuracy", "roc_auc", "pr_auc", "sensitivity", "specificity", "f1")
     print(json.dumps({k: m[k] for k in keys}))

@@ -18,6 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write Kaggle's id,label (probability) file for DATA/test",
     )
+    p.add_argument(
+        "--fill-unreadable",
+        type=float,
+        metavar="P",
+        help="with --kaggle-submission: write probability P for test images that cannot be "
+        "read (default: stop and name them, since Kaggle rejects an incomplete file)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         progress(args),
         args.tta,
         args.engine,
+        args.fill_unreadable,
     )
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="continue a stopped run from its last completed epoch (takes no other options)",
     )
-    add_data_options(p)
+    add_data_options(p, training=True)
 
 
 def run(args: argparse.Namespace) -> int:

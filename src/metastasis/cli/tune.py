@@ -61,15 +61,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("training options for every trial (override --config)")
     add_training_options(g, TRIAL_FLAGS)
-    add_data_options(p)
+    add_data_options(p, training=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from metastasis.config import resolve_config
+    from metastasis.errors import MetastasisError
     from metastasis.tune import TuneSettings, load_space, tune, write_study_report
 
-    base = resolve_config(args.config, **training_overrides(args, TRIAL_FLAGS))
+    flags = training_overrides(args, TRIAL_FLAGS)
+    base = resolve_config(args.config, **flags)
     space = load_space(args.space)
+    # A flag the space also sets would be overridden silently by every trial: refuse instead.
+    clash = sorted(k for k, v in flags.items() if v is not None and k in space.settings())
+    if clash:
+        given = ", ".join(f"--{k.replace('_', '-')} {flags[k]}" for k in clash)
+        raise MetastasisError(
+            f"{args.space}: the search space sets {', '.join(clash)}, which every trial would "
+            f"use instead of {given}; remove the flag or the entry from the space"
+        )
     name = args.study or Path(args.space).stem
     settings = TuneSettings(
         base=base,

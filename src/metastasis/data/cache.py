@@ -269,7 +269,7 @@ def _new_images(path: Path, n: int) -> np.memmap:
     needed = n * int(np.prod(PATCH_SHAPE)) + 4096
     ensure_free_space(path.parent.parent, needed, f"the cache of {n:,} patches")
     images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, *PATCH_SHAPE))
-    preallocate(path, needed)
+    preallocate(path, path.stat().st_size)  # header + pixels: the file as it is, now reserved
     return images
 
 

@@ -77,9 +77,9 @@ def decode_file(path: Path) -> tuple[np.ndarray | None, str | None, str]:
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the decode decides
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=ACCEPTED_FORMATS) as im:
-                problem = _header_problem(im)
+                problem = header_problem(im)
                 if problem is None and im.format == "JPEG":
-                    problem = _jpeg_frame_problem(path)
+                    problem = jpeg_frame_problem(path.read_bytes())
                 if problem is not None:
                     return None, *problem
                 im.load()
@@ -124,9 +124,10 @@ def preview_file(path: Path, side: int = PATCH_SIZE) -> np.ndarray | None:
         return None
 
 
-def _header_problem(im: ImageFile.ImageFile) -> tuple[str, str] | None:
-    """Size, mode and sample depth, from the header alone."""
-    if im.size != (PATCH_SIZE, PATCH_SIZE):
+def header_problem(im: ImageFile.ImageFile, check_size: bool = True) -> tuple[str, str] | None:
+    """Size (unless ``check_size`` is False: the caller resizes), mode and sample depth, from
+    the header alone: ``(problem kind, detail)`` or None. Used for files and for uploads."""
+    if check_size and im.size != (PATCH_SIZE, PATCH_SIZE):
         w, h = im.size
         return WRONG_SIZE, f"{w}x{h}, expected {PATCH_SIZE}x{PATCH_SIZE}"
     if im.mode != "RGB":
@@ -152,7 +153,7 @@ def _header_problem(im: ImageFile.ImageFile) -> tuple[str, str] | None:
     return None
 
 
-def _jpeg_frame_problem(path: Path) -> tuple[str, str] | None:
+def jpeg_frame_problem(data: bytes) -> tuple[str, str] | None:
     """A JPEG whose frame says one entropy coding while its tables say the other.
 
     libjpeg decodes such a file without an error, as noise: an arithmetic-coded frame (SOF9...)
@@ -160,10 +161,6 @@ def _jpeg_frame_problem(path: Path) -> tuple[str, str] | None:
     arithmetic-coded JPEGs (no Huffman tables) decode exactly and are accepted. Frames of
     other than 8 bits per sample are refused as wrong_mode.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return UNREADABLE, exc.strerror or type(exc).__name__
     sof, precision, seen = None, 8, set()
     i = 2
     while i + 4 <= len(data):

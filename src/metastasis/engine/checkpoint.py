@@ -213,7 +213,16 @@ def _preprocessing(pre: Any) -> Preprocessing:
 
 
 def _probe(bundle: Bundle) -> None:
-    """Build the model and run 2 patches through it: one finite logit each, or refuse."""
+    """Build the model and run 2 patches through it: one finite logit each, or refuse.
+
+    Building initialises layers from torch's global random generator before the weights are
+    loaded: it runs on a forked generator, so loading a checkpoint (e.g. from a callback in the
+    middle of a training run) never changes what comes after it."""
+    with torch.random.fork_rng(devices=[]):
+        _run_probe(bundle)
+
+
+def _run_probe(bundle: Bundle) -> None:
     model = bundle.build_model()
     size = bundle.preprocessing.input_size
     g = torch.Generator().manual_seed(0)

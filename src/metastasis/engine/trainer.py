@@ -51,6 +51,7 @@ from metastasis.engine.schedule import build_scheduler, check_schedule
 from metastasis.engine.state import FILENAME as STATE_FILE
 from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError, MetastasisError
+from metastasis.export.bundle import N_PROBE, write_run_exports
 from metastasis.io import atomic_write_json, atomic_write_text, output_dir
 from metastasis.metrics.calibration import fit_temperature, logits_from_probs
 from metastasis.metrics.thresholds import select_threshold
@@ -340,6 +341,8 @@ def fit(
             run_dir, cfg, val_data, val_idx, final, best_epoch, history, calibration
         )
         (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
+        # model.onnx (checked on validation patches) and MODEL_CARD.md
+        write_run_exports(run_dir, np.asarray(val_data.images[val_idx[:N_PROBE]]))
     fabric.barrier()
     if not rank_zero:  # DDP: the other processes return what rank 0 wrote
         metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -11,14 +11,15 @@ import pandas as pd
 from metastasis.data.cache import open_split
 from metastasis.data.layouts import open_layout
 from metastasis.engine.checkpoint import checkpoint_path
-from metastasis.errors import DataError
+from metastasis.errors import DataError, MetastasisError
+from metastasis.inference.error_gallery import GALLERY_SIZE, write_error_gallery
 from metastasis.inference.predictor import Predictor
 from metastasis.io import atomic_path, atomic_write_json, check_outputs, output_dir
 
 log = logging.getLogger(__name__)
 
 EVAL_SPLITS = ("test", "valid", "val")
-EVALUATION_FILES = ("metrics.json", "predictions.csv", "excluded.csv", "report.html")
+EVALUATION_FILES = ("metrics.json", "predictions.csv", "excluded.csv", "report.html", "errors.csv")
 
 
 def evaluate_checkpoint(
@@ -32,12 +33,17 @@ def evaluate_checkpoint(
     progress: bool = True,
     tta: str | None = None,
     engine: str = "auto",
+    gallery: int = GALLERY_SIZE,
 ) -> dict[str, Any]:
-    """Write ``metrics.json`` (top-level metric keys), plots, ``predictions.csv`` and
+    """Write ``metrics.json`` (top-level metric keys), plots, ``predictions.csv``, the error
+    gallery (the ``gallery`` most confident false positives and false negatives with their
+    Grad-CAM: ``errors_fp.png``, ``errors_fn.png``, ``errors.csv``; 0: none) and
     ``report.html`` into ``out``; return the metrics. ``tta`` overrides the checkpoint's;
     ``engine`` is one of ``inference.runtime.ENGINES``."""
     from metastasis.reports.evaluation import write_evaluation, write_html_report
 
+    if gallery < 0:
+        raise MetastasisError(f"gallery must be 0 (none) or more, got {gallery}")
     out_dir = Path(out)
     check_outputs(
         files=[out_dir / name for name in EVALUATION_FILES],
@@ -86,11 +92,26 @@ def evaluate_checkpoint(
         excluded.to_csv(tmp, index=False)
     if len(excluded):
         log.warning("%d files excluded; listed in %s", len(excluded), out_dir / "excluded.csv")
+    sections = {}
+    if gallery:
+        errors = write_error_gallery(out_dir, predictor, cached, idx, labels, probs, gallery)
+        shown = [
+            errors.images[k] for k in ("false_positive", "false_negative") if k in errors.images
+        ]
+        n_fp, n_fn = errors.counts["false_positive"], errors.counts["false_negative"]
+        caption = (
+            f"Up to {gallery} of the most confident mistakes of each kind ({n_fp} false positives, "
+            f"{n_fn} false negatives in all; shown ones listed in errors.csv): each patch "
+            "beside its Grad-CAM overlay of the tumour logit; the white "
+            "square is the central 32x32 the label is about."
+        )
+        sections["Error gallery"] = (shown, caption if shown else "No mistakes to show.")
     write_html_report(
         out_dir / "report.html",
         f"Evaluation on {data}",
         metrics,
         ["roc.png", "pr.png", "confusion_matrix.png", "reliability.png"],
+        image_sections=sections,
         notes=[
             f"Checkpoint: {checkpoint}",
             f"Threshold: {predictor.threshold}; temperature {predictor.temperature:.3f}; "

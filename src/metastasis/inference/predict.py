@@ -31,6 +31,7 @@ def predict_to_csv(
     progress: bool = True,
     tta: str | None = None,
     engine: str = "auto",
+    fill_unreadable: float | None = None,
 ) -> pd.DataFrame:
     """Predict every usable patch of ``data`` and write ``out`` (CSV, atomically).
 
@@ -39,7 +40,13 @@ def predict_to_csv(
     ``DATA/test/*.tif``. Unusable files are left out, counted and listed in ``OUT.excluded.csv``.
     ``tta`` (none, d4) overrides the checkpoint's test-time augmentation; ``engine`` is one of
     ``inference.runtime.ENGINES`` (``auto``: the fastest exact one).
+
+    A Kaggle submission must have a row for every test image (Kaggle rejects it otherwise):
+    when some cannot be predicted the command stops, naming them, unless ``fill_unreadable``
+    gives the probability to write for them (said in the log, listed in ``OUT.excluded.csv``).
     """
+    if fill_unreadable is not None and not 0.0 <= fill_unreadable <= 1.0:  # NaN too
+        raise DataError(f"--fill-unreadable must be a probability in [0, 1], got {fill_unreadable}")
     out_path = Path(out)
     side = out_path.with_name(out_path.name + ".excluded.csv")
     layout = open_layout(data)
@@ -57,20 +64,44 @@ def predict_to_csv(
         data, split, PREDICT_SPLITS, Path(cache_dir) if cache_dir else None, progress
     )
     idx = cached.usable_indices()
+    excluded = cached.excluded()
+    unpredictable = sorted(set(excluded["id"]) - set(cached.ids[idx]))
+    if kaggle_submission and unpredictable:
+        _write_excluded(side, excluded)
+        if fill_unreadable is None:
+            shown = ", ".join(unpredictable[:5]) + (" ..." if len(unpredictable) > 5 else "")
+            raise DataError(
+                f"{Path(data) / 'test'}: {len(unpredictable)} test "
+                f"image(s) cannot be predicted ({shown}; all in {side}); Kaggle rejects a "
+                "submission without them: fix them, or give --fill-unreadable P"
+            )
     log.info("engine: %s", predictor.engine.describe())  # once the data is known to be good
     probs, _ = predictor.predict_split(cached, idx, progress)
     ids = cached.ids[idx]
     if kaggle_submission:
         table = pd.DataFrame({"id": ids, "label": probs})
+        if unpredictable:
+            filled = pd.DataFrame({"id": unpredictable, "label": fill_unreadable})
+            table = pd.concat([table, filled], ignore_index=True)
+            log.warning(
+                "%d test images could not be predicted: wrote %g for them (--fill-unreadable); "
+                "listed in %s",
+                len(unpredictable),
+                fill_unreadable,
+                side,
+            )
     else:
         table = pd.DataFrame(
             {"id": ids, "probability": probs, "label": (probs >= predictor.threshold).astype(int)}
         )
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
-    excluded = cached.excluded()
-    if len(excluded):
-        with atomic_path(side) as tmp:
-            excluded.to_csv(tmp, index=False)
+    if len(excluded) and not (kaggle_submission and unpredictable):
+        _write_excluded(side, excluded)
         log.warning("%d files could not be predicted; listed in %s", len(excluded), side)
     return table
+
+
+def _write_excluded(path: Path, excluded: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        excluded.to_csv(tmp, index=False)

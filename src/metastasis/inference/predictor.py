@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 
 from metastasis.data.cache import CachedSplit
 from metastasis.data.dataset import PatchDataset, passthrough
-from metastasis.engine.checkpoint import Bundle, load_checkpoint
+from metastasis.engine.checkpoint import FILENAME, Bundle, checkpoint_path, load_checkpoint
 from metastasis.engine.loop import TTA_MODES, EpochOutput, predict
 from metastasis.engine.memory import configure_malloc
 from metastasis.errors import DataError, MetastasisError
+from metastasis.export.onnx import RUN_ONNX
 from metastasis.inference import inputs as read
 from metastasis.inference.runtime import Engine, make_engine
 from metastasis.transforms.presets import Preprocessing
@@ -79,13 +80,14 @@ class Predictor:
         tta: str = "none",
         temperature: float = 1.0,
         engine: str = "auto",
+        onnx_file: str | Path | None = None,
     ) -> None:
         if tta not in TTA_MODES:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
         configure_malloc()
         self.device = auto_device(device)
         # the engine puts the model in eval mode, on the device, in channels-last memory
-        self.engine: Engine = make_engine(model, preprocessing, self.device, engine)
+        self.engine: Engine = make_engine(model, preprocessing, self.device, engine, onnx_file)
         self.model = model
         self.preprocessing = preprocessing
         self.threshold = threshold
@@ -104,8 +106,11 @@ class Predictor:
         engine: str = "auto",
     ) -> Predictor:
         """The checkpoint's model, preprocessing, threshold, temperature and (unless ``tta`` is
-        given) test-time augmentation."""
+        given) test-time augmentation; ONNX Runtime runs the run folder's ``model.onnx`` where
+        training wrote one (checked against the checkpoint first)."""
         bundle = load_checkpoint(path)
+        ckpt = checkpoint_path(path)
+        onnx_file = ckpt.parent / RUN_ONNX if ckpt.name == FILENAME else None
         self = cls(
             bundle.build_model(),
             bundle.preprocessing,
@@ -115,6 +120,7 @@ class Predictor:
             tta=bundle.tta if tta is None else tta,
             temperature=bundle.temperature,
             engine=engine,
+            onnx_file=onnx_file,
         )
         self.bundle = bundle
         return self

@@ -4,13 +4,14 @@
 PyTorch on CUDA or MPS. Every engine takes the preprocessed float batch (N x 3 x H x W) and
 returns float32 logits; which engine ran, and at what precision, is part of the outputs.
 
-* ``onnxruntime``: the model is exported to ONNX in memory (``export.onnx``) and run by ONNX
-  Runtime's CPU provider, whose graph optimisations (blocked NCHWc layouts, fused Conv+ReLU)
-  make it the fastest float32 path on a CPU: measured on the 2-core CPU, 2 threads, batch 256,
-  the seed's CNN ran at 1,204 patches/s against 533 for PyTorch (channels-last) and 677 for
-  ``torch.compile`` with freezing. Before it is used, its logits on a probe batch are checked
-  against PyTorch's: more than ``TOLERANCE`` apart and it is refused (``auto`` then falls back
-  to PyTorch, saying why).
+* ``onnxruntime``: the model is exported to ONNX in memory (``export.onnx``), or read from the
+  run folder's ``model.onnx`` where training wrote one, and run by ONNX Runtime's CPU provider,
+  whose graph optimisations (blocked NCHWc layouts, fused Conv+ReLU) make it the fastest
+  float32 path on a CPU: measured on the 2-core CPU, 2 threads, batch 256, the seed's CNN ran
+  at 1,204 patches/s against 533 for PyTorch (channels-last) and 677 for ``torch.compile``
+  with freezing. Before it is used, its logits on a probe batch are checked
+  against PyTorch's: more than ``TOLERANCE`` apart and it is refused (a ``model.onnx`` that
+  does not match its checkpoint is exported again; ``auto`` falls back to PyTorch, saying why).
 * ``torch``: PyTorch eager, float32, channels-last memory.
 * ``torch-bf16``: PyTorch under bfloat16 autocast: faster on CPUs with AVX512-BF16/AMX and on
   GPUs, not exact (logits differ by about 1e-2), so never chosen by ``auto``.
@@ -25,9 +26,9 @@ it (1,075 against 1,205 for the seed's CNN), so it gets whole batches.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 
 from metastasis.errors import MetastasisError
-from metastasis.export.onnx import export_onnx
+from metastasis.export.onnx import onnx_bytes, onnx_session
 from metastasis.transforms.presets import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -53,28 +54,18 @@ class Engine:
     precision: str
     run: Any = field(repr=False)
     checked_diff: float | None = None  # max |logit diff| from PyTorch float32 on the probe
+    source: str | None = None  # the ONNX file it runs, when read from one
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)
 
     def describe(self) -> str:
         text = f"{self.name} ({self.precision})"
+        if self.source is not None:
+            text += f" from {self.source}"
         if self.checked_diff is not None:
             text += f", max |logit difference| from PyTorch {self.checked_diff:.1e} on a probe"
         return text
-
-
-def _onnxruntime_session(model: nn.Module, input_size: int) -> Any:
-    import onnxruntime as ort
-
-    buffer = io.BytesIO()
-    export_onnx(model, buffer, input_size)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
 def _torch_engine(model: nn.Module, device: torch.device, bf16: bool) -> Engine:
@@ -98,16 +89,27 @@ def _probe(preprocessing: Preprocessing) -> torch.Tensor:
 
 
 def _onnxruntime_engine(
-    model: nn.Module, preprocessing: Preprocessing, reference: Engine
+    model: nn.Module, preprocessing: Preprocessing, reference: Engine, onnx_file: Path | None
 ) -> Engine:
-    session = _onnxruntime_session(model.cpu().float(), preprocessing.input_size)
+    probe = _probe(preprocessing)
+    if onnx_file is not None and onnx_file.is_file():
+        try:
+            return _checked(onnx_session(onnx_file), probe, reference, str(onnx_file))
+        except Exception as err:  # unreadable, other shapes, other weights
+            reason = f"{type(err).__name__}: {err}".splitlines()[0]
+            log.warning("%s not used (%s); exporting the checkpoint again", onnx_file, reason)
+    graph = onnx_bytes(model.cpu().float(), preprocessing.input_size)
+    return _checked(onnx_session(graph), probe, reference, None)
+
+
+def _checked(session: Any, probe: torch.Tensor, reference: Engine, source: str | None) -> Engine:
+    """The session as an engine, if its logits on ``probe`` are within ``TOLERANCE``."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().cpu().float().numpy())
         return torch.from_numpy(session.run(None, {"image": arr})[0].reshape(-1))
 
-    engine = Engine("onnxruntime", "float32", run)
-    probe = _probe(preprocessing)
+    engine = Engine("onnxruntime", "float32", run, source=source)
     diff = float((engine(probe) - reference(probe)).abs().max())
     if not diff <= TOLERANCE:
         raise MetastasisError(
@@ -118,9 +120,15 @@ def _onnxruntime_engine(
 
 
 def make_engine(
-    model: nn.Module, preprocessing: Preprocessing, device: torch.device, engine: str = "auto"
+    model: nn.Module,
+    preprocessing: Preprocessing,
+    device: torch.device,
+    engine: str = "auto",
+    onnx_file: str | Path | None = None,
 ) -> Engine:
-    """The engine to predict with (see the module notes); ``auto`` never loses exactness."""
+    """The engine to predict with (see the module notes); ``auto`` never loses exactness.
+    ``onnx_file``: the model already exported (a run folder's ``model.onnx``), used by the
+    ONNX Runtime engine when it matches ``model`` on the probe."""
     if engine not in ENGINES:
         raise MetastasisError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     if engine == "torch-bf16":
@@ -131,7 +139,8 @@ def make_engine(
     if device.type != "cpu":
         raise MetastasisError(f"the onnxruntime engine runs on the CPU, not on {device.type}")
     try:
-        return _onnxruntime_engine(model, preprocessing, reference)
+        path = Path(onnx_file) if onnx_file is not None else None
+        return _onnxruntime_engine(model, preprocessing, reference, path)
     except Exception as err:  # the exporter and runtime raise many kinds of error
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
         if engine == "onnxruntime":

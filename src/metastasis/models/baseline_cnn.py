@@ -44,7 +44,11 @@ class BaselineCNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-@register_model("baseline-cnn", description="The seed's 3-layer CNN (32-64-128, dense 128)")
+@register_model(
+    "baseline-cnn",
+    description="The seed's 3-layer CNN (32-64-128, dense 128)",
+    target_layer="features",  # the last block's 10 x 10 map (after its ReLU)
+)
 def baseline_cnn(dense: int = 128, dropout: float = 0.0, in_size: int = 96) -> nn.Module:
     """The seed's 3-layer CNN (32-64-128, dense 128)."""
     return BaselineCNN(dense=dense, dropout=dropout, in_size=in_size)

@@ -55,6 +55,7 @@ class RegularisedCNN(nn.Module):
 @register_model(
     "regularised-cnn",
     description="The seed's CNN with batch norm, dropout, optional 4th block, global avg pooling",
+    target_layer="features",  # the last block's map (after batch norm and ReLU)
 )
 def regularised_cnn(dropout: float = 0.3, fourth_block: bool = False, dense: int = 0) -> nn.Module:
     """The seed's CNN with batch norm, dropout, optional 4th block, global average pooling."""

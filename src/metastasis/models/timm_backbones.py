@@ -25,7 +25,14 @@ from metastasis.errors import MetastasisError, first_line
 from metastasis.models import register_model
 from metastasis.transforms.presets import Preprocessing
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0")
+# name -> the layer Grad-CAM explains: the last feature map before global pooling
+BACKBONES = {
+    "resnet18": "net.layer4",
+    "resnet34": "net.layer4",
+    "resnet50": "net.layer4",
+    "densenet121": "net.features",  # ends with norm5 (batch norm + ReLU)
+    "efficientnet_b0": "net.bn2",  # conv_head's batch norm + SiLU
+}
 PROBE_TIMEOUT_S = 3.0
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
@@ -109,7 +116,7 @@ def _is_true(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _register(arch: str) -> None:
+def _register(arch: str, layer: str) -> None:
     def factory(pretrained: bool = False, **timm_kwargs: Any) -> nn.Module:
         return TimmBackbone(arch, pretrained=pretrained, **timm_kwargs)
 
@@ -118,8 +125,9 @@ def _register(arch: str) -> None:
         arch,
         preprocessing=IMAGENET,
         description=f"timm {arch}, one logit (ImageNet weights with pretrained=True)",
+        target_layer=layer,
     )(factory)
 
 
-for _arch in BACKBONES:
-    _register(_arch)
+for _arch, _layer in BACKBONES.items():
+    _register(_arch, _layer)

@@ -39,6 +39,7 @@ figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: .85rem; color: #666; text-align: center; }
 ul.notes li { margin: .2rem 0; }
 p.caption { font-size: .85rem; color: #666; margin-top: 0; }
+figure.wide { margin: 0 0 1rem; }
 """.strip()
 
 
@@ -139,9 +140,11 @@ def write_html_report(
     notes: Sequence[str] | None = None,
     *,
     class_names: Sequence[str] = ("normal", "tumour"),
+    image_sections: Mapping[str, tuple[Sequence[str], str]] | None = None,
 ) -> Path:
     """Write a small HTML page: metrics table, confusion matrix, images (by relative name),
-    extra tables and notes. Returns the path written."""
+    ``image_sections`` (heading -> (images, caption)), extra tables and notes. Returns the path
+    written."""
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Metrics</h2>", _metrics_table(metrics)]
     cm = metrics.get("confusion_matrix")
     if cm is not None:
@@ -153,6 +156,16 @@ def write_html_report(
             for name in images
         )
         parts += ["<h2>Figures</h2>", f'<div class="figures">\n{figures}\n</div>']
+    for heading, (names, caption) in (image_sections or {}).items():
+        parts += [
+            f"<h2>{html.escape(heading)}</h2>",
+            f'<p class="caption">{html.escape(caption)}</p>',
+        ]
+        parts += [
+            f'<figure class="wide"><img src="{html.escape(name, quote=True)}" '
+            f'alt="{html.escape(heading)}: {html.escape(name)}"></figure>'
+            for name in names
+        ]
     for heading, frame in (extra_tables or {}).items():
         table = frame.to_html(float_format=lambda x: f"{x:.4f}", border=0, na_rep="n/a")
         parts += [f"<h2>{html.escape(heading)}</h2>", table]

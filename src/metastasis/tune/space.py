@@ -87,6 +87,10 @@ class SearchSpace:
     def grid(self) -> dict[str, list[Any]]:
         return {p.name: p.grid_values() for p in self.params}
 
+    def settings(self) -> set[str]:
+        """Every setting the space decides: searched or fixed."""
+        return {*self.names, *self.fixed}
+
     def grid_points(self) -> list[dict[str, Any]]:
         grid = self.grid()
         return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]

@@ -1,0 +1,1 @@
+"""The REST service and web page (`metastasis serve`): `app.create_app(checkpoint)`."""

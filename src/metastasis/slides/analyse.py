@@ -1,0 +1,267 @@
+"""One slide, end to end: open, tissue mask, tiles, classify (reading overlaps compute), regions.
+
+``analyse_slide`` is the Python API for one slide; ``run_slides`` (``slides.run``) calls it for
+each slide of a folder run. Reading happens in worker threads (each with its own handle on
+the slide) that stay a few blocks ahead of the classifier: 1 on a CPU, where the two cores are
+the model's, 4 on a GPU. A tile whose pixels fail to decode is marked ``decode_error`` and
+counted; the slide goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from metastasis.errors import DataError
+from metastasis.slides import staging
+from metastasis.slides.classify import SlideClassifier
+from metastasis.slides.reader import SlideReader, open_slide, read_scaled
+from metastasis.slides.regions import Lesion, find_lesions
+from metastasis.slides.tiling import Block, Geometry, blocks, make_geometry, tissue_fractions
+from metastasis.slides.tissue import Thumbnail, read_thumbnail, tissue_mask
+
+log = logging.getLogger(__name__)
+
+THUMB_PX_PER_TILE = 16  # thumbnail resolution: a tile is about this many thumbnail pixels wide
+MIN_TISSUE = 0.25  # tiles with less tissue than this (share of the tile) are not classified
+STATUS_NONE, STATUS_OK, STATUS_DECODE_ERROR = 0, 1, 2
+
+
+@dataclass
+class SlideResult:
+    """Everything measured on one slide; ``outputs.write_slide_outputs`` writes it."""
+
+    slide_id: str
+    path: Path
+    reader: str
+    geometry: Geometry
+    thumbnail: Thumbnail
+    tissue: np.ndarray  # thumbnail-sized bool mask
+    tissue_threshold: float
+    fractions: np.ndarray  # rows x cols tissue share per tile
+    probability: np.ndarray  # rows x cols float32, NaN where not classified
+    status: np.ndarray  # rows x cols uint8 (STATUS_*)
+    lesions: list[Lesion]
+    threshold: float
+    category: str
+    seconds: float
+    mode: str
+    engine: str
+    tta: str
+    cutoffs_mm: tuple[float, float]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cell_origin(self) -> tuple[float, float]:
+        """Level-0 (x, y) of cell (0, 0)'s top-left corner."""
+        g = self.geometry
+        o = (g.patch - g.stride) / 2 * g.level0_per_model
+        return o, o
+
+    @property
+    def cell_step(self) -> float:
+        return self.geometry.stride * self.geometry.level0_per_model
+
+    def summary(self) -> dict[str, Any]:
+        g = self.geometry
+        classified = int((self.status == STATUS_OK).sum())
+        largest = self.lesions[0].diameter_mm if self.lesions else None
+        return {
+            "slide": self.slide_id,
+            "path": str(self.path),
+            "reader": self.reader,
+            "level": g.level,
+            "level_mpp": g.level_mpp,
+            "mpp": g.mpp0,
+            "model_mpp": g.model_mpp,
+            "scale": g.scale,
+            "stride": g.stride,
+            "mode": self.mode,
+            "engine": self.engine,
+            "tta": self.tta,
+            "threshold": self.threshold,
+            "tissue_threshold": self.tissue_threshold,
+            "tissue_area_mm2": float(self.tissue.sum()) * (self.thumbnail.mpp / 1000.0) ** 2,
+            "tiles_classified": classified,
+            "tiles_failed": int((self.status == STATUS_DECODE_ERROR).sum()),
+            "lesions": len(self.lesions),
+            "tumour_area_mm2": float(sum(les.area_mm2 for les in self.lesions)),
+            "largest_diameter_mm": largest,
+            "category": self.category,
+            "category_cutoffs_mm": {"itc": self.cutoffs_mm[0], "micro": self.cutoffs_mm[1]},
+            "seconds": round(self.seconds, 3),
+            "tiles_per_s": round(classified / self.seconds, 1) if self.seconds > 0 else None,
+            "notes": self.notes,
+            "research_use_only": "not a diagnosis",
+        }
+
+
+def _prefetch(
+    path: Path,
+    mpp: float | None,
+    reader: str,
+    geo: Geometry,
+    todo: list[Block],
+    workers: int,
+) -> Iterator[tuple[Block, Any]]:
+    """Read and resample blocks in ``workers`` threads, a few ahead; yield them in order."""
+    local = threading.local()
+    handles: list[SlideReader] = []
+    lock = threading.Lock()
+
+    def read(block: Block) -> Any:
+        slide = getattr(local, "slide", None)
+        if slide is None:
+            slide = local.slide = open_slide(path, mpp, reader)
+            with lock:
+                handles.append(slide)
+        s = geo.scale
+        x, y = block.col * geo.stride * s, block.row * geo.stride * s
+        return read_scaled(slide, geo.level, x, y, block.side * s, block.side * s,
+                           block.side, block.side)  # fmt: skip
+
+    ahead = max(2, 2 * workers)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slide-reader")
+    try:
+        pending: list[tuple[Block, Future[Any]]] = []
+        it = iter(todo)
+        for block in it:
+            pending.append((block, pool.submit(read, block)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            block, fut = pending.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(read, nxt)))
+            yield block, fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for h in handles:
+            h.close()
+
+
+def analyse_slide(
+    path: str | Path,
+    classifier: SlideClassifier | str | Path | Any,
+    *,
+    stride: int = 96,
+    engine: str = "auto",
+    tta: str | None = None,
+    device: str = "auto",
+    fully_conv: str = "auto",
+    slide_id: str | None = None,
+    mpp: float | None = None,
+    reader: str = "auto",
+    tissue_threshold: float | None = None,
+    min_tissue: float = MIN_TISSUE,
+    itc_mm: float = staging.ITC_MM,
+    micro_mm: float = staging.MICRO_MM,
+    workers: int | None = None,
+    progress: bool = True,
+) -> SlideResult:
+    """Classify the tissue of one slide; nothing is written here (``write_slide_outputs``).
+
+    ``classifier``: a ``SlideClassifier`` (made once for many slides), or a checkpoint / run
+    folder / ``Bundle``, made into one with ``stride``, ``engine``, ``tta``, ``device`` and
+    ``fully_conv`` (ignored when a classifier is given)."""
+    start = time.perf_counter()
+    if not isinstance(classifier, SlideClassifier):
+        classifier = SlideClassifier.from_checkpoint(
+            classifier, stride=stride, engine=engine, tta=tta, device=device, fully_conv=fully_conv
+        )
+    p = Path(path)
+    sid = slide_id or p.name
+    notes: list[str] = []
+    if not 0.0 <= min_tissue <= 1.0:
+        raise DataError(f"--min-tissue must be between 0 and 1, got {min_tissue}")
+    with open_slide(p, mpp, reader) as slide:
+        reader_name = slide.name
+        geo = make_geometry(slide, classifier.model_mpp, classifier.patch, classifier.stride)
+        thumb = read_thumbnail(slide, classifier.model_mpp * classifier.patch / THUMB_PX_PER_TILE)
+    tile_px = classifier.patch * classifier.model_mpp / thumb.mpp
+    mask, used_threshold = tissue_mask(
+        thumb.pixels, tissue_threshold, int((tile_px / 2) ** 2), thumb.bad
+    )
+    fractions = tissue_fractions(geo, mask, thumb.downsample)
+    selected = fractions >= max(min_tissue, 1e-9)
+    probability = np.full((geo.rows, geo.cols), np.nan, np.float32)
+    status = np.zeros((geo.rows, geo.cols), np.uint8)
+    if geo.rows == 0 or geo.cols == 0:
+        notes.append(f"the slide is smaller than one {geo.patch} px tile: nothing classified")
+        log.warning("%s: smaller than one tile; nothing classified", sid)
+    elif not selected.any():
+        notes.append("no tissue found: nothing classified")
+        log.warning("%s: no tissue found; nothing classified", sid)
+    n = classifier.n
+    todo = blocks(geo, selected, n)
+    if workers is None:
+        workers = 1 if classifier.device.type == "cpu" else 4
+    bar = tqdm(total=int(selected.sum()), desc=sid[:40], unit="tile", disable=not progress,
+               leave=False, smoothing=0.1)  # fmt: skip
+    try:
+        for block, region in _prefetch(p, mpp, reader, geo, todo, max(1, workers)):
+            rs = slice(block.row, block.row + n)
+            cs = slice(block.col, block.col + n)
+            sel = np.zeros((n, n), bool)
+            part = selected[rs, cs]
+            sel[: part.shape[0], : part.shape[1]] = part
+            if region.bad is not None:
+                broken = _broken_tiles(region.bad, n, geo.stride, geo.patch) & sel
+                status[rs, cs][broken[: part.shape[0], : part.shape[1]]] = STATUS_DECODE_ERROR
+                sel &= ~broken
+            probs = classifier.classify(region.pixels, sel)
+            h, w = part.shape
+            done = sel[:h, :w]
+            probability[rs, cs][done] = probs[:h, :w][done]
+            status[rs, cs][done] = STATUS_OK
+            bar.update(int(part.sum()))
+    finally:
+        bar.close()
+    failed = int((status == STATUS_DECODE_ERROR).sum())
+    if failed:
+        notes.append(f"{failed} tiles could not be decoded (status decode_error in tiles.csv)")
+        log.warning("%s: %d tiles could not be decoded; marked in tiles.csv", sid, failed)
+    threshold = classifier.threshold
+    cell = (geo.patch - geo.stride) / 2 * geo.level0_per_model
+    lesions = find_lesions(
+        probability, threshold, (cell, cell), geo.stride * geo.level0_per_model, geo.mpp0
+    )
+    largest = lesions[0].diameter_mm if lesions else None
+    category = staging.slide_category(largest, itc_mm, micro_mm)
+    seconds = time.perf_counter() - start
+    result = SlideResult(
+        sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,
+        lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
+        classifier.tta, (itc_mm, micro_mm), notes,
+    )  # fmt: skip
+    done_tiles = int((status == STATUS_OK).sum())
+    log.info(
+        "%s: %s, level %d (%.3f um/px, scale %.3f), %d tiles in %.1f s (%.0f tiles/s, %s), "
+        "%d lesions, largest %s: %s",
+        sid, reader_name, geo.level, geo.level_mpp, geo.scale, done_tiles, seconds,
+        done_tiles / seconds if seconds > 0 else 0.0, classifier.mode, len(lesions),
+        f"{largest:.2f} mm" if largest is not None else "none", category,
+    )  # fmt: skip
+    return result
+
+
+def _broken_tiles(bad: np.ndarray, n: int, stride: int, patch: int) -> np.ndarray:
+    out = np.zeros((n, n), bool)
+    if not bad.any():
+        return out
+    for r in range(n):
+        for c in range(n):
+            out[r, c] = bool(
+                bad[r * stride : r * stride + patch, c * stride : c * stride + patch].any()
+            )
+    return out

@@ -1,0 +1,125 @@
+"""A slide's outputs, each written atomically into ``DIR/<slide>/``; ``summary.json`` last.
+
+``summary.json`` is the completion marker: a slide folder without it (a run killed while
+writing) is incomplete, is never reported, and is redone by the next run.
+
+* ``tiles.csv``: one row per tissue tile: row, col, x, y (level-0 pixels of the tile's
+  top-left corner), level, tissue_fraction, probability, status (``ok`` / ``decode_error``);
+* ``probability.npy`` (rows x cols float32, NaN where not classified) and ``probability.json``
+  (level-0 origin and step of the cells, tile size, mpp, level, scale);
+* ``tissue.png`` (the mask at thumbnail resolution), ``thumbnail.png``, ``heatmap.png``;
+* ``regions.geojson``: lesions (and with ``geojson_tiles`` one feature per tile);
+* ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metastasis.io import atomic_path, atomic_write_bytes, atomic_write_json, output_dir
+from metastasis.slides.analyse import STATUS_DECODE_ERROR, STATUS_OK, SlideResult
+from metastasis.slides.regions import feature_collection
+
+SUMMARY = "summary.json"
+STATUS_NAMES = {STATUS_OK: "ok", STATUS_DECODE_ERROR: "decode_error"}
+
+
+def is_complete(folder: Path) -> bool:
+    """True when ``folder`` holds a finished slide (a readable ``summary.json``)."""
+    return read_summary(folder) is not None
+
+
+def read_summary(folder: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("complete") is True else None
+
+
+def tiles_table(result: SlideResult) -> pd.DataFrame:
+    g = result.geometry
+    rows, cols = np.nonzero(result.status != 0)
+    x, y = g.tile_origin_level0(rows, cols)
+    return pd.DataFrame(
+        {
+            "row": rows,
+            "col": cols,
+            "x": np.round(x).astype(np.int64),
+            "y": np.round(y).astype(np.int64),
+            "level": g.level,
+            "tissue_fraction": np.round(result.fractions[rows, cols], 4),
+            "probability": result.probability[rows, cols],
+            "status": np.where(
+                result.status[rows, cols] == STATUS_OK,
+                STATUS_NAMES[STATUS_OK],
+                STATUS_NAMES[STATUS_DECODE_ERROR],
+            ),
+        }
+    )
+
+
+def probability_meta(result: SlideResult) -> dict[str, Any]:
+    g = result.geometry
+    return {
+        "shape": [g.rows, g.cols],
+        "cell_origin_level0": list(result.cell_origin),
+        "tile_origin_level0": [0.0, 0.0],
+        "step_level0": result.cell_step,
+        "tile_size_level0": g.patch * g.level0_per_model,
+        "stride_model_px": g.stride,
+        "patch_model_px": g.patch,
+        "model_mpp": g.model_mpp,
+        "mpp": g.mpp0,
+        "level": g.level,
+        "level_mpp": g.level_mpp,
+        "scale": g.scale,
+        "threshold": result.threshold,
+        "note": "cell (r, c) covers level-0 x in [ox + c*step, ox + (c+1)*step), same for y; "
+        "tile (r, c) has its top-left corner at level-0 (c, r) * step",
+    }
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_slide_outputs(
+    result: SlideResult, folder: Path, geojson_tiles: bool = False
+) -> dict[str, Any]:
+    """Write every output of ``result`` into ``folder``; returns the summary (written last)."""
+    from metastasis.slides.heatmap import heatmap_figure
+
+    output_dir(folder)
+    with atomic_path(folder / "tiles.csv") as tmp:
+        tiles_table(result).to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(folder / "probability.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, result.probability)
+    atomic_write_json(folder / "probability.json", probability_meta(result))
+    atomic_write_bytes(folder / "tissue.png", _png(result.tissue.astype(np.uint8) * 255))
+    atomic_write_bytes(folder / "thumbnail.png", _png(result.thumbnail.pixels))
+    fig = heatmap_figure(result)
+    with atomic_path(folder / "heatmap.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    tiles = None
+    if geojson_tiles:
+        ok = np.argwhere(result.status == STATUS_OK)
+        g = result.geometry
+        tiles = [
+            (g.cell_bounds_level0(int(r), int(c)), float(result.probability[r, c])) for r, c in ok
+        ]
+    atomic_write_json(folder / "regions.geojson", feature_collection(result.lesions, tiles))
+    summary = {**result.summary(), "outputs": str(folder), "complete": True}
+    atomic_write_json(folder / SUMMARY, summary)
+    return summary

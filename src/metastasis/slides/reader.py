@@ -1,0 +1,289 @@
+"""Slide readers: one small interface over OpenSlide, tifffile and PIL, reading regions lazily.
+
+``open_slide(path, mpp=None, reader="auto")`` returns a ``SlideReader``: the pyramid's level
+sizes and downsamples, microns per pixel (from the file's metadata, or ``mpp`` to override it)
+and ``read_region(level, x, y, w, h)``, which decodes only the tiles that the region touches.
+Nothing ever holds a whole level.
+
+* ``openslide`` (openslide-python + the openslide-bin wheel): SVS, NDPI, MRXS, SCN, BIF,
+  generic tiled TIFF and the rest of what OpenSlide reads.
+* ``tifffile`` (``tiff_reader``): tiled or stripped TIFF, pyramidal (SubIFDs or
+  reduced-resolution pages) and OME-TIFF, without OpenSlide; the only tiles decoded are those
+  a region touches, and a tile that fails to decode is reported in the region's ``bad`` mask
+  instead of stopping the slide.
+* ``image`` (PIL): plain PNG / JPEG / small TIFF images, up to ``MAX_IMAGE_PIXELS``.
+
+``auto`` picks tifffile for ``.tif``/``.tiff`` (and OpenSlide if tifffile cannot read it), PIL
+for PNG/JPEG and OpenSlide for everything else. Every problem with a file is a ``DataError``
+with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metastasis.errors import DataError
+
+log = logging.getLogger(__name__)
+
+READERS = ("auto", "openslide", "tifffile", "image")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
+SLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"}
+MAX_SIDE = 1 << 20  # 1,048,576 px: larger level sides are refused as absurd
+MAX_IMAGE_PIXELS = 20_000 * 20_000  # plain images are decoded whole; beyond this: use a TIFF
+MAX_MPP = 50.0  # a resolution tag coarser than this (e.g. 72 dpi) is a screen default, not a scan
+BACKGROUND = 255  # value of pixels outside the slide
+
+
+@dataclass
+class Region:
+    """RGB uint8 pixels of a region, and where (if anywhere) tiles failed to decode."""
+
+    pixels: np.ndarray  # H x W x 3 uint8
+    bad: np.ndarray | None = None  # H x W bool, True where a tile failed to decode
+
+    @property
+    def failed(self) -> bool:
+        return self.bad is not None and bool(self.bad.any())
+
+
+class SlideReader:
+    """Levels (finest first), their sizes and downsamples, the level-0 mpp, lazy regions."""
+
+    name = "base"
+
+    def __init__(self, path: Path, dimensions: list[tuple[int, int]], mpp: float | None) -> None:
+        self.path = path
+        self.dimensions = dimensions  # (width, height) per level
+        self.mpp = mpp  # microns per pixel at level 0
+        _check_dimensions(path, dimensions)
+        w0, h0 = dimensions[0]
+        self.downsamples = [(w0 / w + h0 / h) / 2 for w, h in dimensions]
+
+    @property
+    def level_count(self) -> int:
+        return len(self.dimensions)
+
+    def level_mpp(self, level: int) -> float:
+        if self.mpp is None:
+            raise DataError(f"{self.path}: no resolution known")
+        return self.mpp * self.downsamples[level]
+
+    def read_region(self, level: int, x: int, y: int, w: int, h: int) -> Region:
+        """Pixels ``[y, y+h) x [x, x+w)`` of ``level`` (level coordinates); outside: white."""
+        width, height = self.dimensions[level]
+        out = np.full((h, w, 3), BACKGROUND, np.uint8)
+        bad: np.ndarray | None = None
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+        if x1 > x0 and y1 > y0:
+            inner = self._read(level, x0, y0, x1 - x0, y1 - y0)
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = inner.pixels
+            if inner.bad is not None:
+                bad = np.zeros((h, w), bool)
+                bad[y0 - y : y1 - y, x0 - x : x1 - x] = inner.bad
+        return Region(out, bad)
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> Region:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file."""
+
+    def __enter__(self) -> SlideReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_dimensions(path: Path, dims: list[tuple[int, int]]) -> None:
+    if not dims:
+        raise DataError(f"{path}: no image levels")
+    for i, (w, h) in enumerate(dims):
+        if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+            raise DataError(f"{path}: level {i} has absurd dimensions {w} x {h} px")
+    if any(w > dims[0][0] or h > dims[0][1] for w, h in dims):
+        raise DataError(f"{path}: a reduced level is larger than level 0 ({dims})")
+
+
+# ----------------------------------------------------------------------------- OpenSlide
+
+
+class OpenSlideReader(SlideReader):
+    name = "openslide"
+
+    def __init__(self, path: Path, mpp: float | None) -> None:
+        import openslide
+
+        self._openslide = openslide
+        try:
+            self._slide = openslide.OpenSlide(str(path))
+        except Exception as exc:  # OpenSlideUnsupportedFormatError, OpenSlideError, OSError
+            raise DataError(f"{path}: not a slide OpenSlide can read ({_first(exc)})") from None
+        props = self._slide.properties
+        file_mpp = _positive(props.get(openslide.PROPERTY_NAME_MPP_X))
+        super().__init__(path, list(self._slide.level_dimensions), mpp or file_mpp)
+        self.vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "")
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> Region:
+        d = self.downsamples[level]
+        try:
+            rgba = np.asarray(self._slide.read_region((round(x * d), round(y * d)), level, (w, h)))
+        except Exception as exc:  # OpenSlide leaves the handle unusable after an error
+            log.warning("%s: region at level %d (%d, %d) unreadable: %s", self.path, level,
+                        x, y, _first(exc))  # fmt: skip
+            self._reopen()
+            return Region(np.full((h, w, 3), BACKGROUND, np.uint8), np.ones((h, w), bool))
+        rgb = rgba[..., :3].copy()
+        rgb[rgba[..., 3] == 0] = BACKGROUND  # transparent = no data: background
+        return Region(rgb)
+
+    def _reopen(self) -> None:
+        with contextlib.suppress(Exception):
+            self._slide.close()
+        self._slide = self._openslide.OpenSlide(str(self.path))
+
+    def close(self) -> None:
+        self._slide.close()
+
+
+def _plausible(value: float | None, factor: float) -> float | None:
+    if value is None:
+        return None
+    mpp = value * factor
+    return mpp if 0 < mpp < MAX_MPP else None
+
+
+def _positive(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+# ----------------------------------------------------------------------------- PIL
+
+
+class ImageReader(SlideReader):
+    """A plain image, decoded once (small images only): one level."""
+
+    name = "image"
+
+    def __init__(self, path: Path, mpp: float | None) -> None:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise DataError(
+                        f"{path}: {im.width} x {im.height} px is too large for a plain image; "
+                        "write it as a tiled pyramidal TIFF"
+                    )
+                dpi = im.info.get("dpi")
+                self._pixels = np.asarray(im.convert("RGB"))
+        except DataError:
+            raise
+        except Exception as exc:  # UnidentifiedImageError, OSError (truncated), ...
+            raise DataError(f"{path}: not a readable image ({_first(exc)})") from None
+        file_mpp = _plausible(25_400.0 / float(dpi[0]), 1.0) if dpi and dpi[0] else None
+        h, w = self._pixels.shape[:2]
+        super().__init__(path, [(w, h)], mpp or file_mpp)
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> Region:
+        return Region(self._pixels[y : y + h, x : x + w])
+
+
+# ----------------------------------------------------------------------------- opening
+
+
+def open_slide(path: str | Path, mpp: float | None = None, reader: str = "auto") -> SlideReader:
+    """Open ``path`` with ``reader`` (``READERS``); ``mpp`` overrides the file's resolution.
+
+    Raises ``DataError`` (one line) for a missing file, a file that is not a slide, absurd
+    level sizes, or a slide with no resolution and no ``mpp``.
+    """
+    p = Path(path)
+    if reader not in READERS:
+        raise DataError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
+    if mpp is not None and not (0 < mpp < MAX_MPP):
+        raise DataError(f"--mpp {mpp} is not a plausible resolution (0 < mpp < {MAX_MPP:g})")
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    kind = reader
+    if kind == "auto":
+        kind = (
+            "image" if suffix in IMAGE_SUFFIXES
+            else "tifffile" if suffix in TIFF_SUFFIXES
+            else "openslide"
+        )  # fmt: skip
+    slide: SlideReader
+    if kind == "image":
+        slide = ImageReader(p, mpp)
+    elif kind == "tifffile":
+        from metastasis.slides.tiff_reader import TiffReader
+
+        try:
+            slide = TiffReader(p, mpp)
+        except DataError as tiff_error:
+            if reader != "auto" or not _has_openslide():
+                raise
+            try:
+                slide = OpenSlideReader(p, mpp)
+            except DataError:
+                raise tiff_error from None
+    else:
+        if not _has_openslide():
+            raise DataError(
+                f"{p}: reading this format needs OpenSlide: pip install 'metastasis[wsi]'"
+            )
+        slide = OpenSlideReader(p, mpp)
+    if slide.mpp is None:
+        slide.close()
+        raise DataError(f"{p}: the file records no resolution (microns per pixel); give --mpp")
+    return slide
+
+
+def _has_openslide() -> bool:
+    try:
+        import openslide  # noqa: F401
+    except Exception:  # ImportError, or OSError when the library is missing
+        return False
+    return True
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def read_scaled(
+    slide: SlideReader, level: int, x: float, y: float, w: float, h: float, out_w: int, out_h: int
+) -> Region:
+    """The level region ``[x, x+w) x [y, y+h)`` (float level pixels) resampled to
+    ``out_w x out_h`` pixels (PIL, antialiased bilinear; exact copy when the sizes agree)."""
+    from PIL import Image
+
+    if w == out_w and h == out_h and float(x).is_integer() and float(y).is_integer():
+        return slide.read_region(level, int(x), int(y), out_w, out_h)
+    ix, iy = math.floor(x), math.floor(y)
+    iw, ih = math.ceil(x + w) - ix + 1, math.ceil(y + h) - iy + 1
+    region = slide.read_region(level, ix, iy, iw, ih)
+    box = (x - ix, y - iy, x - ix + w, y - iy + h)
+    pixels = np.asarray(
+        Image.fromarray(region.pixels).resize((out_w, out_h), Image.Resampling.BILINEAR, box)
+    )
+    bad = None
+    if region.bad is not None:
+        small = Image.fromarray(region.bad.astype(np.uint8) * 255)
+        bad = np.asarray(small.resize((out_w, out_h), Image.Resampling.BOX, box)) > 0
+    return Region(pixels, bad)
