@@ -15,7 +15,7 @@ MIN_FIGURES = {  # pictures each notebook shows inline
     "01_data_and_eda": 6,
     "02_train_and_evaluate": 4,
     "03_tune": 3,
-    "04_use_a_model": 1,
+    "04_use_a_model": 3,  # mistakes, Grad-CAM, the slide heatmap
 }
 
 
