@@ -85,6 +85,7 @@ def test_the_site_has_every_page(site: Path) -> None:
         "threshold/index.html",
         "bad-input/index.html",
         "scaling/index.html",
+        "using-models/index.html",
         "reference/index.html",
         "notebooks/01_data_and_eda/index.html",
         "notebooks/04_use_a_model/index.html",
