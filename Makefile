@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DATA ?= data/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format pytest bench clean
+.PHONY: demo test lint format pytest bench clean docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,13 +36,18 @@ pytest: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks docs/hooks
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, docs/) into site/, with --strict: any warning fails. The
+# notebooks are executed once here for their figures (never stored with outputs).
+docs: $(VENV)/.installed-dev
+	METASTASIS_DOCS_EXECUTE=true $(BIN)/mkdocs build --strict --site-dir site
+
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks docs/hooks
+	$(BIN)/ruff check --fix src tests benchmarks docs/hooks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info site

@@ -1,11 +1,19 @@
-"""A loaded model plus its preprocessing: probabilities for uint8 patches."""
+"""A loaded model plus its preprocessing: probabilities and labels for patches.
+
+`Predictor.predict` is the call a notebook needs: arrays, image files or a data folder in, a
+table of ``id, probability, prediction`` (and ``truth`` for labelled data) out, at the
+checkpoint's threshold. Inputs are read as the CLI reads them (`inference.inputs`).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -16,10 +24,31 @@ from metastasis.data.dataset import PatchDataset, passthrough
 from metastasis.engine.checkpoint import FILENAME, Bundle, checkpoint_path, load_checkpoint
 from metastasis.engine.loop import TTA_MODES, EpochOutput, predict
 from metastasis.engine.memory import configure_malloc
-from metastasis.errors import MetastasisError
+from metastasis.errors import DataError, MetastasisError
 from metastasis.export.onnx import RUN_ONNX
+from metastasis.inference import inputs as read
 from metastasis.inference.runtime import Engine, make_engine
 from metastasis.transforms.presets import Preprocessing
+
+log = logging.getLogger(__name__)
+
+
+def _is_data(inputs: object) -> TypeGuard[str | Path]:
+    """A folder, or a PCam HDF5 file: read through the cache."""
+    return isinstance(inputs, (str, Path)) and (
+        Path(inputs).is_dir() or Path(inputs).name.endswith((".h5", ".h5.gz"))
+    )
+
+
+def _paths(inputs: object) -> list[Path]:
+    if isinstance(inputs, (str, Path)):
+        return [Path(inputs)]
+    if isinstance(inputs, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inputs):
+        return [Path(p) for p in inputs]
+    raise DataError(
+        f"expected uint8 patches, an image file, a list of image files or a data folder; "
+        f"got {type(inputs).__name__}"
+    )
 
 
 def auto_device(device: str = "auto") -> torch.device:
@@ -96,16 +125,99 @@ class Predictor:
         self.bundle = bundle
         return self
 
-    def predict_proba(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Probabilities for an in-memory batch of uint8 patches."""
-        x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
-        if x.ndim == 3:
-            x = x.unsqueeze(0)
+    def predict_proba(self, images: read.Inputs, resize: bool = False) -> np.ndarray:
+        """Probabilities, one per patch in the order given: uint8 patches (N x 96 x 96 x 3, or
+        one 96 x 96 x 3), or image files. A patch that is not 96x96 is refused (`DataError`)
+        unless ``resize``; so is a file that cannot be used (use `predict` to leave such files
+        out and list them)."""
+        if not read.is_array(images):
+            patches = read.read_files(_paths(images), resize)
+            if len(patches.excluded):
+                row = patches.excluded.iloc[0]
+                raise DataError(f"{row['source']}: {row['problem']}: {row['detail']}")
+            images = patches.images
+        x = read.as_patch_batch(images, resize)  # type: ignore[arg-type]
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
         batches = [
             (x[i : i + self.batch_size], torch.full((min(self.batch_size, len(x) - i),), -1))
             for i in range(0, len(x), self.batch_size)
         ]
         return self._predict(batches).probs
+
+    def predict(
+        self,
+        inputs: read.Inputs,
+        resize: bool = False,
+        split: str | None = None,
+        cache_dir: str | Path | None = None,
+        progress: bool = False,
+    ) -> pd.DataFrame:
+        """A table of ``id, probability, prediction`` (1 where the probability reaches
+        ``self.threshold``, the checkpoint's), plus ``truth`` when the data has labels.
+
+        ``inputs``: uint8 patches (ids ``0..N-1``), an image file or a list of them (ids: the
+        file names without extension), or a data folder / PCam file (any layout; ``split``
+        as in ``metastasis predict``, default ``test`` or the only split; read through the
+        cache in ``cache_dir``). As in the CLI, files that cannot be used are left out: they
+        are listed in ``table.attrs["excluded"]`` (id, source, problem, detail) and logged.
+        A patch that is not 96x96 is refused unless ``resize=True``.
+        """
+        if read.is_array(inputs):
+            x = read.as_patch_batch(inputs, resize)  # type: ignore[arg-type]
+            patches = read.Patches(np.arange(len(x)).astype(str).astype(object), x.numpy())
+            probs = self.predict_proba(patches.images)
+        elif _is_data(inputs):
+            patches, probs = self._predict_data(inputs, resize, split, cache_dir, progress)
+        else:
+            patches = read.read_files(_paths(inputs), resize)
+            probs = self.predict_proba(patches.images)
+        table = pd.DataFrame(
+            {
+                "id": patches.ids,
+                "probability": probs.astype(np.float64),
+                "prediction": (probs >= self.threshold).astype(np.int64),
+            }
+        )
+        if patches.truth is not None:
+            table["truth"] = patches.truth
+        table.attrs["excluded"] = patches.excluded
+        if len(patches.excluded):
+            log.warning(
+                "%d files could not be predicted (e.g. %s: %s); listed in table.attrs['excluded']",
+                len(patches.excluded),
+                patches.excluded["source"].iloc[0],
+                patches.excluded["problem"].iloc[0],
+            )
+        return table
+
+    def _predict_data(
+        self,
+        path: str | Path,
+        resize: bool,
+        split: str | None,
+        cache_dir: str | Path | None,
+        progress: bool,
+    ) -> tuple[read.Patches, np.ndarray]:
+        cached = read.open_folder(path, split, cache_dir, progress)
+        idx = cached.usable_indices()
+        probs, _ = self.predict_split(cached, idx, progress)
+        truth = cached.labels[idx].astype(np.int64) if cached.labelled else None
+        patches = read.Patches(cached.ids[idx], np.zeros((0, *read.PATCH_SHAPE), np.uint8), truth)
+        excluded = cached.excluded()
+        if resize:  # the rows refused only for their size, resized, in their place
+            rows, extra = read.resized_rows(cached, path)
+            order = np.argsort(np.concatenate([idx, rows]), kind="stable")
+            probs = np.concatenate([probs, self.predict_proba(extra.images)])[order]
+            patches.ids = np.concatenate([patches.ids, extra.ids])[order]
+            if truth is not None and extra.truth is not None:
+                patches.truth = np.concatenate([truth, extra.truth])[order]
+            excluded = pd.concat(
+                [excluded[excluded["problem"] != read.WRONG_SIZE], extra.excluded],
+                ignore_index=True,
+            )
+        patches.excluded = excluded
+        return patches, probs
 
     def _predict(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> EpochOutput:
         return predict(
