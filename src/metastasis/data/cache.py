@@ -14,25 +14,19 @@ free space is checked and ``images.npy`` is reserved in full, so a disk that fil
 error line (never SIGBUS from the memory map, never a cache that looks complete); decoding
 workers die with the process that started them.
 
-A PCam HDF5 file is read under one policy (`_open_h5`, `_dataset`): a regular file, plain
-datasets only (no external or soft links, no external storage, no virtual datasets: a data file
-never makes the tool open another file), and every patch it declares actually stored.
+PCam HDF5 files are opened and checked by `data.pcam_h5` (one policy: a data file never makes
+the tool open another file, and every patch it declares is stored); this module copies the rows.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
-import zlib
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
@@ -41,11 +35,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from metastasis.data import pcam_h5
 from metastasis.data.decode import PATCH_SHAPE, decode_file, pixel_digest
 from metastasis.data.layouts import BAD_LABEL, Finding, Listing, open_layout
-from metastasis.errors import DataError, OutputError, first_line
+from metastasis.errors import OutputError
 from metastasis.io import (
-    atomic_path,
     atomic_write_json,
     dir_mode,
     ensure_free_space,
@@ -347,64 +341,11 @@ def _relative(path: Path | None, root: Path) -> str:
         return str(path)
 
 
-def _decompressed(path: Path, cache_root: Path) -> Path:
-    """A ``.h5.gz`` file decompressed (streaming, once) into the cache folder."""
-    if path.suffix != ".gz":
-        return path
-    st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
-    out = cache_root / "h5" / f"{path.name[:-3]}.{key[:16]}"
-    if out.is_file():
-        return out
-    _regular_file(path)
-    with atomic_path(out) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
-        while True:  # reading errors are the data's; writing errors become OutputError
-            try:
-                block = src.read(16 << 20)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise DataError(f"{path}: cannot decompress: {first_line(exc)}") from None
-            if not block:
-                break
-            dst.write(block)
-    return out
-
-
-def _regular_file(path: Path) -> None:
-    """A FIFO or device would block or never end: only regular files are opened."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open: {os_problem(exc)}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path}: not a regular file")
-
-
 def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool) -> pd.DataFrame:
     x_path = listing.h5_files[0]
     y_path = listing.h5_files[1] if len(listing.h5_files) > 1 else None
-    with _open_h5(x_path, cache_root) as fx:
-        x = _dataset(fx, "x", x_path)
-        if x.ndim != 4 or tuple(x.shape[1:]) != PATCH_SHAPE or x.dtype != np.uint8:
-            raise DataError(
-                f"{x_path}: dataset 'x' is {x.shape} {x.dtype}, expected N x 96 x 96 x 3 uint8"
-            )
-        n = int(x.shape[0])
-        _require_stored(x, x_path)
-        y_flat = np.full(n, -1, dtype=np.int64)
-        if y_path is not None:
-            with _open_h5(y_path, cache_root) as fy:
-                y = _dataset(fy, "y", y_path)
-                if y.ndim == 0 or y.shape[0] != n or int(np.prod(y.shape[1:])) != 1:
-                    raise DataError(
-                        f"{y_path}: dataset 'y' is {y.shape}, expected {n} x 1 x 1 x 1 "
-                        f"to match {x_path.name}"
-                    )
-                if y.dtype.kind not in "biu":  # a float label is never rounded into a class
-                    raise DataError(
-                        f"{y_path}: dataset 'y' is {y.dtype}, expected integer labels 0 and 1"
-                    )
-                _require_stored(y, y_path)
-                y_flat = _read(y, 0, n, y_path).reshape(n).astype(np.int64)
+    with pcam_h5.open_pcam(x_path, y_path, cache_root) as (x, y_flat):
+        n = len(y_flat)
         images = _new_images(tmp / "images.npy", n)
         digests = []
         block = 2048
@@ -416,11 +357,12 @@ def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool
             leave=False,
         ) as bar:
             for s in range(0, n, block):
-                arr = _read(x, s, min(s + block, n), x_path)
+                arr = pcam_h5.read_rows(x, s, min(s + block, n), x_path)
                 images[s : s + len(arr)] = arr
                 digests += [pixel_digest(a) for a in arr]
                 bar.update(len(arr))
         images.flush()
+    bad = ~np.isin(y_flat, (0, 1)) if y_path is not None else np.zeros(n, bool)
     bad = ~np.isin(y_flat, (0, 1)) if y_path is not None else np.zeros(n, bool)
     return pd.DataFrame(
         {
@@ -432,104 +374,6 @@ def _build_from_h5(listing: Listing, tmp: Path, cache_root: Path, progress: bool
             "digest": digests,
         }
     )
-
-
-@contextmanager
-def _open_h5(path: Path, cache_root: Path) -> Iterator[Any]:
-    """An HDF5 file (decompressing a .h5.gz first); any failure is one DataError naming it."""
-    import h5py
-
-    plain = _decompressed(path, cache_root)
-    _regular_file(plain)
-    try:
-        f = h5py.File(plain, "r")
-    except Exception as exc:  # h5py reports a damaged file in several exception types
-        raise DataError(f"{path}: not a readable HDF5 file ({first_line(exc)})") from None
-    try:
-        yield f
-    finally:
-        f.close()
-
-
-def _dataset(f: Any, name: str, path: Path) -> Any:
-    """The plain dataset ``name``: never through a link, never stored in another file."""
-    import h5py
-
-    try:
-        link = f.get(name, getlink=True)
-        if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
-            kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
-            raise DataError(
-                f"{path}: {name!r} is {kind} to {_link_target(link)}; refused: "
-                "a data file must hold its data itself"
-            )
-        ds = None if link is None else f.get(name)
-        if isinstance(ds, h5py.Dataset):
-            _ = ds.shape, ds.dtype  # damaged metadata fails here, not later
-            if ds.is_virtual:
-                raise DataError(
-                    f"{path}: {name!r} is a virtual dataset (made of other files); refused: "
-                    "a data file must hold its data itself"
-                )
-            if ds.id.get_create_plist().get_external_count():
-                raise DataError(
-                    f"{path}: {name!r} keeps its data in external files; refused: "
-                    "a data file must hold its data itself"
-                )
-    except DataError:
-        raise
-    except Exception as exc:  # as in _open_h5
-        raise DataError(f"{path}: dataset {name!r} unreadable ({first_line(exc)})") from None
-    if ds is None:
-        raise DataError(f"{path}: no dataset {name!r} (has {', '.join(f.keys()) or 'none'})")
-    if not isinstance(ds, h5py.Dataset):
-        raise DataError(f"{path}: {name!r} is a {type(ds).__name__}, expected a dataset")
-    return ds
-
-
-def _link_target(link: Any) -> str:
-    target = getattr(link, "path", "")
-    where = getattr(link, "filename", None)
-    return f"{where}:{target}" if where else str(target)
-
-
-def _require_stored(ds: Any, path: Path) -> None:
-    """Refuse a dataset that declares more data than the file stores (read as fill values,
-    a sparse declaration of millions of patches would make a cache of hundreds of GB)."""
-    import h5py
-
-    try:
-        layout = ds.id.get_create_plist().get_layout()
-        if layout == h5py.h5d.COMPACT or ds.size == 0:
-            return
-        if layout == h5py.h5d.CHUNKED:
-            chunks = ds.chunks
-            needed = int(np.prod([-(-s // c) for s, c in zip(ds.shape, chunks)]))
-            stored = int(ds.id.get_num_chunks())
-            if stored < needed:
-                raise DataError(
-                    f"{path}: dataset {ds.name.lstrip('/')!r} declares {ds.shape[0]:,} rows "
-                    f"but stores {stored:,} of its {needed:,} chunks; refused (incomplete file)"
-                )
-            return
-        stored = int(ds.id.get_storage_size())
-        if stored < ds.size * ds.dtype.itemsize:
-            raise DataError(
-                f"{path}: dataset {ds.name.lstrip('/')!r} declares {ds.shape[0]:,} rows "
-                f"({ds.size * ds.dtype.itemsize:,} bytes) but stores {stored:,} bytes; "
-                "refused (incomplete file)"
-            )
-    except DataError:
-        raise
-    except Exception as exc:  # as in _open_h5
-        raise DataError(f"{path}: dataset {ds.name!r} unreadable ({first_line(exc)})") from None
-
-
-def _read(ds: Any, start: int, stop: int, path: Path) -> np.ndarray:
-    try:
-        return np.asarray(ds[start:stop])
-    except Exception as exc:  # as in _open_h5
-        raise DataError(f"{path}: rows {start}-{stop} unreadable ({first_line(exc)})") from None
 
 
 def open_split(
