@@ -137,9 +137,9 @@ def _dataset(f: Any, name: str, path: Path) -> Any:
                     f"{path}: {name!r} keeps its data in external files; refused: "
                     "a data file must hold its data itself"
                 )
-    except DataError:
-        raise
-    except Exception as exc:  # as in _open_h5
+    except Exception as exc:  # as in open_h5; our own refusals pass through
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{path}: dataset {name!r} unreadable ({first_line(exc)})") from None
     if ds is None:
         raise DataError(f"{path}: no dataset {name!r} (has {', '.join(f.keys()) or 'none'})")
@@ -180,14 +180,14 @@ def _require_stored(ds: Any, path: Path) -> None:
                 f"({ds.size * ds.dtype.itemsize:,} bytes) but stores {stored:,} bytes; "
                 "refused (incomplete file)"
             )
-    except DataError:
-        raise
-    except Exception as exc:  # as in _open_h5
+    except Exception as exc:  # as in open_h5; our own refusals pass through
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{path}: dataset {ds.name!r} unreadable ({first_line(exc)})") from None
 
 
 def read_rows(ds: Any, start: int, stop: int, path: Path) -> np.ndarray:
     try:
         return np.asarray(ds[start:stop])
-    except Exception as exc:  # as in _open_h5
+    except Exception as exc:  # as in open_h5
         raise DataError(f"{path}: rows {start}-{stop} unreadable ({first_line(exc)})") from None
