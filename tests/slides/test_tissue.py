@@ -54,3 +54,22 @@ def test_tissue_fractions_and_blocks_on_a_known_mask() -> None:
     assert np.allclose(frac[:, 2:], 0.0)
     todo = blocks(geo, frac > 0.25, n=2)
     assert [(b.row, b.col, b.side) for b in todo] == [(0, 0, 144), (2, 0, 144)]
+
+
+def test_pale_tissue_next_to_stained_tissue_is_kept() -> None:
+    """Tissue's saturation spreads far wider than glass's: a pale region (fat, loose stroma;
+    saturation about 0.08) beside a stained one (about 0.45) on faintly tinted glass (about
+    0.02). A split by variance (Otsu) falls between the two tissues and drops the pale one; the
+    threshold where the glass peak ends keeps both and still no glass."""
+    rng = np.random.default_rng(3)
+    img = np.empty((120, 120, 3), np.float32)
+    img[:] = (238, 236, 240)  # glass: saturation about 0.02
+    img[10:110, 10:60] = (200, 110, 170)  # stained tissue: saturation 0.45
+    img[10:110, 60:110] = (236, 217, 226)  # pale tissue: saturation 0.08
+    img = np.clip(img + rng.normal(0, 2.0, img.shape), 0, 255).astype(np.uint8)
+    mask, threshold = tissue_mask(img, min_area_px=16)
+    assert 0.05 <= threshold < 0.08
+    assert mask[12:108, 12:58].all() and mask[12:108, 62:108].mean() > 0.95
+    outside = mask.copy()
+    outside[8:112, 8:112] = False
+    assert not outside.any()

@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tissue-threshold",
         type=float,
-        help="saturation (0-1) above which a pixel is tissue (default: Otsu)",
+        help="saturation (0-1) above which a pixel is tissue (default: per slide, where the glass ends)",
     )
     p.add_argument(
         "--min-tissue",
