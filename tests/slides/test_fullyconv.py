@@ -12,7 +12,12 @@ from tests.slides.conftest import random_bundle
 from metastasis.data import synthetic
 from metastasis.engine.loop import predict
 from metastasis.slides.classify import SlideClassifier
-from metastasis.slides.fullyconv import FullyConvolutional, block_side, fully_conv_reason
+from metastasis.slides.fullyconv import (
+    FullyConvolutional,
+    block_side,
+    fully_conv_reason,
+    raw_input,
+)
 
 
 def _block(n: int, stride: int, seed: int = 0) -> np.ndarray:
@@ -49,14 +54,18 @@ def test_fully_convolutional_logits_equal_per_tile_logits(arch: str, stride: int
                 m.running_var.uniform_(0.5, 2.0)
     n = 5
     block = _block(n, stride)
-    prep = bundle.preprocessing
+    # a normalisation that is not the identity, to check the folded one
+    prep = replace(bundle.preprocessing, mean=(0.70, 0.55, 0.68), std=(0.21, 0.26, 0.19))
     fc = FullyConvolutional(model, stride)
+    folded = FullyConvolutional(model, stride, prep)
     with torch.inference_mode():
         block_prep = replace(prep, input_size=block.shape[0])
         whole = fc(block_prep(torch.from_numpy(block)[None])).reshape(n, n)
+        whole_raw = folded(raw_input(torch.from_numpy(block)[None])).reshape(n, n)
         tiles = model(prep(_tiles(block, n, stride))).reshape(n, n)
     assert whole.shape == (n, n)
     assert float((whole - tiles).abs().max()) <= 1e-4
+    assert float((whole_raw - tiles).abs().max()) <= 1e-4
 
 
 @pytest.mark.parametrize("tta", ["none", "d4"])
@@ -65,6 +74,7 @@ def test_classifier_modes_agree_through_the_engines(tta: str) -> None:
     with temperature and D4 TTA, against engine.loop.predict on the tiles."""
     bundle = random_bundle(seed=5)
     bundle.temperature = 1.7
+    bundle.preprocessing = replace(bundle.preprocessing, mean=(0.7, 0.5, 0.6), std=(0.2, 0.3, 0.25))
     fc = SlideClassifier(bundle, stride=32, tta=tta, device="cpu", block_tiles=3)
     tiles_mode = SlideClassifier(
         bundle, stride=32, tta=tta, device="cpu", fully_conv="off", block_tiles=3

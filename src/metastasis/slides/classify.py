@@ -78,12 +78,13 @@ class SlideClassifier:
             reason = f"stride {stride} >= {PATCH}: tiles share no pixels, tile by tile is faster"
         if fully_conv != "off" and not reason:
             self.mode = "fully-convolutional"
-            fc = fullyconv.FullyConvolutional(bundle.build_model(), stride)
-            block_prep = replace(prep, input_size=self.side)
-            runner = make_engine(fc, block_prep, self.device, engine)
+            fc = fullyconv.FullyConvolutional(bundle.build_model(), stride, prep)
+            # the engine's probe: pixel values, as the folded model takes them
+            probe_prep = replace(prep, input_size=self.side, mean=(0.0,) * 3, std=(1 / 255,) * 3)
+            runner = make_engine(fc, probe_prep, self.device, engine)
             self.engine_text = runner.describe()
             self.block = fullyconv.BlockClassifier(
-                runner, block_prep, self.n, self.device, tta, bundle.temperature
+                runner, fullyconv.raw_input, self.n, self.device, tta, bundle.temperature
             )
         else:
             self.mode = "per-tile"

@@ -19,10 +19,16 @@ So the fully convolutional pass is used when: the architecture is ``baseline-cnn
 backbones with padding, strides or global pools of other sizes) are classified tile by tile.
 D4 test-time augmentation is exact too: the grid of a square block maps onto itself under
 rotations and flips, so each view of the block is classified and its map turned back.
+
+The checkpoint's preprocessing (rescale to [0, 1], then per-channel mean and std) is folded
+into the first convolution, which is unpadded, so the converted model takes the block's pixel
+values as they are (0-255, as float): ``W' = W / (255 std_c)``, ``b' = b - sum W mean_c /
+std_c``. That saves two passes over every block (the rescale and a transposing copy).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,10 +60,16 @@ def fully_conv_reason(arch: str, arch_kwargs: dict[str, Any], input_size: int, s
 class FullyConvolutional(nn.Module):
     """The converted model: a ``96 + stride * (n - 1)`` px block -> ``n x n`` logits (flat)."""
 
-    def __init__(self, model: nn.Module, stride: int) -> None:
+    def __init__(
+        self, model: nn.Module, stride: int, preprocessing: Preprocessing | None = None
+    ) -> None:
+        """With ``preprocessing``, the model takes raw pixel values (0-255) instead of its
+        preprocessed input (see the module notes)."""
         super().__init__()
         step = stride // NET_STRIDE
         features: nn.Module = model.features  # type: ignore[assignment]
+        if preprocessing is not None:
+            features = fold_preprocessing(features, preprocessing)
         self.features = features
         layers: list[nn.Module] = []
         first = True
@@ -87,6 +99,28 @@ class FullyConvolutional(nn.Module):
         return self.head(self.features(x)).reshape(-1)
 
 
+def fold_preprocessing(features: nn.Module, preprocessing: Preprocessing) -> nn.Module:
+    """A copy of ``features`` whose first (unpadded) convolution takes raw 0-255 pixels."""
+    import copy
+
+    features = copy.deepcopy(features)
+    first = next(m for m in features.modules() if isinstance(m, nn.Conv2d))
+    if first.in_channels != 3 or first.padding not in ((0, 0), 0, "valid"):
+        raise ValueError("the first convolution must be unpadded with 3 input channels")
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing.std, dtype=torch.float64).view(1, 3, 1, 1)
+    w = first.weight.detach().double()
+    bias = first.bias.detach().double() if first.bias is not None else torch.zeros(len(w))
+    first.weight = nn.Parameter((w / (255.0 * std)).float())
+    first.bias = nn.Parameter((bias - (w * mean / std).sum(dim=(1, 2, 3))).float())
+    return features
+
+
+def raw_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> float32 N x 3 x H x W (contiguous), values unchanged."""
+    return x.permute(0, 3, 1, 2).float().contiguous()
+
+
 def block_side(stride: int, n: int) -> int:
     return PATCH + stride * (n - 1)
 
@@ -95,13 +129,14 @@ class BlockClassifier:
     """Probabilities of every tile of a block (``n x n``) from the block's pixels.
 
     ``engine``: an inference engine (``inference.runtime.make_engine``) made for the
-    ``FullyConvolutional`` model at this block side.
+    ``FullyConvolutional`` model at this block side; ``preprocessing``: what it takes (a
+    ``Preprocessing``, or ``raw_input`` for a model with its preprocessing folded in).
     """
 
     def __init__(
         self,
         engine: Any,
-        preprocessing: Preprocessing,
+        preprocessing: Callable[[torch.Tensor], torch.Tensor],
         n: int,
         device: torch.device,
         tta: str = "none",

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
@@ -45,9 +46,9 @@ def heatmap_figure(result: SlideResult, max_inches: float = 9.0) -> Figure:
         xs = (np.arange(w) + 0.5) * ds
         ax.contour(xs, ys, result.tissue.astype(float), levels=[0.5], colors="#00a0ff",
                    linewidths=0.8)  # fmt: skip
-    for les in result.lesions:
-        x, y = les.polygon.exterior.xy
-        ax.plot(x, y, color="#00ff60", linewidth=1.0)
+    if result.lesions:  # one collection: a dense map can have thousands of lesions
+        outlines = [np.asarray(les.polygon.exterior.coords) for les in result.lesions]
+        ax.add_collection(LineCollection(outlines, colors="#00ff60", linewidths=1.0))
     ax.set_xlim(0, w * ds)
     ax.set_ylim(h * ds, 0)
     ax.set_title(

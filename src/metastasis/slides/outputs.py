@@ -87,11 +87,11 @@ def probability_meta(result: SlideResult) -> dict[str, Any]:
     }
 
 
-def _png(array: np.ndarray) -> bytes:
+def _png(array: np.ndarray, compress_level: int = 6) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
@@ -108,7 +108,9 @@ def write_slide_outputs(
         np.save(fh, result.probability)
     atomic_write_json(folder / "probability.json", probability_meta(result))
     atomic_write_bytes(folder / "tissue.png", _png(result.tissue.astype(np.uint8) * 255))
-    atomic_write_bytes(folder / "thumbnail.png", _png(result.thumbnail.pixels))
+    atomic_write_bytes(
+        folder / "thumbnail.png", _png(result.thumbnail.pixels, compress_level=1)
+    )  # the largest: fast
     fig = heatmap_figure(result)
     with atomic_path(folder / "heatmap.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -76,10 +76,12 @@ def read_thumbnail(slide: SlideReader, target_mpp: float) -> Thumbnail:
 
 def saturation(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """HSV saturation and value (0-1) of a uint8 RGB image."""
-    x = rgb.astype(np.float32) / 255.0
-    hi, lo = x.max(axis=-1), x.min(axis=-1)
-    sat = np.where(hi > 0, (hi - lo) / np.maximum(hi, 1e-6), 0.0)
-    return sat.astype(np.float32), hi
+    # channel by channel on uint8: numpy's reductions over a last axis of 3 are slow
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    hi = np.maximum(np.maximum(r, g), b)
+    lo = np.minimum(np.minimum(r, g), b)
+    sat = (hi - lo).astype(np.float32) / np.maximum(hi, 1).astype(np.float32)  # black: 0 / 1
+    return sat, hi.astype(np.float32) / 255.0
 
 
 def tissue_mask(
