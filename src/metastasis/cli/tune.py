@@ -15,9 +15,11 @@ from pathlib import Path
 
 from metastasis.cli.common import (
     add_data_options,
-    add_training_options,
+    add_setting_flags,
+    given_flags,
     progress,
-    training_overrides,
+    setting_values,
+    training_config,
 )
 
 ORDER = 25
@@ -29,6 +31,7 @@ TRIAL_FLAGS = (
     "val_data",
     "val_split",
     "val_fraction",
+    "exclude",
     "model",
     "epochs",
     "batch_size",
@@ -38,12 +41,19 @@ TRIAL_FLAGS = (
     "precision",
     "num_workers",
     "threads",
+    "loggers",
+    "tracking_uri",
+    "experiment",
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, metavar="SPACE.yaml", help="search space")
-    p.add_argument("--config", metavar="BASE.yaml", help="recipe every trial starts from")
+    p.add_argument(
+        "--config",
+        metavar="BASE.yaml",
+        help="recipe every trial starts from (default: none, the settings' defaults)",
+    )
     p.add_argument("--sampler", choices=["grid", "random", "tpe"], default="tpe")
     p.add_argument(
         "--trials", type=int, help="trials in the study (grid: default and at most its size)"
@@ -59,23 +69,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--report-only", action="store_true", help="only write the study's outputs, no trials"
     )
+    from metastasis.config import TrainConfig
+
     g = p.add_argument_group("training options for every trial (override --config)")
-    add_training_options(g, TRIAL_FLAGS)
+    add_setting_flags(g, TrainConfig, TRIAL_FLAGS)
     add_data_options(p, training=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from metastasis.config import resolve_config
     from metastasis.errors import MetastasisError
     from metastasis.tune import TuneSettings, load_space, tune, write_study_report
 
-    flags = training_overrides(args, TRIAL_FLAGS)
-    base = resolve_config(args.config, **flags)
+    flags = setting_values(args, TRIAL_FLAGS) | {"cache_dir": args.cache_dir}
+    base = training_config(args.config, flags)
     space = load_space(args.space)
     # A flag the space also sets would be overridden silently by every trial: refuse instead.
     clash = sorted(k for k, v in flags.items() if v is not None and k in space.settings())
     if clash:
-        given = ", ".join(f"--{k.replace('_', '-')} {flags[k]}" for k in clash)
+        given = ", ".join(" ".join([*given_flags({k: flags[k]}), _shown(flags[k])]) for k in clash)
         raise MetastasisError(
             f"{args.space}: the search space sets {', '.join(clash)}, which every trial would "
             f"use instead of {given}; remove the flag or the entry from the space"
@@ -107,3 +118,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"best config: {result.files['best']}")
     print(f"report:      {result.files['report']}")
     return 0
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
