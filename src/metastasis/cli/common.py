@@ -107,15 +107,16 @@ def setting_values(args: argparse.Namespace, names: Sequence[str]) -> dict[str, 
 
 def training_config(config: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """The --config recipe (or the defaults) with the given flags on top; a dict flag's keys
-    are set in the recipe's dict, its other keys stay."""
-    from metastasis.config import TrainConfig, read_yaml, resolve_config
+    are set in the recipe's dict, its other keys stay. A bad value is reported as the recipe's
+    when the recipe alone has it, else as the options'."""
+    from metastasis.config import build_config, resolve_config
 
-    recipe = read_yaml(config) if config else {}
-    merged = dict(overrides)
-    for name, value in overrides.items():
-        if isinstance(value, dict) and name in TrainConfig.model_fields:
-            merged[name] = {**(recipe.get(name) or {}), **value}
-    return resolve_config(config, **merged)
+    recipe = resolve_config(config).to_dict()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for name, value in given.items():
+        if isinstance(value, dict) and isinstance(recipe.get(name), dict):
+            given[name] = {**recipe[name], **value}
+    return build_config(recipe | given, source="options")
 
 
 def given_flags(values: dict[str, Any]) -> list[str]:
