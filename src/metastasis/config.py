@@ -12,7 +12,7 @@ resolved config is written into every run folder as ``config.yaml``; ``metastasi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -53,6 +53,8 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 ACCELERATORS: tuple[str, ...] = get_args(Accelerator)
 LOGGERS: tuple[str, ...] = get_args(Logger)
 
+S = TypeVar("S", bound="Settings")
+
 
 def setting(
     default: Any = None,
@@ -79,8 +81,9 @@ def setting(
     return Field(default, description=help, json_schema_extra=extra or None, **constraints)
 
 
-class TrainConfig(BaseModel):
-    """One training run: every setting of `metastasis train`, frozen once resolved."""
+class Settings(BaseModel):
+    """A frozen set of declared settings whose problems are one-line `MetastasisError`s naming
+    the setting and the source (``model_validate(values, context={"source": ...})``)."""
 
     model_config = ConfigDict(
         frozen=True,
@@ -89,6 +92,37 @@ class TrainConfig(BaseModel):
         coerce_numbers_to_str=True,  # `split: 2019` in a YAML file is the split "2019"
         validate_default=False,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_switch_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        if isinstance(value, bool) and value_type(cls.model_fields[name]) in (int, float):
+            raise PydanticCustomError("bool_type", "a number, not true/false")  # YAML's yes/no
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line_errors(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as err:
+            source = (info.context or {}).get("source", cls.__name__)
+            raise MetastasisError(validation_message(err, cls, source)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+def validated(model: type[S], values: dict[str, Any], source: str) -> S:
+    """``values`` as a ``model`` (a `Settings`); a problem is one line starting with ``source``."""
+    return model.model_validate(values, context={"source": source})
+
+
+class TrainConfig(Settings):
+    """One training run: every setting of `metastasis train`, frozen once resolved."""
 
     # data
     data: str | None = setting(
@@ -152,7 +186,7 @@ class TrainConfig(BaseModel):
     epochs: int = setting(10, "training epochs", ge=1)
     batch_size: int = setting(32, "training batch (per process)", ge=1)
     shuffle: bool = setting(True, "shuffle the training data each epoch (off: a fixed order)")
-    lr: float = setting(1e-3, "learning rate (the peak of a schedule)", gt=0)
+    lr: float = setting(1e-3, "learning rate (the peak of a schedule)", ge=0)
     weight_decay: float = setting(0.0, "weight decay", ge=0)
     optimizer: Optimizer = setting("adam", "optimizer (sgd: momentum 0.9, Nesterov)")
     schedule: Schedule = setting(
@@ -254,40 +288,19 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> TrainConfig:
+    def _consistent(self, info: ValidationInfo) -> TrainConfig:
+        # After-validators run outside the base class's wrap: this one words its own line.
+        source = (info.context or {}).get("source", "TrainConfig")
         if self.warmup_epochs >= self.epochs:
-            raise ValueError(
-                f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs} for "
+            raise MetastasisError(
+                f"{source}: warmup_epochs must be in [0, epochs), got {self.warmup_epochs} for "
                 f"{self.epochs} epochs"
             )
         try:
             augment_spec(self.augment, self.augment_kwargs)
         except MetastasisError as err:
-            raise ValueError(str(err)) from None
+            raise MetastasisError(f"{source}: {err}") from None
         return self
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_switch_as_number(cls, value: Any, info: ValidationInfo) -> Any:
-        name = info.field_name or ""
-        if isinstance(value, bool) and value_type(cls.model_fields[name]) in (int, float):
-            raise PydanticCustomError("bool_type", "a number, not true/false")  # YAML's yes/no
-        return value
-
-    # Defined last, so it wraps every other validator: all problems become one line.
-    @model_validator(mode="wrap")
-    @classmethod
-    def _one_line_errors(
-        cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
-    ) -> Any:
-        try:
-            return handler(data)
-        except ValidationError as err:
-            source = (info.context or {}).get("source", "TrainConfig")
-            raise MetastasisError(validation_message(err, cls, source)) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump()
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``, validated like any other config."""
@@ -322,7 +335,7 @@ def resolve_config(path: str | Path | None = None, **overrides: Any) -> TrainCon
 
 def build_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
     """``values`` as a validated `TrainConfig`; a problem is one line starting with ``source``."""
-    return TrainConfig.model_validate(values, context={"source": source})
+    return validated(TrainConfig, values, source)
 
 
 def dump_config(cfg: TrainConfig) -> str:

@@ -115,3 +115,21 @@ def test_every_option_of_every_command_says_its_default() -> None:
             if "default" not in formatter._get_help_string(action):
                 missing.append(f"{name} {action.option_strings[0]}")
     assert not missing, missing
+
+
+def test_tune_flags_derive_from_the_study_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metastasis.tune.options import TuneOptions
+
+    tune = {s: a for a in _subparsers()["tune"]._actions for s in a.option_strings}
+    for name in TuneOptions.model_fields:
+        assert tune["--" + name.replace("_", "-")].dest == name
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: [0.1, 0.01]\n")
+    assert main(["tune", "--space", str(space), "--sampler", "bayes", "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "metastasis tune: error: options: unknown sampler 'bayes'; known: grid, random, tpe"
+    )
+    assert main(["tune", "--space", str(space), "--trials", "0", "--data", str(tmp_path)]) == 2
+    assert "options: trials must be >= 1, got 0" in capsys.readouterr().err
