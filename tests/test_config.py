@@ -10,17 +10,14 @@ from metastasis import config
 from metastasis.config import (
     TrainConfig,
     build_config,
-    choices,
-    default_text,
     dump_config,
     field_names,
-    flag_name,
     options_table,
     read_yaml,
     resolve_config,
-    value_type,
 )
 from metastasis.errors import MetastasisError
+from metastasis.settings import choices, default_text, flag_name, value_type
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 

@@ -63,7 +63,7 @@ def add_setting_flags(
     names: Sequence[str],
 ) -> None:
     """A flag for each of ``names``, derived from ``model``'s declaration of it."""
-    from metastasis.config import choices, default_text, extra, flag_name, value_type
+    from metastasis.settings import choices, default_text, extra, flag_name, value_type
 
     for name in names:
         info = model.model_fields[name]
@@ -121,7 +121,7 @@ def training_config(config: str | None, overrides: dict[str, Any]) -> TrainConfi
 
 def given_flags(values: dict[str, Any]) -> list[str]:
     """The flags of the settings in ``values`` that were given, as a user typed them."""
-    from metastasis.config import flag_name
+    from metastasis.settings import flag_name
 
     return [flag_name(k).split("/", 1)[0] for k, v in values.items() if v is not None]
 

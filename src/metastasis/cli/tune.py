@@ -67,8 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metastasis.config import validated
     from metastasis.errors import MetastasisError
+    from metastasis.settings import validated
     from metastasis.tune import TuneSettings, load_space, tune, write_study_report
     from metastasis.tune.options import TuneOptions
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from metastasis.config import Settings, setting
+from metastasis.settings import Settings, setting
 
 Sampler = Literal["grid", "random", "tpe"]
 Pruner = Literal["none", "median", "halving", "hyperband"]
