@@ -102,10 +102,11 @@ def test_the_site_has_every_page(site: Path) -> None:
 def test_generated_and_included_pages(site: Path) -> None:
     commands = _text(site / "commands/index.html")
     assert "--kaggle-submission" in commands and "--threshold-method" in commands
-    assert "--epochs EPOCHS 10 (recipe)" in commands  # a training flag shows the recipe default
+    assert "--epochs N 10 training epochs" in commands  # a training flag: the setting's default
     # the README sections the pages include are there, measured numbers and all
     recipes = _text(site / "recipes/index.html")
     assert "0.9516" in recipes and "configs/fast-cpu.yaml" in recipes
+    assert "--label-smoothing" in recipes  # the options table generated from TrainConfig
     assert "torchrun" in _text(site / "scaling/index.html")
     python = _text(site / "python/index.html")
     assert "Predictor.from_checkpoint(run.checkpoint)" in python
