@@ -8,15 +8,17 @@ so a new option or command appears in the docs without anyone copying it.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 HEADER = """# Commands
 
 Every command and option, generated from the command line's own definitions
 (`metastasis.cli.build_parser()`) each time the site is built. `metastasis COMMAND --help`
-prints the same. Each command is one call of the [Python API](reference.md). A default
-marked *(recipe)* is the training setting's own default, used when neither the flag nor the
-`--config` recipe sets it.
+prints the same. Each command is one call of the [Python API](reference.md). The training
+options of `train` and `tune` are derived from the settings' declarations
+(`metastasis.config.TrainConfig`); their default is the setting's own, used when neither the
+flag nor the `--config` recipe sets it.
 
 """
 
@@ -26,27 +28,22 @@ def _cell(text: object) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _recipe_defaults() -> dict[str, Any]:
-    """Training settings' defaults: a training flag left unset takes the recipe's value."""
-    import dataclasses
-
-    from metastasis.config import TrainConfig
-
-    out = {}
-    for f in dataclasses.fields(TrainConfig):
-        if f.default is not dataclasses.MISSING and f.default is not None:
-            out[f.name] = f.default
-    return out
+_STATED_DEFAULT = re.compile(r"\s*\(default: (.*)\)$")
 
 
-def _default(action: argparse.Action, recipe: dict[str, Any]) -> str:
+def _stated_default(action: argparse.Action) -> str | None:
+    """The default a help text states at its end (derived settings flags say theirs)."""
+    match = _STATED_DEFAULT.search(action.help or "")
+    return match.group(1) if match else None
+
+
+def _default(action: argparse.Action) -> str:
+    stated = _stated_default(action)
+    if stated is not None:
+        return stated
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return ""
-    if action.required or action.default is argparse.SUPPRESS:
-        return ""
-    if action.default is None:
-        if action.option_strings and action.dest in recipe:
-            return f"`{recipe[action.dest]}` (recipe)"
+    if action.required or action.default is argparse.SUPPRESS or action.default is None:
         return ""
     return f"`{action.default}`"
 
@@ -69,6 +66,7 @@ def _help(action: argparse.Action) -> str:
     text = action.help or ""
     if text == argparse.SUPPRESS:
         return ""
+    text = _STATED_DEFAULT.sub("", text)  # in the default column
     text = text.replace("%(default)s", str(action.default)).replace("%%", "%")
     if action.choices is not None and not isinstance(action, argparse._SubParsersAction):
         text = f"{text} (one of: {', '.join(f'`{c}`' for c in action.choices)})".lstrip()
@@ -95,7 +93,6 @@ def commands_markdown(parser: argparse.ArgumentParser) -> str:
     """The reference page for ``parser`` and its sub-commands, in Markdown."""
     helps = _helps(parser)
     subs = _subcommands(parser)
-    recipe = _recipe_defaults()
     lines = [HEADER, "| command | what it does |", "|---|---|"]
     lines += [f"| [`{name}`](#{name}) | {_cell(helps.get(name, ''))} |" for name in subs]
     lines.append("")
@@ -109,9 +106,7 @@ def commands_markdown(parser: argparse.ArgumentParser) -> str:
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
-            lines.append(
-                f"| {_name(action)} | {_cell(_default(action, recipe))} | {_help(action)} |"
-            )
+            lines.append(f"| {_name(action)} | {_cell(_default(action))} | {_help(action)} |")
         lines.append("")
     return "\n".join(lines)
 

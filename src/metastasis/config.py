@@ -1,78 +1,246 @@
-"""Training configuration: defaults -> YAML recipe -> command-line flags, frozen once resolved.
+"""Training configuration: every setting declared once, with its type, allowed values, default
+and help text (`TrainConfig`, a frozen pydantic model).
 
-The resolved config is written into every run folder as ``config.yaml``; ``metastasis train
---config RUN/config.yaml`` re-runs it.
+Config flows one way: defaults -> YAML recipe -> command-line flags, and validation happens
+here, so a bad setting is one line naming the setting and where it came from (the YAML file or
+"options"; the machinery is in `metastasis.settings`). The `train` and `tune` flags
+(`metastasis.cli.common`), the README's options table (`options_table`) and the
+documentation's command page are all derived from this model. The
+resolved config is written into every run folder as ``config.yaml``; ``metastasis train
+--config RUN/config.yaml`` re-runs it (settings added later take their defaults).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from metastasis.errors import MetastasisError
+from metastasis.settings import (
+    Settings,
+    choices,
+    default_text,
+    flag_name,
+    range_text,
+    setting,
+    validated,
+    value_type,
+)
+from metastasis.transforms.augment_presets import AUGMENT_PRESETS, augment_spec
+
+# The allowed values of every option that has a fixed set; everything else reads them from here.
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["constant", "cosine", "onecycle"]
+ClassBalance = Literal["none", "loss", "sampler"]
+Tta = Literal["none", "d4"]
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
+Accelerator = Literal["auto", "cpu", "cuda", "mps", "gpu"]
+Logger = Literal["csv", "tensorboard", "mlflow"]
+if TYPE_CHECKING:
+    AugmentPreset = str
+else:  # the presets are declared once, with what they do, in transforms/augment_presets.py
+    AugmentPreset = Literal[AUGMENT_PRESETS]
+
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+CLASS_BALANCES: tuple[str, ...] = get_args(ClassBalance)
+TTA_MODES: tuple[str, ...] = get_args(Tta)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+ACCELERATORS: tuple[str, ...] = get_args(Accelerator)
+LOGGERS: tuple[str, ...] = get_args(Logger)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
+    """One training run: every setting of `metastasis train`, frozen once resolved."""
+
     # data
-    data: str | None = None  # training data (any supported layout)
-    split: str | None = None  # split of `data` to train on (default: train, or the only one)
-    val_data: str | None = None  # explicit validation set; else a stratified split of `data`
-    val_split: str | None = None
-    val_fraction: float = 0.2  # the seed's 80/20 protocol
-    cache_dir: str | None = None  # default: $METASTASIS_CACHE or ~/.cache/metastasis
+    data: str | None = setting(
+        None,
+        "training data: a folder or file in any supported layout",
+        metavar="DATA",
+        default_text="none; required",
+    )
+    split: str | None = setting(
+        None, "split of the training data to train on", default_text="train, or the only one"
+    )
+    val_data: str | None = setting(
+        None,
+        "validation data; without it, a stratified, seeded split of the training data",
+        metavar="DATA",
+        default_text="none",
+    )
+    val_split: str | None = setting(
+        None,
+        "split of the validation data",
+        default_text="valid, val or validation, or the only one",
+    )
+    val_fraction: float = setting(
+        0.2,
+        "fraction of the training data held out for validation when there is no val_data",
+        ge=0,
+        lt=1,
+    )
+    exclude: str | None = setting(
+        None,
+        "CSV with an `id` column (e.g. the EDA's flagged.csv) or a text file with one id per "
+        "line: these patches are left out of training and validation",
+        metavar="FILE",
+        default_text="none",
+    )
+    cache_dir: str | None = setting(
+        None,
+        "cache folder for decoded patches",
+        metavar="DIR",
+        default_text="$METASTASIS_CACHE or ~/.cache/metastasis",
+    )
     # model
-    model: str = "baseline-cnn"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    input_size: int | None = None  # resize patches to this (e.g. 224 for ImageNet backbones)
-    mpp: float = 0.972  # microns per pixel of the training patches (PCam/Kaggle: 0.972, 10x)
+    model: str = setting("baseline-cnn", "registered model name (`metastasis models` lists them)")
+    model_kwargs: dict[str, Any] = setting(
+        {}, "arguments of the model, e.g. dropout=0.3 (`metastasis models` lists them)"
+    )
+    input_size: int | None = setting(
+        None,
+        "resize patches to this side (e.g. 224 for ImageNet backbones)",
+        default_text="the model's own",
+        ge=32,
+    )
+    mpp: float = setting(
+        0.972,
+        "microns per pixel of the training patches (PCam and Kaggle: 0.972, about 10x); "
+        "saved in the checkpoint, whole slides are read at it",
+        ge=0.01,
+        le=100,
+    )
     # optimisation
-    epochs: int = 10
-    batch_size: int = 32
-    shuffle: bool = True  # False: fixed order (debugging, DDP equivalence checks)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam | adamw | sgd
-    schedule: str = "constant"  # constant | cosine (after linear warm-up) | onecycle
-    warmup_epochs: float = 0.0  # cosine: linear warm-up; onecycle: the rising part (default 30%)
-    label_smoothing: float = 0.0  # targets y(1 - s) + s/2
-    class_balance: str = "none"  # none | loss (positive-class weight n0/n1) | sampler
-    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights
-    early_stopping: int = 0  # stop after this many epochs without a better val AUC (0: off)
-    augment: str = "flips"  # none | flips (the seed's) | d4 | pathology | strong
-    augment_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {hed_scale: 0.1}
-    threshold: float = 0.5  # used when threshold_method is fixed
-    threshold_method: str = "fixed"  # fixed | youden | sensitivity:0.95 (chosen on validation)
-    calibrate: bool = False  # fit a temperature on validation (saved in the checkpoint)
-    tta: str = "none"  # none | d4: the final validation and the checkpoint's default
-    seed: int = 0
+    epochs: int = setting(10, "training epochs", ge=1)
+    batch_size: int = setting(32, "training batch (per process)", ge=1)
+    shuffle: bool = setting(True, "shuffle the training data each epoch (off: a fixed order)")
+    lr: float = setting(1e-3, "learning rate (the peak of a schedule)", ge=0)
+    weight_decay: float = setting(0.0, "weight decay", ge=0)
+    optimizer: Optimizer = setting("adam", "optimizer (sgd: momentum 0.9, Nesterov)")
+    schedule: Schedule = setting(
+        "constant",
+        "learning-rate schedule, stepped per batch: constant, linear warm-up then cosine, or "
+        "one-cycle",
+    )
+    warmup_epochs: float = setting(
+        0.0,
+        "epochs of linear warm-up (cosine, constant) or of one-cycle's rise (0: 30% of "
+        "the run); below epochs",
+        ge=0,
+    )
+    label_smoothing: float = setting(0.0, "BCE targets y(1 - s) + s/2", ge=0, lt=1)
+    class_balance: ClassBalance = setting(
+        "none", "loss: positive-class weight n0/n1 in the loss; sampler: class-balanced sampling"
+    )
+    ema_decay: float = setting(
+        0.0,
+        "validate and save an exponential moving average of the weights, e.g. 0.999 (0: off)",
+        ge=0,
+        lt=1,
+    )
+    early_stopping: int = setting(
+        0, "stop after this many epochs without a better validation ROC-AUC (0: off)", ge=0
+    )
+    augment: AugmentPreset = setting(
+        "flips",
+        "augmentation preset: flips (the seed's), d4 (all 8 rotations/flips), pathology (d4 + "
+        "light HED stain and colour jitter), strong (adds shifts, zoom, blur, noise)",
+        noun="augmentation preset",
+    )
+    augment_kwargs: dict[str, Any] = setting(
+        {}, "overrides of the preset's strengths, e.g. hed_scale=0.1"
+    )
+    threshold: float = setting(0.5, "decision threshold when threshold_method is fixed", ge=0, le=1)
+    threshold_method: str = setting(
+        "fixed",
+        "fixed (uses threshold), youden or sensitivity:S: the decision threshold, "
+        "chosen on validation",
+    )
+    calibrate: bool = setting(
+        False, "fit a temperature on validation (temperature scaling; saved in the checkpoint)"
+    )
+    tta: Tta = setting(
+        "none",
+        "test-time augmentation of the final validation and the checkpoint's default "
+        "(d4: mean logit of the 8 dihedral views)",
+    )
+    seed: int = setting(0, "random seed (weights, split, order, augmentation)")
     # hardware (Lightning Fabric)
-    accelerator: str = "auto"  # auto | cpu | cuda | mps
-    devices: int = 1  # processes per node (DDP when > 1; batch_size is per process)
-    num_nodes: int = 1
-    strategy: str = "auto"  # Fabric strategy: auto (DDP when several processes), ddp, ...
-    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
-    num_workers: int | None = None  # DataLoader workers; None: 0 on a CPU, some on a GPU
-    threads: int | None = None  # torch intra-op threads (default: all cores)
-    eval_batch_size: int | None = None  # validation batch; None: 32 on a CPU, 256 on a GPU
-    # output
-    out: str | None = None  # default runs/<timestamp>-<model>
+    accelerator: Accelerator = setting("auto", "device kind (Lightning Fabric accelerator)")
+    devices: int = setting(1, "processes per node (DDP when > 1; batch_size is per process)", ge=1)
+    num_nodes: int = setting(1, "machines", ge=1)
+    strategy: str = setting("auto", "Fabric strategy (auto: DDP when several processes; ddp, ...)")
+    precision: Precision = setting(
+        "32-true", "numeric precision: bf16-mixed runs on CPUs with AVX512-BF16/AMX and on GPUs"
+    )
+    num_workers: int | None = setting(
+        None, "DataLoader worker processes", default_text="0 on a CPU, up to 4 on a GPU", ge=0
+    )
+    threads: int | None = setting(
+        None, "torch CPU threads (0: all cores)", default_text="all cores", ge=0
+    )
+    eval_batch_size: int | None = setting(
+        None, "validation batch", default_text="32 on a CPU, 256 on a GPU", ge=1
+    )
+    # output and tracking
+    out: str | None = setting(
+        None, "run folder", metavar="RUN_DIR", default_text="runs/<timestamp>-<model>"
+    )
+    loggers: list[Logger] = setting(
+        ["csv"],
+        "where each epoch's metrics go: csv (history.csv), tensorboard, mlflow",
+        noun="logger",
+    )
+    tracking_uri: str | None = setting(
+        None, "MLflow tracking URI", metavar="URI", default_text="a local file store"
+    )
+    experiment: str = setting("metastasis", "MLflow experiment name")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):  # `loggers: csv,mlflow` in a YAML file
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("threshold_method")
+    @classmethod
+    def _known_threshold_method(cls, value: str) -> str:
+        if value != "fixed":  # parsed by the code that uses it, now rather than after training
+            from metastasis.metrics.thresholds import select_threshold
+
+            try:
+                select_threshold([0, 1], [0.25, 0.75], value)
+            except MetastasisError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> TrainConfig:
+        # After-validators run outside the base class's wrap: this one words its own line.
+        source = (info.context or {}).get("source", "TrainConfig")
+        if self.warmup_epochs >= self.epochs:
+            raise MetastasisError(
+                f"{source}: warmup_epochs must be in [0, epochs), got {self.warmup_epochs} for "
+                f"{self.epochs} epochs"
+            )
+        try:
+            augment_spec(self.augment, self.augment_kwargs)
+        except MetastasisError as err:
+            raise MetastasisError(f"{source}: {err}") from None
+        return self
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``, validated like any other config."""
+        return build_config({**self.to_dict(), **changes}, source="options")
 
 
 def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainConfig)]
+    return list(TrainConfig.model_fields)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -98,51 +266,40 @@ def resolve_config(path: str | Path | None = None, **overrides: Any) -> TrainCon
 
 
 def build_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise MetastasisError(
-            f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
-        )
-    hints = typing.get_type_hints(TrainConfig)
-    return TrainConfig(**{k: _coerce(k, v, hints[k], source) for k, v in values.items()})
-
-
-def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
-    if value is None:
-        return None
-    allowed = (
-        [a for a in typing.get_args(hint) if a is not type(None)] if _is_union(hint) else [hint]
-    )
-    target = typing.get_origin(allowed[0]) or allowed[0]
-    try:
-        if target is dict:
-            if not isinstance(value, dict):
-                raise TypeError
-            return dict(value)
-        if target is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if target is bool:
-            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-                return value.lower() in ("true", "yes")
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if target in (float, str):
-            return target(value)
-        return value
-    except (TypeError, ValueError):
-        raise MetastasisError(
-            f"{source}: setting {name!r} expects "
-            f"{getattr(target, '__name__', target)}, got {value!r}"
-        ) from None
-
-
-def _is_union(hint: Any) -> bool:
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+    """``values`` as a validated `TrainConfig`; a problem is one line starting with ``source``."""
+    return validated(TrainConfig, values, source)
 
 
 def dump_config(cfg: TrainConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------- the README's table
+
+
+def options_table() -> str:
+    """Every setting as a Markdown table (setting, flag, default, allowed values, what it does):
+    the README's options table, generated from the declarations (a test keeps them equal)."""
+    rows = [
+        "| setting | flag | default | values | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for name, info in TrainConfig.model_fields.items():
+        kind = value_type(info)
+        allowed = choices(info)
+        if allowed:
+            values = ", ".join(f"`{c}`" for c in allowed)
+        elif kind is dict:
+            values = "`KEY=VALUE` pairs"
+        else:
+            values = " ".join(filter(None, [kind.__name__, range_text(info)]))
+        rows.append(
+            f"| `{name}` | `{flag_name(name, kind)}` | {_cell(default_text(info))} | "
+            f"{_cell(values)} | {_cell(info.description or '')} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _cell(text: str) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("<", "&lt;").replace(">", "&gt;")

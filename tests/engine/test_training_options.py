@@ -369,10 +369,11 @@ def test_early_stopping_stops_when_nothing_improves(demo_data: Path, tmp_path: P
 def test_bad_options_are_refused_before_the_data_is_read(
     tmp_path: Path, option: dict[str, Any], match: str
 ) -> None:
-    cfg = TrainConfig(
-        data=str(tmp_path / "no-such-data"), epochs=3, out=str(tmp_path / "run"), **option
-    )
+    # Most are refused by the config itself (metastasis.config), the rest by fit.
     with pytest.raises(MetastasisError, match=match) as info:
+        cfg = TrainConfig(
+            data=str(tmp_path / "no-such-data"), epochs=3, out=str(tmp_path / "run"), **option
+        )
         fit(cfg, progress=False)
     assert not isinstance(info.value, DataError)
     assert "no-such-data" not in str(info.value)

@@ -36,7 +36,9 @@ class _DefaultsHelp(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        shown = default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        # identity, not ==: a default of 0 (a seed) is shown, only None / False / SUPPRESS are not
+        hidden = default is None or default is False or default is argparse.SUPPRESS
+        shown = not hidden and action.option_strings
         if shown and "default" not in text:
             text += " (default: %(default)s)"
         return text

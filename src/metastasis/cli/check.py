@@ -14,9 +14,9 @@ HELP = "integrity report of a data set"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="Kaggle folder, PCam .h5 folder/file, or class folders 0/ 1/")
-    p.add_argument("--split", help="check only this split")
+    p.add_argument("--split", help="check only this split (default: every split)")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything is wrong")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON (default: none)")
     add_data_options(p)
 
 

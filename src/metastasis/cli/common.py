@@ -1,21 +1,52 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, and settings flags derived from their declarations.
+
+A settings model (``TrainConfig`` in ``metastasis.config``: pydantic) declares each setting's
+type, allowed values, default and help once; `add_setting_flags` turns the named settings into
+flags: ``--name-with-dashes`` of the setting's type, with its allowed values, its help and its
+default (shown in ``--help``). A bad value is refused by the model, in one line. A flag not
+given is ``None``, so the recipe's value stays. Booleans are ``--x/--no-x``; a dict setting is
+``--x KEY=VALUE`` (repeatable, the value read as YAML: ``--model-kwargs dropout=0.3
+--model-kwargs fourth_block=true``; these keys replace those of the recipe's dict, the others
+stay); a list setting takes several values, repeated or comma-separated (``--logger
+csv,mlflow`` or ``--logger csv --logger mlflow``).
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from metastasis.config import TrainConfig
 
 
-def add_data_options(p: argparse.ArgumentParser, training: bool = False) -> None:
+def add_cache_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument(
-        "--cache-dir", help="cache folder (default $METASTASIS_CACHE or ~/.cache/metastasis)"
+        "--cache-dir",
+        metavar="DIR",
+        help="cache folder for decoded patches (default: $METASTASIS_CACHE or ~/.cache/metastasis)",
     )
+
+
+def add_progress_option(p: argparse.ArgumentParser, instead: str = "") -> None:
+    """``--no-progress``; ``instead`` says what the command logs in place of its bars."""
     p.add_argument(
         "--no-progress",
         action="store_true",
-        help="no progress bars, for jobs without a terminal"
-        + ("; training logs each tenth of an epoch with its speed instead" if training else ""),
+        help="no progress bars, for jobs without a terminal" + (f"; {instead}" if instead else ""),
+    )
+
+
+def add_data_options(p: argparse.ArgumentParser, training: bool = False) -> None:
+    """``--cache-dir`` and ``--no-progress`` (commands that read data sets)."""
+    add_cache_option(p)
+    add_progress_option(
+        p, "training logs each tenth of an epoch with its speed instead" if training else ""
     )
 
 
@@ -23,49 +54,103 @@ def progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "no_progress", False)
 
 
-# Training settings as flags: name -> argparse keywords. `train` offers all of them; `tune`
-# the ones that make sense for every trial of a search.
-TRAINING_FLAGS: dict[str, dict[str, Any]] = {
-    "data": {"help": "training data"},
-    "split": {"help": "split of --data to train on (default: train)"},
-    "val_data": {"help": "validation data (default: stratified split of --data)"},
-    "val_split": {"help": "split of --val-data"},
-    "val_fraction": {"type": float, "help": "fraction held out when no --val-data"},
-    "model": {"help": "registered model name (metastasis models)"},
-    "input_size": {"type": int, "help": "resize patches to this side (default: model's)"},
-    "mpp": {"type": float, "help": "microns per pixel of the training patches (PCam: 0.972)"},
-    "epochs": {"type": int},
-    "batch_size": {"type": int},
-    "lr": {"type": float, "help": "learning rate"},
-    "weight_decay": {"type": float},
-    "optimizer": {"choices": ["adam", "adamw", "sgd"]},
-    "schedule": {"choices": ["constant", "cosine", "onecycle"], "help": "learning-rate schedule"},
-    "warmup_epochs": {"type": float, "help": "warm-up epochs (cosine, onecycle)"},
-    "label_smoothing": {"type": float},
-    "class_balance": {"choices": ["none", "loss", "sampler"]},
-    "ema_decay": {"type": float, "help": "EMA of weights, e.g. 0.999 (0: off)"},
-    "early_stopping": {"type": int, "help": "patience in epochs on val AUC (0: off)"},
-    "augment": {"help": "augmentation preset: none, flips, d4, pathology, strong"},
-    "threshold_method": {"help": "fixed, youden or sensitivity:S (chosen on validation)"},
-    "tta": {"choices": ["none", "d4"], "help": "test-time augmentation for the final validation"},
-    "seed": {"type": int},
-    "accelerator": {"help": "auto, cpu, cuda, mps"},
-    "devices": {"type": int, "help": "processes per node (DDP when > 1)"},
-    "num_nodes": {"type": int},
-    "strategy": {"help": "Fabric strategy (auto, ddp, ...)"},
-    "precision": {"help": "32-true, bf16-mixed, 16-mixed"},
-    "num_workers": {"type": int, "help": "DataLoader worker processes"},
-    "threads": {"type": int, "help": "torch CPU threads"},
-}
+# ---------------------------------------------------------------------------- derived flags
 
 
-def add_training_options(
-    p: argparse.ArgumentParser | argparse._ArgumentGroup, names: Sequence[str]
+def add_setting_flags(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    model: type[BaseModel],
+    names: Sequence[str],
 ) -> None:
+    """A flag for each of ``names``, derived from ``model``'s declaration of it."""
+    from metastasis.settings import choices, default_text, extra, flag_name, value_type
+
     for name in names:
-        p.add_argument("--" + name.replace("_", "-"), **TRAINING_FLAGS[name])
+        info = model.model_fields[name]
+        kind = value_type(info)
+        flag = flag_name(name, kind).split("/", 1)[0]
+        words = (info.description or "").rstrip(".")
+        if kind is dict:
+            words += "; repeatable"
+        elif kind is list:
+            words += "; several: repeated or comma-separated"
+        text = f"{words} (default: {default_text(info)})".replace("%", "%%")
+        metavar = extra(info, "metavar")
+        allowed = choices(info)
+        kw: dict[str, Any] = {"dest": name, "default": None, "help": text}
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif kind is dict:
+            kw |= {"action": "append", "type": _key_value, "metavar": metavar or "KEY=VALUE"}
+        elif kind is list:
+            shown = "{" + ",".join(allowed) + "}" if allowed else "VALUE"
+            kw |= {"action": "extend", "type": _list_of(allowed), "metavar": metavar or shown}
+        elif allowed:  # checked by the model, whose error is one line naming the choices
+            kw |= {"type": kind, "metavar": "{" + ",".join(map(str, allowed)) + "}"}
+        else:
+            kw |= {"type": kind, "metavar": metavar or _metavar(kind, name)}
+        p.add_argument(flag, **kw)
 
 
-def training_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
-    """The given training flags (None where not given) plus the cache folder."""
-    return {k: getattr(args, k) for k in (*names, "cache_dir")}
+def setting_values(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The given settings flags as setting values (None where a flag was not given)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(args, name, None)
+        if isinstance(value, list) and value and isinstance(value[0], tuple):  # KEY=VALUE pairs
+            value = dict(value)
+        elif isinstance(value, list):
+            value = list(dict.fromkeys(value))  # `--logger csv --logger csv,mlflow`
+        out[name] = value
+    return out
+
+
+def training_config(config: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """The --config recipe (or the defaults) with the given flags on top; a dict flag's keys
+    are set in the recipe's dict, its other keys stay. A bad value is reported as the recipe's
+    when the recipe alone has it, else as the options'."""
+    from metastasis.config import build_config, resolve_config
+
+    recipe = resolve_config(config).to_dict()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for name, value in given.items():
+        if isinstance(value, dict) and isinstance(recipe.get(name), dict):
+            given[name] = {**recipe[name], **value}
+    return build_config(recipe | given, source="options")
+
+
+def given_flags(values: dict[str, Any]) -> list[str]:
+    """The flags of the settings in ``values`` that were given, as a user typed them."""
+    from metastasis.settings import flag_name
+
+    return [flag_name(k).split("/", 1)[0] for k, v in values.items() if v is not None]
+
+
+def _metavar(kind: type, name: str) -> str:
+    if kind in (int, float):
+        return "N" if kind is int else "X"
+    return name.upper()
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def _list_of(allowed: Sequence[str]) -> Any:
+    def parse(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if allowed and v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(allowed)})"
+            )
+        return values
+
+    return parse

@@ -15,16 +15,22 @@ ORDER = 30
 HELP = "metrics and plots of a checkpoint on labelled data"
 
 
-def add_checkpoint_options(p: argparse.ArgumentParser, out_help: str) -> None:
+def add_checkpoint_options(
+    p: argparse.ArgumentParser,
+    out_help: str,
+    split_help: str = "split of --data (default: test, else valid or val, else the only one)",
+) -> None:
+    from metastasis.config import TTA_MODES
+
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
     p.add_argument("--data", required=True, help="Kaggle folder, PCam .h5 files or class folders")
-    p.add_argument("--split", help="split of --data")
+    p.add_argument("--split", help=split_help)
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--batch-size", type=int, default=256, help="patches per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument(
         "--tta",
-        choices=["none", "d4"],
+        choices=TTA_MODES,
         help="test-time augmentation: d4 averages the 8 rotations/flips (default: checkpoint's)",
     )
     p.add_argument(

@@ -15,11 +15,16 @@ HELP = "Grad-CAM explanations of a checkpoint on patches"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="Kaggle folder, PCam .h5 files or class folders")
     p.add_argument("--split", help="split of --data (default: test, else valid)")
     p.add_argument("--out", required=True, help="output folder")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--ids", nargs="+", metavar="ID", help="patch ids to explain")
+    which.add_argument(
+        "--ids",
+        nargs="+",
+        metavar="ID",
+        help="patch ids to explain (default: --n patches drawn at random)",
+    )
     which.add_argument(
         "--n",
         type=int,

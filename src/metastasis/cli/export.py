@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--out", required=True, help="file to write (MODEL_CARD.md goes beside it)")
     p.add_argument("--data", help="patches to check the export on (default: synthetic patches)")
-    p.add_argument("--split", help="split of --data")
+    p.add_argument("--split", help="split of --data (default: the only one)")
     p.add_argument("--n-probe", type=int, default=64, help="patches of the parity check")
     p.add_argument("--no-model-card", action="store_true", help="do not write MODEL_CARD.md")
     add_data_options(p)

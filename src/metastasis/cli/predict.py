@@ -12,7 +12,9 @@ HELP = "predictions of a checkpoint as CSV"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_checkpoint_options(p, "output CSV file")
+    add_checkpoint_options(
+        p, "output CSV file", split_help="split of --data (default: test, else the only one)"
+    )
     p.add_argument(
         "--kaggle-submission",
         action="store_true",

@@ -14,6 +14,8 @@ HELP = "whole-slide maps, tumour regions and lesion sizes"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from metastasis.config import TTA_MODES
+
     p.add_argument("slides", nargs="+", metavar="SLIDE_OR_DIR", help="slide files or folders")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per slide)")
@@ -26,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mpp",
         type=float,
-        help="microns per pixel of level 0 (overrides the file's; needed if it has none)",
+        help="microns per pixel of level 0 (default: the file's; needed if it has none)",
     )
     p.add_argument(
         "--engine",
@@ -35,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="auto (default): ONNX Runtime on a CPU, PyTorch on a GPU",
     )
     p.add_argument(
-        "--tta", choices=["none", "d4"], help="test-time augmentation (default: checkpoint's)"
+        "--tta", choices=TTA_MODES, help="test-time augmentation (default: checkpoint's)"
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--batch-size", type=int, default=256, help="tiles per batch (per-tile mode)")
@@ -64,8 +66,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also one GeoJSON feature per tile with its probability",
     )
-    p.add_argument("--patients", help="CSV with columns slide,patient: pN stage per patient")
-    p.add_argument("--shard", help="I/N: process slides I, I+N, ... of the sorted list (I from 0)")
+    p.add_argument(
+        "--patients",
+        help="CSV with columns slide,patient: pN stage per patient (default: none, no "
+        "patient stages)",
+    )
+    p.add_argument(
+        "--shard",
+        help="I/N: process slides I, I+N, ... of the sorted list (I from 0; default: every slide)",
+    )
     p.add_argument("--reader", choices=["auto", "openslide", "tifffile", "image"], default="auto")
     p.add_argument(
         "--fully-conv",

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n", type=int, default=2000, help="patches (training patches for demo)")
     p.add_argument("--n-valid", type=int, default=500, help="validation/test patches")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic images")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """Train a model and write a run folder. Options override the --config YAML recipe, which
-overrides the defaults (the seed's recipe)."""
+overrides the defaults (the seed's recipe); every option is a setting of the recipe (its name
+with `_` for `-`), and the resolved recipe is saved as RUN/config.yaml."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import argparse
 from pathlib import Path
 
 from metastasis.cli.common import (
-    TRAINING_FLAGS,
-    add_data_options,
-    add_training_options,
+    add_progress_option,
+    add_setting_flags,
+    given_flags,
     progress,
-    training_overrides,
+    setting_values,
+    training_config,
 )
 
 ORDER = 20
@@ -19,34 +21,40 @@ HELP = "train a model; writes a run folder"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.yaml", help="recipe (see configs/)")
-    add_training_options(p, list(TRAINING_FLAGS))
-    p.add_argument("--out", help="run folder (default runs/<timestamp>-<model>)")
+    from metastasis.config import TrainConfig
+
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="recipe (see configs/; default: none, the settings' defaults)",
+    )
+    add_setting_flags(p, TrainConfig, list(TrainConfig.model_fields))
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue a stopped run from its last completed epoch (takes no other options)",
+        help="continue a stopped run from its last completed epoch (takes no other options "
+        "but --cache-dir; default: a new run)",
     )
-    add_data_options(p, training=True)
+    add_progress_option(p, "training logs each tenth of an epoch with its speed instead")
 
 
 def run(args: argparse.Namespace) -> int:
-    from metastasis.config import resolve_config
+    from metastasis.config import TrainConfig, resolve_config
     from metastasis.engine.trainer import fit
     from metastasis.errors import MetastasisError
 
-    overrides = training_overrides(args, list(TRAINING_FLAGS)) | {"out": args.out}
+    overrides = setting_values(args, list(TrainConfig.model_fields))
     if args.resume:
-        given = sorted(k for k, v in overrides.items() if v is not None and k != "cache_dir")
+        given = given_flags({k: v for k, v in overrides.items() if k != "cache_dir"})
         if given or args.config:
             raise MetastasisError(
                 "--resume continues a run with its own config.yaml; drop "
-                + ", ".join(f"--{k.replace('_', '-')}" for k in given or ["config"])
+                + ", ".join(given or ["--config"])
             )
         cfg = resolve_config(Path(args.resume) / "config.yaml", cache_dir=args.cache_dir)
         result = fit(cfg.replace(out=args.resume), progress=progress(args), resume=True)
     else:
-        result = fit(resolve_config(args.config, **overrides), progress=progress(args))
+        result = fit(training_config(args.config, overrides), progress=progress(args))
     if not result.is_global_zero:  # DDP: rank 0 reports
         return 0
     val = result.metrics["val"]

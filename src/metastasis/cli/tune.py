@@ -15,9 +15,11 @@ from pathlib import Path
 
 from metastasis.cli.common import (
     add_data_options,
-    add_training_options,
+    add_setting_flags,
+    given_flags,
     progress,
-    training_overrides,
+    setting_values,
+    training_config,
 )
 
 ORDER = 25
@@ -29,6 +31,7 @@ TRIAL_FLAGS = (
     "val_data",
     "val_split",
     "val_fraction",
+    "exclude",
     "model",
     "epochs",
     "batch_size",
@@ -38,62 +41,71 @@ TRIAL_FLAGS = (
     "precision",
     "num_workers",
     "threads",
+    "loggers",
+    "tracking_uri",
+    "experiment",
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", required=True, metavar="SPACE.yaml", help="search space")
-    p.add_argument("--config", metavar="BASE.yaml", help="recipe every trial starts from")
-    p.add_argument("--sampler", choices=["grid", "random", "tpe"], default="tpe")
     p.add_argument(
-        "--trials", type=int, help="trials in the study (grid: default and at most its size)"
+        "--config",
+        metavar="BASE.yaml",
+        help="recipe every trial starts from (default: none, the settings' defaults)",
     )
-    p.add_argument("--study", help="study name (default: the space file's name)")
-    p.add_argument("--out", help="study folder (default studies/<study>)")
-    p.add_argument("--storage", help="SQLAlchemy URL or journal file (default STUDY/journal.log)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    p.add_argument("--pruner", choices=["none", "median", "halving", "hyperband"], default="median")
-    p.add_argument("--search-seed", type=int, default=0, help="the sampler's seed")
-    p.add_argument("--heartbeat", type=int, default=30, help="seconds between database heartbeats")
-    p.add_argument("--max-retry", type=int, default=2, help="re-runs of a killed trial")
+    from metastasis.config import TrainConfig
+    from metastasis.tune.options import TuneOptions
+
+    add_setting_flags(p, TuneOptions, list(TuneOptions.model_fields))
     p.add_argument(
         "--report-only", action="store_true", help="only write the study's outputs, no trials"
     )
     g = p.add_argument_group("training options for every trial (override --config)")
-    add_training_options(g, TRIAL_FLAGS)
+    add_setting_flags(g, TrainConfig, TRIAL_FLAGS)
     add_data_options(p, training=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from metastasis.config import resolve_config
     from metastasis.errors import MetastasisError
+    from metastasis.settings import validated
     from metastasis.tune import TuneSettings, load_space, tune, write_study_report
+    from metastasis.tune.options import TuneOptions
 
-    flags = training_overrides(args, TRIAL_FLAGS)
-    base = resolve_config(args.config, **flags)
+    opts = validated(
+        TuneOptions,
+        {
+            k: v
+            for k, v in setting_values(args, list(TuneOptions.model_fields)).items()
+            if v is not None
+        },
+        source="options",
+    )
+    flags = setting_values(args, TRIAL_FLAGS) | {"cache_dir": args.cache_dir}
+    base = training_config(args.config, flags)
     space = load_space(args.space)
     # A flag the space also sets would be overridden silently by every trial: refuse instead.
     clash = sorted(k for k, v in flags.items() if v is not None and k in space.settings())
     if clash:
-        given = ", ".join(f"--{k.replace('_', '-')} {flags[k]}" for k in clash)
+        given = ", ".join(" ".join([*given_flags({k: flags[k]}), _shown(flags[k])]) for k in clash)
         raise MetastasisError(
             f"{args.space}: the search space sets {', '.join(clash)}, which every trial would "
             f"use instead of {given}; remove the flag or the entry from the space"
         )
-    name = args.study or Path(args.space).stem
+    name = opts.study or Path(args.space).stem
     settings = TuneSettings(
         base=base,
         space=space,
-        study_dir=Path(args.out or Path("studies") / name),
+        study_dir=Path(opts.out or Path("studies") / name),
         study_name=name,
-        sampler=args.sampler,
-        trials=args.trials,
-        storage=args.storage,
-        workers=args.workers,
-        pruner=args.pruner,
-        seed=args.search_seed,
-        heartbeat=args.heartbeat,
-        max_retry=args.max_retry,
+        sampler=opts.sampler,
+        trials=opts.trials,
+        storage=opts.storage,
+        workers=opts.workers,
+        pruner=opts.pruner,
+        seed=opts.search_seed,
+        heartbeat=opts.heartbeat,
+        max_retry=opts.max_retry,
     )
     if args.report_only:
         result = write_study_report(settings)
@@ -107,3 +119,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"best config: {result.files['best']}")
     print(f"report:      {result.files['report']}")
     return 0
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)

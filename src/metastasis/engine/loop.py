@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metastasis.config import TTA_MODES  # declared with the other options; re-exported
 from metastasis.transforms.augment import d4_view
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -133,9 +134,6 @@ def train_one_epoch(
         labels=labels.numpy(),
         seconds=seconds,
     )
-
-
-TTA_MODES = ("none", "d4")
 
 
 @torch.inference_mode()

@@ -15,9 +15,8 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from metastasis.config import SCHEDULES
 from metastasis.errors import MetastasisError
-
-SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 def check_schedule(name: str, epochs: int, warmup_epochs: float = 0.0) -> None:

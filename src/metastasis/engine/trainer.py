@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from metastasis.config import TrainConfig
+from metastasis.config import CLASS_BALANCES, OPTIMIZERS, TTA_MODES, TrainConfig
 from metastasis.data.cache import CachedSplit, open_split
 from metastasis.data.dataset import PatchDataset, passthrough
 from metastasis.data.splits import stratified_split
@@ -37,7 +37,7 @@ from metastasis.engine.checkpoint import (
 )
 from metastasis.engine.ema import EMA
 from metastasis.engine.environment import environment, eval_batch_size, loader_workers
-from metastasis.engine.loop import TTA_MODES, EpochOutput, bce_loss, predict, train_one_epoch
+from metastasis.engine.loop import EpochOutput, bce_loss, predict, train_one_epoch
 from metastasis.engine.memory import configure_malloc
 from metastasis.engine.progress import ThroughputLog
 from metastasis.engine.run_folder import (
@@ -61,7 +61,6 @@ from metastasis.transforms.augment import Augmenter, augment_spec
 log = logging.getLogger(__name__)
 
 TRAIN_SPLITS = ("train",)
-OPTIMIZERS = ("adam", "adamw", "sgd")
 VAL_SPLITS = ("valid", "val", "validation")
 
 
@@ -412,9 +411,9 @@ def _check_options(cfg: TrainConfig) -> Augmenter:
     except ValueError as err:
         raise MetastasisError(str(err)) from None
     check_schedule(cfg.schedule, cfg.epochs, cfg.warmup_epochs)
-    if cfg.class_balance not in ("none", "loss", "sampler"):
+    if cfg.class_balance not in CLASS_BALANCES:
         raise MetastasisError(
-            f"unknown class_balance {cfg.class_balance!r}; known: none, loss, sampler"
+            f"unknown class_balance {cfg.class_balance!r}; known: {', '.join(CLASS_BALANCES)}"
         )
     if cfg.tta not in TTA_MODES:
         raise MetastasisError(f"unknown tta {cfg.tta!r}; known: {', '.join(TTA_MODES)}")
@@ -536,4 +535,4 @@ def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimize
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
         )
-    raise MetastasisError(f"unknown optimizer {cfg.optimizer!r}; known: adam, adamw, sgd")
+    raise MetastasisError(f"unknown optimizer {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}")

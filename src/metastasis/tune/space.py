@@ -148,7 +148,7 @@ def apply_params(
 
 
 def _check_name(name: str, source: str) -> None:
-    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    known = TrainConfig.model_fields
     top, dot, key = name.partition(".")
     if top not in known or top in _NOT_SEARCHABLE:
         searchable = ", ".join(k for k in known if k not in _NOT_SEARCHABLE)

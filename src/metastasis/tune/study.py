@@ -28,12 +28,11 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test in
     ) from None
 
 from metastasis.tune.liveness import RetryCallback
+from metastasis.tune.options import PRUNERS, SAMPLERS  # declared there; re-exported
 from metastasis.tune.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-SAMPLERS = ("grid", "random", "tpe")
-PRUNERS = ("none", "median", "halving", "hyperband")
 META_KEY = "metastasis"  # study user attribute: what the study searches
 
 

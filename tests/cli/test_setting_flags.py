@@ -1,0 +1,135 @@
+"""Flags derived from the settings' declarations: what `train` and `tune` accept, what they make
+of it, what `--help` says (no training here: the flags up to the resolved config)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from metastasis.cli import build_parser, main
+from metastasis.cli.common import setting_values, training_config
+from metastasis.config import TrainConfig
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _train_config(argv: list[str], config: Path | None = None) -> TrainConfig:
+    args = build_parser().parse_args(["train", *argv])
+    return training_config(
+        str(config) if config else None, setting_values(args, list(TrainConfig.model_fields))
+    )
+
+
+def test_flags_override_the_recipe_and_dict_flags_set_single_keys(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: 7\ncalibrate: true\nmodel_kwargs: {dropout: 0.2, dense: 64}\n")
+    cfg = _train_config(
+        [
+            *("--epochs", "3", "--no-calibrate", "--no-shuffle"),
+            *("--model-kwargs", "dropout=0.5", "--model-kwargs", "fourth_block=true"),
+            *("--logger", "csv,mlflow", "--logger", "tensorboard", "--logger", "csv"),
+            *("--exclude", "flagged.csv", "--tracking-uri", "file:./mlruns"),
+        ],
+        recipe,
+    )
+    assert (cfg.epochs, cfg.calibrate, cfg.shuffle) == (3, False, False)
+    assert cfg.model_kwargs == {"dropout": 0.5, "dense": 64, "fourth_block": True}
+    assert cfg.loggers == ["csv", "mlflow", "tensorboard"]
+    assert (cfg.exclude, cfg.tracking_uri, cfg.experiment) == (
+        "flagged.csv",
+        "file:./mlruns",
+        "metastasis",
+    )
+    untouched = _train_config([], recipe)  # no flag: the recipe's values, then the defaults
+    assert (untouched.epochs, untouched.calibrate, untouched.shuffle) == (7, True, True)
+    assert untouched.model_kwargs == {"dropout": 0.2, "dense": 64}
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["--optimizer", "adagrad"],
+            "options: unknown optimizer 'adagrad'; known: adam, adamw, sgd",
+        ),
+        (["--label-smoothing", "1"], "options: label_smoothing must be in [0, 1), got 1.0"),
+        (["--threshold-method", "median"], "options: unknown threshold method 'median'"),
+    ],
+)
+def test_a_bad_flag_value_is_one_line_naming_the_setting(
+    argv: list[str], line: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--data", str(tmp_path), *argv, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"metastasis train: error: {line}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_bad_recipe_value_names_the_recipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("schedule: linear\n")
+    assert main(["train", "--config", str(recipe), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"metastasis train: error: {recipe}: unknown schedule 'linear'; "
+        "known: constant, cosine, onecycle"
+    )
+
+
+def test_a_bad_list_item_or_pair_is_refused_by_the_parser(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["--logger", "csv,wandb"], ["--model-kwargs", "dropout"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", *argv])
+    err = capsys.readouterr().err
+    assert "choose from csv, tensorboard, mlflow" in err and "expected KEY=VALUE" in err
+
+
+def test_resume_takes_no_other_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--resume", str(tmp_path), "--epochs", "2", "--no-shuffle"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "metastasis train: error: --resume continues a run with its own config.yaml; "
+        "drop --epochs, --shuffle"
+    )
+
+
+def test_every_option_of_every_command_says_its_default() -> None:
+    """Required options and switches aside, `--help` states each option's default."""
+    missing = []
+    for name, sub in _subparsers().items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if not action.option_strings or action.required or action.nargs == 0:
+                continue
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if "default" not in formatter._get_help_string(action):
+                missing.append(f"{name} {action.option_strings[0]}")
+    assert not missing, missing
+
+
+def test_tune_flags_derive_from_the_study_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metastasis.tune.options import TuneOptions
+
+    tune = {s: a for a in _subparsers()["tune"]._actions for s in a.option_strings}
+    for name in TuneOptions.model_fields:
+        assert tune["--" + name.replace("_", "-")].dest == name
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: [0.1, 0.01]\n")
+    assert main(["tune", "--space", str(space), "--sampler", "bayes", "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "metastasis tune: error: options: unknown sampler 'bayes'; known: grid, random, tpe"
+    )
+    assert main(["tune", "--space", str(space), "--trials", "0", "--data", str(tmp_path)]) == 2
+    assert "options: trials must be >= 1, got 0" in capsys.readouterr().err
