@@ -11,7 +11,8 @@ import pytest
 
 from metastasis.config import TrainConfig
 from metastasis.data import synthetic
-from metastasis.engine.trainer import RunResult, fit
+from metastasis.engine.trainer import RunResult
+from metastasis.training import train
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +41,7 @@ def kaggle_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    """One real epoch of the seed's CNN on the tiny demo set."""
+    """One real epoch of the seed's CNN on the tiny demo set, with its report (``train``)."""
     base = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(
         data=str(demo_data / "train"),
@@ -51,4 +52,4 @@ def trained_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Ru
         out=str(base / "run"),
         cache_dir=str(base / "cache"),
     )
-    return fit(cfg, progress=False)
+    return train(cfg, progress=False)

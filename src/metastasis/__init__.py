@@ -27,6 +27,7 @@ __all__ = [
     "predict_to_csv",
     "resolve_config",
     "run_slides",
+    "train",
     "write_eda_report",
 ]
 
@@ -39,6 +40,7 @@ _WHERE = {
     "create_model": "metastasis.models",
     "list_models": "metastasis.models",
     "fit": "metastasis.engine.trainer",
+    "train": "metastasis.training",
     "load_checkpoint": "metastasis.engine.checkpoint",
     "evaluate_checkpoint": "metastasis.inference.evaluate",
     "predict_to_csv": "metastasis.inference.predict",
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from metastasis.reports.eda import write_eda_report
     from metastasis.slides.analyse import analyse_slide
     from metastasis.slides.run import run_slides
+    from metastasis.training import train
 
 
 def __getattr__(name: str) -> Any:

@@ -10,22 +10,31 @@ from metastasis.engine.checkpoint import load_checkpoint
 from metastasis.engine.trainer import RunResult, fit
 from metastasis.errors import DataError, MetastasisError
 
-RUN_FILES = {
+# What `fit` (the engine) writes: data only ...
+DATA_FILES = {
     "config.yaml",
     "data.json",
     "splits.csv",
     "excluded.csv",
     "environment.json",
     "history.csv",
-    "history.png",
     "metrics.json",
+    "val_predictions.csv",
+    "checkpoint.pt",
+    "model.onnx",
+    "MODEL_CARD.md",
+}
+# ... and what `train` adds: the figures and the page.
+REPORT_FILES = {
+    "history.png",
     "roc.png",
     "pr.png",
     "confusion_matrix.png",
-    "val_predictions.csv",
+    "reliability.png",
+    "augmentations.png",
     "report.html",
-    "checkpoint.pt",
 }
+RUN_FILES = DATA_FILES | REPORT_FILES
 VAL_KEYS = {
     "accuracy",
     "roc_auc",
@@ -42,7 +51,7 @@ def test_one_epoch_fit_writes_a_complete_run_folder(
     trained_run: RunResult, demo_data: Path
 ) -> None:
     run = trained_run.run_dir
-    assert {p.name for p in run.iterdir()} >= RUN_FILES
+    assert {p.name for p in run.iterdir()} == RUN_FILES
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["val"]) >= VAL_KEYS and metrics["best_epoch"] == 1
@@ -95,6 +104,10 @@ def test_seed_split_is_stratified_and_reproducible(
     ha, hb = (pd.read_csv(r.run_dir / "history.csv") for r in results)
     pd.testing.assert_series_equal(ha["val_roc_auc"], hb["val_roc_auc"])
     pd.testing.assert_series_equal(ha["train_loss"], hb["train_loss"])
+    assert list(ha["lr"]) == [1e-3]  # the constant rate of the last step
+    # `fit` alone (the engine) writes the data files, no figures and no page
+    assert {p.name for p in results[0].run_dir.iterdir()} == DATA_FILES
+    assert results[0].val is not None and len(results[0].val.probs) == 32
 
 
 def test_refuses_to_overwrite_a_run_folder(trained_run: RunResult, demo_data: Path) -> None:

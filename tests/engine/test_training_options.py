@@ -1,7 +1,7 @@
 """The training options: loss, class balance, schedule, EMA, early stopping, threshold,
-calibration and test-time augmentation, end to end through ``fit``.
+calibration and test-time augmentation, end to end through ``train``.
 
-Two ``fit`` calls in all (both on the tiny demo set): one with every option switched on, one
+Two training runs in all (both on the tiny demo set): one with every option switched on, one
 that cannot learn (lr 0) to check early stopping and the class-balanced, smoothed loss exactly.
 """
 
@@ -20,7 +20,8 @@ from torch import nn
 
 from metastasis.config import TrainConfig, resolve_config
 from metastasis.data.cache import open_split
-from metastasis.engine import trainer
+from metastasis.engine import data as engine_data
+from metastasis.engine import learner as engine_learner
 from metastasis.engine.checkpoint import load_checkpoint
 from metastasis.engine.ema import EMA
 from metastasis.engine.loop import bce_loss
@@ -30,6 +31,7 @@ from metastasis.inference.evaluate import evaluate_checkpoint
 from metastasis.inference.predictor import Predictor
 from metastasis.metrics.calibration import fit_temperature, logits_from_probs
 from metastasis.metrics.thresholds import youden_threshold
+from metastasis.training import train
 
 # --- bce_loss ---------------------------------------------------------------------------------
 
@@ -99,9 +101,9 @@ class Recorder:
 def recorder() -> Iterator[Recorder]:
     rec = Recorder()
     real_loss, real_sampler, real_build = (
-        trainer.bce_loss,
-        trainer.WeightedRandomSampler,
-        trainer.build_scheduler,
+        engine_data.bce_loss,
+        engine_data.WeightedRandomSampler,
+        engine_learner.build_scheduler,
     )
 
     def loss(label_smoothing: float = 0.0, pos_weight: float | None = None) -> Any:
@@ -125,10 +127,10 @@ def recorder() -> Iterator[Recorder]:
             rec.emas.append((self, model))
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(trainer, "bce_loss", loss)
-        mp.setattr(trainer, "WeightedRandomSampler", Sampler)
-        mp.setattr(trainer, "build_scheduler", build)
-        mp.setattr(trainer, "EMA", RecordingEMA)
+        mp.setattr(engine_data, "bce_loss", loss)
+        mp.setattr(engine_data, "WeightedRandomSampler", Sampler)
+        mp.setattr(engine_learner, "build_scheduler", build)
+        mp.setattr(engine_learner, "EMA", RecordingEMA)
         yield rec
 
 
@@ -167,7 +169,7 @@ def full_run(
             "live": {k: v.detach().clone() for k, v in live.state_dict().items()},
         }
 
-    return fit(cfg, progress=False, on_epoch_end=on_epoch_end)
+    return train(cfg, progress=False, on_epoch_end=on_epoch_end)
 
 
 def test_full_run_writes_previews_and_calibration_plots(full_run: RunResult) -> None:
@@ -210,6 +212,9 @@ def test_full_run_steps_onecycle_every_batch(full_run: RunResult, recorder: Reco
     assert max(lrs) == pytest.approx(3e-3) and peak == round(0.3 * steps) - 1  # no warm-up: 30%
     assert lrs[0] == pytest.approx(3e-3 / 25)
     assert lrs[-1] == pytest.approx(3e-3 / 25 / 1e4)  # the last batch: annealed to ~0
+    # history.csv's lr: the rate of each epoch's last step
+    history = pd.read_csv(full_run.run_dir / "history.csv")
+    assert list(history["lr"]) == pytest.approx([lrs[steps // 2 - 1], lrs[-1]], rel=1e-6)
 
 
 def test_full_run_checkpoints_the_ema_weights(full_run: RunResult, recorder: Recorder) -> None:

@@ -90,7 +90,7 @@ def fake_fit(cfg: TrainConfig, progress: bool = True, on_epoch_end: Any = None) 
 def test_rerunning_resumes_the_study(
     demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("metastasis.engine.trainer.fit", fake_fit)
+    monkeypatch.setattr("metastasis.training.train", fake_fit)
     settings = settings_for(demo_data, tmp_path / "study", trials=1)
     tune(settings, progress=False)
     first = stored_trials(settings)[0].params
@@ -108,7 +108,7 @@ def test_rerunning_resumes_the_study(
 def test_poor_trials_are_pruned_and_tpe_runs(
     demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("metastasis.engine.trainer.fit", fake_fit)
+    monkeypatch.setattr("metastasis.training.train", fake_fit)
     space = parse_space({"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "epochs": 4})
     settings = settings_for(
         demo_data, tmp_path / "s", space=space, sampler="tpe", trials=12, pruner="median"
@@ -129,7 +129,7 @@ def test_a_search_whose_trials_keep_failing_stops(
         Path(str(cfg.out)).mkdir(parents=True)  # e.g. a validation set with one class
         return RunResult(Path(str(cfg.out)), {"val": {"roc_auc": None}}, 1, pd.DataFrame())
 
-    monkeypatch.setattr("metastasis.engine.trainer.fit", no_auc)
+    monkeypatch.setattr("metastasis.training.train", no_auc)
     with pytest.raises(MetastasisError, match="3 trials in a row failed"):
         tune(settings_for(demo_data, tmp_path / "s", trials=5), progress=False)
 

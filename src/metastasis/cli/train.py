@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from metastasis.config import TrainConfig, resolve_config
-    from metastasis.engine.trainer import fit
     from metastasis.errors import MetastasisError
+    from metastasis.training import train
 
     overrides = setting_values(args, list(TrainConfig.model_fields))
     if args.resume:
@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
                 + ", ".join(given or ["--config"])
             )
         cfg = resolve_config(Path(args.resume) / "config.yaml", cache_dir=args.cache_dir)
-        result = fit(cfg.replace(out=args.resume), progress=progress(args), resume=True)
+        result = train(cfg.replace(out=args.resume), progress=progress(args), resume=True)
     else:
-        result = fit(training_config(args.config, overrides), progress=progress(args))
+        result = train(training_config(args.config, overrides), progress=progress(args))
     if not result.is_global_zero:  # DDP: rank 0 reports
         return 0
     val = result.metrics["val"]

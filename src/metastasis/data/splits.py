@@ -7,6 +7,10 @@ from sklearn.model_selection import train_test_split
 
 from metastasis.errors import DataError
 
+# The split names `metastasis train` looks for under --data and --val-data.
+TRAIN_SPLITS = ("train",)
+VAL_SPLITS = ("valid", "val", "validation")
+
 
 def stratified_split(
     labels: np.ndarray, val_fraction: float = 0.2, seed: int = 0

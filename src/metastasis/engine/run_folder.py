@@ -1,4 +1,8 @@
-"""The run folder's files: inputs (config, data, splits, exclusions), history and results."""
+"""The run folder's data files: inputs (config, data, splits, exclusions), environment, results.
+
+The engine writes data (YAML, JSON, CSV); figures and ``report.html`` are drawn from them by the
+layer above (``metastasis.reports.run``).
+"""
 
 from __future__ import annotations
 
@@ -11,42 +15,12 @@ import pandas as pd
 
 from metastasis.config import TrainConfig, dump_config
 from metastasis.data.cache import CachedSplit
+from metastasis.engine.environment import environment
 from metastasis.engine.loop import EpochOutput
 from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
-from metastasis.metrics.classification import binary_metrics
-from metastasis.transforms.augment import Augmenter
+from metastasis.metrics.evaluation import evaluation_metrics
 
 log = logging.getLogger(__name__)
-
-
-def nan_if_none(x: float | None) -> float:
-    return float("nan") if x is None else float(x)
-
-
-def history_row(
-    epoch: int, tr: EpochOutput, va: EpochOutput, threshold: float, seconds: float
-) -> dict[str, Any]:
-    mt = binary_metrics(tr.labels, tr.probs, threshold)
-    mv = binary_metrics(va.labels, va.probs, threshold)
-    return {
-        "epoch": epoch,
-        "train_loss": tr.loss,
-        "train_accuracy": mt["accuracy"],
-        "train_roc_auc": nan_if_none(mt["roc_auc"]),
-        "val_loss": va.loss,
-        "val_accuracy": mv["accuracy"],
-        "val_roc_auc": nan_if_none(mv["roc_auc"]),
-        "val_pr_auc": nan_if_none(mv["pr_auc"]),
-        "seconds": round(seconds, 3),
-        "train_seconds": round(tr.seconds, 3),
-        "train_patches_per_s": round(tr.patches_per_s, 1),
-        "val_seconds": round(va.seconds, 3),
-    }
-
-
-def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_path(run_dir / "history.csv") as tmp:
-        pd.DataFrame(history).to_csv(tmp, index=False)
 
 
 def data_summary(data: CachedSplit, n_used: int) -> dict[str, Any]:
@@ -109,18 +83,6 @@ def write_run_inputs(
         )
 
 
-def write_augmentation_preview(
-    run_dir: Path, data: CachedSplit, indices: np.ndarray, augmenter: Augmenter, seed: int
-) -> None:
-    """``augmentations.png``: 3 patches of each class and 5 augmented views of each."""
-    from metastasis.reports.augment_preview import write_augmentation_preview as write
-
-    labels = data.labels[indices]
-    picked = [indices[labels == c][:3] for c in (0, 1)]
-    rows = np.sort(np.concatenate(picked))
-    write(run_dir / "augmentations.png", np.asarray(data.images[rows]), augmenter, seed=seed)
-
-
 def write_results(
     run_dir: Path,
     cfg: TrainConfig,
@@ -132,16 +94,12 @@ def write_results(
     calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluation of the final validation output ``best`` (the best epoch's, after test-time
-    augmentation and temperature scaling where chosen) at the checkpoint's threshold."""
-    from metastasis.metrics.plots import plot_history, save_figure
-    from metastasis.reports.evaluation import write_evaluation, write_html_report
-
+    augmentation and temperature scaling where chosen) at the checkpoint's threshold:
+    ``metrics.json`` and ``val_predictions.csv``; returns what ``metrics.json`` holds."""
     calibration = calibration or {"threshold": cfg.threshold, "threshold_method": "fixed"}
     threshold = float(calibration["threshold"])
-    metrics_val = write_evaluation(run_dir, best.labels, best.probs, threshold)
-    save_figure(plot_history(pd.DataFrame(history)), run_dir / "history.png")
     metrics = {
-        "val": metrics_val,
+        "val": evaluation_metrics(best.labels, best.probs, threshold),
         "checkpoint": calibration,
         "best_epoch": best_epoch,
         "selected_by": "val_roc_auc",
@@ -154,25 +112,14 @@ def write_results(
         pd.DataFrame(
             {"id": val.ids[val_idx], "label": best.labels, "probability": best.probs}
         ).to_csv(tmp, index=False, float_format="%.6f")
-    write_html_report(
-        run_dir / "report.html",
-        f"metastasis run: {cfg.model}",
-        metrics_val,
-        [
-            "history.png",
-            "roc.png",
-            "pr.png",
-            "confusion_matrix.png",
-            "reliability.png",
-            "augmentations.png",
-        ],
-        extra_tables={"History": pd.DataFrame(history)},
-        notes=[
-            f"Best epoch {best_epoch} of {len(history)} by validation ROC-AUC.",
-            f"Threshold {threshold:.4f} ({calibration['threshold_method']}); "
-            f"test-time augmentation: {calibration.get('tta', 'none')}; "
-            f"temperature {calibration.get('temperature', 1.0):.3f}.",
-            f"Training data: {cfg.data}; validation: {cfg.val_data or 'split of training data'}.",
-        ],
-    )
     return metrics
+
+
+def write_environment(
+    run_dir: Path, device: Any, workers: int, eval_batch: int, **extra: Any
+) -> None:
+    """``environment.json``: versions, device, threads, loader workers, batch sizes, ``extra``."""
+    atomic_write_json(
+        run_dir / "environment.json",
+        {**environment(device, workers, eval_batch), **extra},
+    )

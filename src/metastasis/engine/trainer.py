@@ -1,12 +1,17 @@
 """`metastasis train`: data -> cache -> split -> fit -> best checkpoint -> run folder.
 
-Devices and precision come from Lightning Fabric; the loop itself is in `loop.py`.
+``fit`` is the epoch loop; each part it calls has one job: ``data.py`` (splits, loaders,
+sampler, loss), ``learner.py`` (model, optimiser, schedule, EMA; one epoch of training and a
+validation pass), ``best.py`` (which epoch's checkpoint is kept), ``state.py`` (what a resumed
+run needs: ``TrainState.capture`` / ``restore``), ``history.py`` (the log line, ``history.csv``
+and the ``on_epoch_end`` hooks), ``finalise.py`` (calibration, threshold, results, exports).
+Devices and precision come from Lightning Fabric. Figures and ``report.html`` are not written
+here: ``metastasis.train`` adds them (``reports/run.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -18,59 +23,51 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from metastasis.config import CLASS_BALANCES, OPTIMIZERS, TTA_MODES, TrainConfig
-from metastasis.data.cache import CachedSplit, open_split
-from metastasis.data.dataset import PatchDataset, passthrough
-from metastasis.data.splits import stratified_split
-from metastasis.engine.checkpoint import (
-    FILENAME,
-    Bundle,
-    load_checkpoint,
-    save_checkpoint,
-    state_dict_cpu,
+from metastasis.engine.best import BestEpoch, save_best_checkpoint
+from metastasis.engine.checkpoint import FILENAME
+from metastasis.engine.data import (
+    Loaders,
+    TrainingData,
+    make_loaders,
+    make_loss,
+    open_training_data,
 )
-from metastasis.engine.ema import EMA
-from metastasis.engine.environment import environment, eval_batch_size, loader_workers
-from metastasis.engine.loop import EpochOutput, bce_loss, predict, train_one_epoch
+from metastasis.engine.environment import eval_batch_size
+from metastasis.engine.finalise import finalise_run
+from metastasis.engine.history import EpochLog, history_row
+from metastasis.engine.learner import Learner
+from metastasis.engine.loop import EpochOutput
 from metastasis.engine.memory import configure_malloc
 from metastasis.engine.progress import ThroughputLog
-from metastasis.engine.run_folder import (
-    history_row,
-    write_augmentation_preview,
-    write_history,
-    write_results,
-    write_run_inputs,
-)
-from metastasis.engine.schedule import build_scheduler, check_schedule
+from metastasis.engine.run_folder import write_environment, write_run_inputs
+from metastasis.engine.schedule import check_schedule
 from metastasis.engine.state import FILENAME as STATE_FILE
 from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError, MetastasisError
-from metastasis.export.bundle import N_PROBE, write_run_exports
-from metastasis.io import atomic_write_json, atomic_write_text, output_dir
-from metastasis.metrics.calibration import fit_temperature, logits_from_probs
+from metastasis.io import atomic_write_text, output_dir
 from metastasis.metrics.thresholds import select_threshold
-from metastasis.models import create_model, default_preprocessing, list_models
+from metastasis.models import list_models
 from metastasis.transforms.augment import Augmenter, augment_spec
 
 log = logging.getLogger(__name__)
 
-TRAIN_SPLITS = ("train",)
-VAL_SPLITS = ("valid", "val", "validation")
-
 
 @dataclass
 class RunResult:
+    """What ``fit`` returns; the run folder holds the same and more."""
+
     run_dir: Path
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # metrics.json
     best_epoch: int
-    history: pd.DataFrame
+    history: pd.DataFrame  # history.csv
     is_global_zero: bool = True  # False in the other processes of a DDP run
+    val: EpochOutput | None = None  # the final validation output: metrics.json's numbers
+    data: TrainingData | None = None  # the splits and rows the run used
 
     @property
     def checkpoint(self) -> Path:
@@ -87,12 +84,13 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     resume: bool = False,
 ) -> RunResult:
-    """Train ``cfg.model`` on ``cfg.data`` and write a complete run folder.
+    """Train ``cfg.model`` on ``cfg.data`` and write the run folder's data files.
 
     ``on_epoch_end(epoch, history_row)`` is called after each epoch's validation (e.g. to report
     to a hyper-parameter search, which may raise to stop the run early). With ``resume``, the
     run in ``cfg.out`` continues from its last completed epoch (see ``state.py``) and ends with
-    the same numbers as an uninterrupted run.
+    the same numbers as an uninterrupted run. ``metastasis.train`` is this plus the figures and
+    ``report.html``.
     """
     if cfg.data is None:
         raise MetastasisError("no training data: pass --data DIR or set `data:` in the config")
@@ -103,249 +101,143 @@ def fit(
     # data problem is reported at once.
     fabric = _make_fabric(cfg) if _distributed(cfg) else None
     rank_zero = fabric is None or fabric.is_global_zero
-    state: TrainState | None = None
-    if resume:
-        state = _resumable_state(run_dir)
-    elif rank_zero:
+    state = _resumable_state(run_dir) if resume else None
+    if not resume and rank_zero:
         _claim_run_dir(run_dir)
     cfg = cfg.replace(out=str(run_dir))
     with fabric.rank_zero_first() if fabric is not None else contextlib.nullcontext():
-        train_data, val_data, train_idx, val_idx, protocol = _open_data(cfg, progress)
-    if fabric is None:
-        fabric = _make_fabric(cfg)
+        data = open_training_data(cfg, progress)
+    fabric = fabric or _make_fabric(cfg)
+    learner, loaders, loss_fn, malloc = _setup(cfg, fabric, augmenter, data)
+    history: list[dict[str, Any]] = []
+    best = BestEpoch()
+    if state is not None:
+        _resume(state, run_dir, learner, loaders, history, best, data.fingerprints)
+    elif rank_zero:
+        write_run_inputs(
+            run_dir, cfg, data.train, data.val, data.train_idx, data.val_idx, data.protocol
+        )
+    if rank_zero:
+        env = {"malloc": malloc, "world_size": fabric.world_size}
+        write_environment(run_dir, fabric.device, loaders.workers, loaders.eval_batch, **env)
+    epoch_log = EpochLog(run_dir, cfg.epochs, history, write=rank_zero, hooks=[on_epoch_end])
+    throughput = ThroughputLog(  # without a progress bar, a log line per tenth of each epoch
+        len(loaders.train),
+        cfg.batch_size,
+        patches=math.ceil(len(data.train_idx) / fabric.world_size),  # DDP: this process's shard
+        enabled=not progress and rank_zero,
+    )
+    try:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            start = time.perf_counter()
+            desc = f"epoch {epoch}/{cfg.epochs}"
+            throughput.start(desc)
+            bar = tqdm(loaders.train, desc=desc, unit="batch", disable=not progress, leave=False)
+            tr = learner.train_epoch(bar, loss_fn, on_step=throughput.step)
+            va = learner.validate(loaders.val)
+            seconds = time.perf_counter() - start
+            row = history_row(epoch, tr, va, cfg.threshold, seconds, learner.last_lr)
+            history.append(row)
+            improved = best.update(epoch, row, va)
+            if rank_zero and improved:
+                save_best_checkpoint(
+                    run_dir / FILENAME, cfg, learner.preprocessing, learner.weights(), epoch, row
+                )
+            if rank_zero:
+                live = _live(learner, loaders)
+                state = TrainState.capture(
+                    epoch, **live, history=history, best=best, fingerprints=data.fingerprints
+                )
+                save_train_state(run_dir, state)
+            epoch_log.epoch_end(epoch, row, improved)  # log line, history.csv, on_epoch_end
+            if best.should_stop(epoch, cfg.early_stopping):  # logs why
+                break
+    except KeyboardInterrupt:
+        if rank_zero:
+            _note_interrupt(run_dir, len(history) + 1, best.epoch)
+        raise
+    return _finish(run_dir, cfg, best, history, data, fabric, progress)
 
+
+def _setup(
+    cfg: TrainConfig, fabric: Any, augmenter: Augmenter, data: TrainingData
+) -> tuple[Learner, Loaders, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str]:
+    """Seeded, in this order: the model, the loaders, the loss, the schedule; and the malloc."""
     from lightning.fabric.utilities.seed import seed_everything
 
     malloc = configure_malloc()
     seed_everything(cfg.seed, verbose=False)
-    model = create_model(cfg.model, **cfg.model_kwargs)
-    preprocessing = default_preprocessing(cfg.model)
-    # recorded in the checkpoint with the rest of the preprocessing
-    preprocessing = dataclasses.replace(
-        preprocessing, input_size=cfg.input_size or preprocessing.input_size, mpp=cfg.mpp
-    )
-    model = model.to(memory_format=torch.channels_last)
-    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
-    raw_optimizer = _optimizer(cfg, model)
-    model, optimizer = fabric.setup(model, raw_optimizer)
-    if ema is not None:
-        ema.module.to(fabric.device)
-    pin = fabric.device.type == "cuda"
-    workers = loader_workers(fabric.device, cfg.num_workers)
-    eval_batch = eval_batch_size(fabric.device, cfg.eval_batch_size)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_labels = train_data.labels[train_idx]
-    n_pos = int((train_labels == 1).sum())
-    n_neg = len(train_labels) - n_pos
-    sampler = None
-    if cfg.class_balance == "sampler":
-        # Each class drawn equally often (with replacement); an epoch keeps its usual length.
-        weights = np.where(train_labels == 1, 1.0 / max(n_pos, 1), 1.0 / max(n_neg, 1))
-        sampler = WeightedRandomSampler(weights.tolist(), len(weights), generator=gen)
-    pos_weight = n_neg / max(n_pos, 1) if cfg.class_balance == "loss" else None
-    loss_fn = bce_loss(cfg.label_smoothing, pos_weight)
-    train_loader = DataLoader(
-        PatchDataset(train_data, train_idx),
-        batch_size=cfg.batch_size,
-        shuffle=cfg.shuffle and sampler is None,
-        sampler=sampler,
-        generator=gen,
-        collate_fn=passthrough,
-        num_workers=workers,
-        pin_memory=pin,
-        persistent_workers=workers > 0,
-    )
-    val_loader = DataLoader(
-        PatchDataset(val_data, val_idx),
-        batch_size=eval_batch,
-        shuffle=False,
-        collate_fn=passthrough,
-        num_workers=workers,
-        pin_memory=pin,
-    )
-    train_loader = fabric.setup_dataloaders(train_loader)  # DDP: a shard per process
-    val_loader = fabric.setup_dataloaders(val_loader, use_distributed_sampler=False)  # all of it
-    scheduler = build_scheduler(
-        cfg.schedule, raw_optimizer, cfg.epochs, len(train_loader), cfg.warmup_epochs
-    )
-
-    # without a progress bar, a log line per tenth of each epoch (rank 0)
-    throughput = ThroughputLog(
-        len(train_loader),
-        cfg.batch_size,
-        patches=math.ceil(len(train_idx) / fabric.world_size),  # DDP: this process's shard
-        enabled=not progress and rank_zero,
-    )
-
-    def after_step() -> None:
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            ema.update(model)
-        throughput.step()
-
-    fingerprints = {"train": train_data.fingerprint, "val": val_data.fingerprint}
-    if state is not None and state.fingerprints != fingerprints:
-        raise DataError(f"{run_dir}: the data changed since this run started; cannot resume")
-    if state is None and rank_zero:
-        write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol)
-        write_augmentation_preview(run_dir, train_data, train_idx, augmenter, cfg.seed)
-    if rank_zero:
-        atomic_write_json(
-            run_dir / "environment.json",
-            {
-                **environment(fabric.device, workers, eval_batch),
-                "malloc": malloc,
-                "world_size": fabric.world_size,
-            },
-        )
+    learner = Learner(cfg, fabric, augmenter)
+    loaders = make_loaders(cfg, data, fabric)
+    loss_fn = make_loss(cfg, data.train_labels)
+    learner.schedule(cfg, len(loaders.train))
     log.info(
         "training %s on %d patches, validating on %d (%s); device %s, %d threads",
         cfg.model,
-        len(train_idx),
-        len(val_idx),
-        protocol,
+        len(data.train_idx),
+        len(data.val_idx),
+        data.protocol,
         fabric.device,
         torch.get_num_threads(),
     )
+    return learner, loaders, loss_fn, malloc
 
-    aug_gen = torch.Generator().manual_seed(cfg.seed + 1 + 1000 * fabric.global_rank)
 
-    def prepare_train(x: torch.Tensor) -> torch.Tensor:
-        return preprocessing(augmenter(x, aug_gen))
+def _live(learner: Learner, loaders: Loaders) -> dict[str, Any]:
+    """The live objects a training state is captured from and restored into."""
+    return {
+        "model": learner.model,
+        "optimizer": learner.optimizer,
+        "scheduler": learner.scheduler,
+        "ema": learner.ema,
+        "rngs": {**learner.rngs(), "loader": loaders.generator},
+    }
 
-    def validate() -> EpochOutput:
-        if ema is None:
-            return predict(model, val_loader, preprocessing)
-        ema.sync_buffers(model)
-        with fabric.autocast():
-            return predict(ema.module, val_loader, preprocessing)
 
-    history: list[dict[str, Any]] = []
-    best_score, best_epoch, best_val = -math.inf, 0, None
-    if state is not None:
-        model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        torch.set_rng_state(state.rng["torch"])
-        gen.set_state(state.rng["loader"])
-        aug_gen.set_state(state.rng["augment"])
-        if scheduler is not None and state.scheduler is not None:
-            scheduler.load_state_dict(state.scheduler)
-        if ema is not None and state.ema is not None:
-            ema.load_state_dict(state.ema)
-        history, best_score, best_epoch = state.history, state.best_score, state.best_epoch
-        best_val = EpochOutput(math.nan, state.best_probs.numpy(), state.best_labels.numpy(), 0.0)
-        if hasattr(train_loader, "_num_iter_calls"):  # DDP: Fabric sets the sampler's epoch
-            train_loader._num_iter_calls = state.epoch
-        log.info("resuming %s after epoch %d", run_dir, state.epoch)
+def _resume(
+    state: TrainState,
+    run_dir: Path,
+    learner: Learner,
+    loaders: Loaders,
+    history: list[dict[str, Any]],
+    best: BestEpoch,
+    fingerprints: dict[str, str],
+) -> None:
     try:
-        for epoch in range(len(history) + 1, cfg.epochs + 1):
-            start = time.perf_counter()
-            throughput.start(f"epoch {epoch}/{cfg.epochs}")
-            bar = tqdm(
-                train_loader,
-                desc=f"epoch {epoch}/{cfg.epochs}",
-                unit="batch",
-                disable=not progress,
-                leave=False,
-            )
-            tr = train_one_epoch(
-                model,
-                bar,
-                optimizer,
-                prepare_train,
-                backward=fabric.backward,
-                loss_fn=loss_fn,
-                after_step=after_step,
-            )
-            if fabric.world_size > 1:
-                tr = _gather(fabric, tr)
-            va = validate()
-            row = history_row(epoch, tr, va, cfg.threshold, time.perf_counter() - start)
-            history.append(row)
-            score = row["val_roc_auc"] if not math.isnan(row["val_roc_auc"]) else -row["val_loss"]
-            improved = score > best_score
-            if improved:
-                best_score, best_epoch, best_val = score, epoch, va
-            if improved and rank_zero:
-                bundle = Bundle(
-                    arch=cfg.model,
-                    arch_kwargs=dict(cfg.model_kwargs),
-                    state_dict=ema.state_dict() if ema is not None else state_dict_cpu(model),
-                    preprocessing=preprocessing,
-                    threshold=cfg.threshold,
-                    config=cfg.to_dict(),
-                    metrics={"epoch": epoch, "val_roc_auc": row["val_roc_auc"]},
-                )
-                save_checkpoint(run_dir / FILENAME, bundle)
-            log.info(
-                "epoch %d/%d  loss %.4f  acc %.4f | val loss %.4f  acc %.4f  auc %.4f | "
-                "%.0f patches/s%s",
-                epoch,
-                cfg.epochs,
-                row["train_loss"],
-                row["train_accuracy"],
-                row["val_loss"],
-                row["val_accuracy"],
-                row["val_roc_auc"],
-                row["train_patches_per_s"],
-                "  *best" if improved else "",
-            )
-            assert best_val is not None
-            if not rank_zero:
-                pass
-            elif state := TrainState(
-                epoch=epoch,
-                model=state_dict_cpu(model),
-                optimizer=optimizer.state_dict(),
-                rng={
-                    "torch": torch.get_rng_state(),
-                    "loader": gen.get_state(),
-                    "augment": aug_gen.get_state(),
-                },
-                history=history,
-                best_score=best_score,
-                best_epoch=best_epoch,
-                best_probs=torch.from_numpy(best_val.probs),
-                best_labels=torch.from_numpy(best_val.labels),
-                fingerprints=fingerprints,
-                scheduler=scheduler.state_dict() if scheduler is not None else None,
-                ema=ema.state_dict() if ema is not None else None,
-            ):
-                save_train_state(run_dir, state)
-                # Last: a history row means its epoch's checkpoint and state are on disk.
-                write_history(run_dir, history)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-            if cfg.early_stopping and epoch - best_epoch >= cfg.early_stopping:
-                log.info(
-                    "early stop after epoch %d: no better val AUC for %d epochs (best: epoch %d)",
-                    epoch,
-                    cfg.early_stopping,
-                    best_epoch,
-                )
-                break
-    except KeyboardInterrupt:
-        if rank_zero:
-            _note_interrupt(run_dir, len(history) + 1, best_epoch)
-        raise
+        state.restore(
+            **_live(learner, loaders), history=history, best=best, fingerprints=fingerprints
+        )
+    except DataError as exc:
+        raise DataError(f"{run_dir}: {exc}") from None
+    if hasattr(loaders.train, "_num_iter_calls"):  # DDP: Fabric sets the sampler's epoch
+        loaders.train._num_iter_calls = state.epoch
+    log.info("resuming %s after epoch %d", run_dir, state.epoch)
 
-    assert best_val is not None
+
+def _finish(
+    run_dir: Path,
+    cfg: TrainConfig,
+    best: BestEpoch,
+    history: list[dict[str, Any]],
+    data: TrainingData,
+    fabric: Any,
+    progress: bool,
+) -> RunResult:
+    """Rank 0 finalises the checkpoint and writes the results; the others read them."""
+    if best.val is None:
+        raise MetastasisError(f"{run_dir}: no epoch gave a validation score")
+    rank_zero = bool(fabric.is_global_zero)
     metrics: dict[str, Any] = {}
+    final = None
     if rank_zero:
-        final, calibration = _finalise_checkpoint(
-            run_dir, cfg, best_val, PatchDataset(val_data, val_idx), fabric, progress
+        metrics, final = finalise_run(
+            run_dir, cfg, best.val, best.epoch, history, data, fabric, progress
         )
-        metrics = write_results(
-            run_dir, cfg, val_data, val_idx, final, best_epoch, history, calibration
-        )
-        (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
-        # model.onnx (checked on validation patches) and MODEL_CARD.md
-        write_run_exports(run_dir, np.asarray(val_data.images[val_idx[:N_PROBE]]))
     fabric.barrier()
     if not rank_zero:  # DDP: the other processes return what rank 0 wrote
         metrics = json.loads((run_dir / "metrics.json").read_text())
-    return RunResult(run_dir, metrics, best_epoch, pd.DataFrame(history), rank_zero)
+    history_frame = pd.DataFrame(history)
+    return RunResult(run_dir, metrics, best.epoch, history_frame, rank_zero, final, data)
 
 
 def _distributed(cfg: TrainConfig) -> bool:
@@ -367,39 +259,6 @@ def _make_fabric(cfg: TrainConfig) -> Any:
     )
     fabric.launch()  # under torchrun / SLURM: joins the process group; else starts the others
     return fabric
-
-
-def _open_data(
-    cfg: TrainConfig, progress: bool
-) -> tuple[CachedSplit, CachedSplit, np.ndarray, np.ndarray, str]:
-    """Training and validation splits (cached), their usable rows and the protocol."""
-    assert cfg.data is not None
-    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else None
-    train_data = open_split(str(cfg.data), cfg.split, TRAIN_SPLITS, cache_root, progress)
-    _require_labels(train_data)
-    if cfg.val_data:
-        val_data = open_split(cfg.val_data, cfg.val_split, VAL_SPLITS, cache_root, progress)
-        _require_labels(val_data)
-        train_idx, val_idx = train_data.usable_indices(), val_data.usable_indices()
-        protocol = f"explicit validation set {cfg.val_data}"
-    else:
-        usable = train_data.usable_indices()
-        tr_pos, va_pos = stratified_split(train_data.labels[usable], cfg.val_fraction, cfg.seed)
-        train_idx, val_idx, val_data = usable[tr_pos], usable[va_pos], train_data
-        protocol = (
-            f"stratified {1 - cfg.val_fraction:.0%}/{cfg.val_fraction:.0%} split, seed {cfg.seed}"
-        )
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise DataError(f"{cfg.data}: no usable patches left for training or validation")
-    return train_data, val_data, train_idx, val_idx, protocol
-
-
-def _gather(fabric: Any, out: EpochOutput) -> EpochOutput:
-    """One process's training output -> all processes' (DDP shards are padded to equal size)."""
-    probs = fabric.all_gather(torch.from_numpy(out.probs)).reshape(-1).cpu().numpy()
-    labels = fabric.all_gather(torch.from_numpy(out.labels)).reshape(-1).cpu().numpy()
-    loss = float(fabric.all_reduce(torch.tensor(out.loss), reduce_op="mean"))
-    return EpochOutput(loss, probs, labels, out.seconds)
 
 
 def _check_options(cfg: TrainConfig) -> Augmenter:
@@ -440,59 +299,6 @@ def _check_options(cfg: TrainConfig) -> Augmenter:
     return Augmenter(augment_spec(cfg.augment, cfg.augment_kwargs))
 
 
-def _finalise_checkpoint(
-    run_dir: Path,
-    cfg: TrainConfig,
-    best: EpochOutput,
-    val: PatchDataset,
-    fabric: Any,
-    progress: bool,
-) -> tuple[EpochOutput, dict[str, Any]]:
-    """Test-time augmentation, temperature and threshold for the best checkpoint, all chosen on
-    validation and written into it; the validation output they give."""
-    bundle = load_checkpoint(run_dir / FILENAME)
-    out = best
-    if cfg.tta != "none":
-        model = bundle.build_model().to(fabric.device).to(memory_format=torch.channels_last)
-        loader = DataLoader(
-            val,
-            batch_size=eval_batch_size(fabric.device, cfg.eval_batch_size),
-            collate_fn=passthrough,
-        )
-        bar = tqdm(loader, desc=f"validating (tta {cfg.tta})", disable=not progress, leave=False)
-        # In float32, as `predict` and `evaluate` run it: the threshold and temperature are
-        # fitted on exactly the numbers they will be applied to.
-        out = predict(model, bar, bundle.preprocessing, fabric.device, tta=cfg.tta)
-    temperature = 1.0
-    if cfg.calibrate:
-        # Logits as predict() returns them (after a resume only probabilities were kept), and
-        # probabilities computed exactly as predict() will (float32 logits / T, sigmoid).
-        logits = out.logits if out.logits is not None else logits_from_probs(out.probs)
-        logits = np.asarray(logits, dtype=np.float32)
-        temperature = fit_temperature(logits, out.labels)
-        probs = torch.sigmoid(torch.from_numpy(logits) / temperature).numpy()
-        out = EpochOutput(out.loss, probs, out.labels, out.seconds, logits)
-    threshold, method = cfg.threshold, "fixed"
-    if cfg.threshold_method != "fixed":
-        threshold, method = select_threshold(out.labels, out.probs, cfg.threshold_method)
-    bundle.threshold, bundle.temperature, bundle.tta = threshold, temperature, cfg.tta
-    bundle.metrics = {**bundle.metrics, "threshold_method": method}
-    save_checkpoint(run_dir / FILENAME, bundle)
-    log.info(
-        "checkpoint: threshold %.4f (%s), temperature %.3f, tta %s",
-        threshold,
-        method,
-        temperature,
-        cfg.tta,
-    )
-    return out, {
-        "threshold": threshold,
-        "threshold_method": method,
-        "temperature": temperature,
-        "tta": cfg.tta,
-    }
-
-
 def _resumable_state(run_dir: Path) -> TrainState | None:
     if not (run_dir / "config.yaml").is_file():
         raise MetastasisError(f"{run_dir}: not a run folder (no config.yaml); nothing to resume")
@@ -518,21 +324,3 @@ def _claim_run_dir(run_dir: Path) -> None:
             f"{run_dir}: run folder already exists and is not empty; choose another --out"
         )
     output_dir(run_dir, "run folder")
-
-
-def _require_labels(data: CachedSplit) -> None:
-    if not data.labelled:
-        raise DataError(f"{data.name}: has no labels; training and validation need labels")
-
-
-def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
-        )
-    raise MetastasisError(f"unknown optimizer {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}")

@@ -12,9 +12,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from metastasis.io import atomic_write_text
-from metastasis.metrics.bootstrap import bootstrap_ci
-from metastasis.metrics.calibration import expected_calibration_error
-from metastasis.metrics.classification import binary_metrics
+from metastasis.metrics.evaluation import evaluation_metrics
 from metastasis.metrics.plots import (
     plot_confusion_matrix,
     plot_pr,
@@ -23,7 +21,7 @@ from metastasis.metrics.plots import (
     save_figure,
 )
 
-__all__ = ["write_evaluation", "write_html_report"]
+__all__ = ["evaluation_metrics", "write_evaluation", "write_evaluation_plots", "write_html_report"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
@@ -63,12 +61,24 @@ def write_evaluation(
     specificity (:func:`bootstrap_ci`, ``n_resamples`` resamples from ``seed``; ``n_resamples=0``
     leaves ``ci95`` out).
     """
-    metrics = binary_metrics(y_true, y_prob, threshold=threshold)
-    metrics["ece"] = expected_calibration_error(y_true, y_prob, n_bins)
-    if n_resamples:
-        metrics["ci95"] = bootstrap_ci(
-            y_true, y_prob, threshold, n_resamples=n_resamples, confidence=0.95, seed=seed
-        )
+    metrics = evaluation_metrics(
+        y_true, y_prob, threshold, n_bins=n_bins, n_resamples=n_resamples, seed=seed
+    )
+    write_evaluation_plots(out_dir, y_true, y_prob, metrics, prefix, n_bins=n_bins)
+    return metrics
+
+
+def write_evaluation_plots(
+    out_dir: str | os.PathLike[str],
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    metrics: Mapping[str, Any],
+    prefix: str = "",
+    *,
+    n_bins: int = 15,
+) -> None:
+    """Write ``{prefix}roc.png``, ``{prefix}pr.png``, ``{prefix}confusion_matrix.png`` (from
+    ``metrics["confusion_matrix"]``) and ``{prefix}reliability.png`` into ``out_dir``."""
     out = Path(out_dir)
     save_figure(plot_roc(y_true, y_prob), out / f"{prefix}roc.png")
     save_figure(plot_pr(y_true, y_prob), out / f"{prefix}pr.png")
@@ -76,7 +86,6 @@ def write_evaluation(
         plot_confusion_matrix(metrics["confusion_matrix"]), out / f"{prefix}confusion_matrix.png"
     )
     save_figure(plot_reliability(y_true, y_prob, n_bins), out / f"{prefix}reliability.png")
-    return metrics
 
 
 def _format_value(value: Any) -> str:

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from metastasis.tune.search import TuneResult, TuneSettings, tune, write_study_report
+from metastasis.tune.result import TuneResult
+from metastasis.tune.search import TuneSettings, tune, write_study_report
 from metastasis.tune.space import SearchSpace, load_space
 
 __all__ = ["SearchSpace", "TuneResult", "TuneSettings", "load_space", "tune", "write_study_report"]

@@ -11,7 +11,7 @@ import logging
 import math
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -20,9 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from metastasis.config import build_config
 from metastasis.io import atomic_path, atomic_write_json, atomic_write_text, output_dir
-
-if TYPE_CHECKING:
-    from metastasis.tune.search import TuneResult
+from metastasis.tune.result import TuneResult
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +101,6 @@ def importances(study: optuna.Study) -> dict[str, float]:
 def write_report(study: optuna.Study, study_dir: Path, sampler: str) -> TuneResult:
     """Write every output of ``study`` into ``study_dir``."""
     from metastasis.reports.evaluation import write_html_report
-    from metastasis.tune.search import TuneResult
 
     output_dir(study_dir, "study folder")
     table = trials_table(study)

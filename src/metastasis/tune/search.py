@@ -1,6 +1,6 @@
 """`metastasis tune`: an Optuna study whose trials are ordinary training runs.
 
-Each trial is ``fit(cfg)``, the code path of `metastasis train`, writing a complete run folder
+Each trial is ``train(cfg)``, the code path of `metastasis train`, writing a complete run folder
 ``STUDY_DIR/trials/<number>/``; it reports the validation ROC-AUC after every epoch so the pruner
 can stop it early. The study lives in its storage (a journal file by default, or a database), so
 re-running the same command resumes it, and any number of worker processes, here
@@ -18,13 +18,14 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metastasis.config import TrainConfig
 from metastasis.errors import MetastasisError
 from metastasis.io import output_dir
+from metastasis.tune.result import TuneResult
 from metastasis.tune.space import SearchSpace, apply_params
 
 if TYPE_CHECKING:
@@ -65,17 +66,6 @@ class TuneSettings:
 
     def meta(self) -> dict[str, Any]:
         return {"sampler": self.sampler, "space": self.space.to_dict()}
-
-
-@dataclass
-class TuneResult:
-    study_dir: Path
-    study_name: str
-    counts: dict[str, int]  # trials per state
-    best_number: int | None
-    best_value: float | None
-    best_params: dict[str, Any]
-    files: dict[str, Path] = field(default_factory=dict)
 
 
 class SurplusTrial(Exception):
@@ -168,7 +158,7 @@ def run_worker(settings: TuneSettings, worker: int = 0) -> None:
 def _objective(trial: optuna.Trial, settings: TuneSettings, grid: bool, target: int) -> float:
     import optuna
 
-    from metastasis.engine.trainer import fit
+    from metastasis.training import train
     from metastasis.tune.liveness import worker_identity
 
     for key, value in worker_identity().items():
@@ -192,7 +182,7 @@ def _objective(trial: optuna.Trial, settings: TuneSettings, grid: bool, target: 
         if epoch < cfg.epochs and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch} (val ROC-AUC {auc:.4f})")
 
-    result = fit(cfg, progress=False, on_epoch_end=report)
+    result = train(cfg, progress=False, on_epoch_end=report)
     trial.set_user_attr("best_epoch", result.best_epoch)
     auc = result.metrics["val"].get("roc_auc")
     return float("nan") if auc is None else float(auc)
@@ -255,7 +245,7 @@ def _replace(settings: TuneSettings, **changes: Any) -> TuneSettings:
 def _open_data_once(base: TrainConfig, progress: bool) -> None:
     """Build the data caches before workers start (each would otherwise decode them)."""
     from metastasis.data.cache import open_split
-    from metastasis.engine.trainer import TRAIN_SPLITS, VAL_SPLITS
+    from metastasis.data.splits import TRAIN_SPLITS, VAL_SPLITS
 
     root = Path(base.cache_dir) if base.cache_dir else None
     open_split(str(base.data), base.split, TRAIN_SPLITS, root, progress)

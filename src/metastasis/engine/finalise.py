@@ -1,0 +1,109 @@
+"""The end of a run: the kept checkpoint finalised on validation, the results and the exports.
+
+Test-time augmentation, temperature and decision threshold are chosen on the validation set
+and written into ``checkpoint.pt``; ``metrics.json`` and ``val_predictions.csv`` hold the
+validation numbers they give; ``last.pt`` is removed (the run is complete); ``model.onnx`` and
+``MODEL_CARD.md`` are exported.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from metastasis.config import TrainConfig
+from metastasis.data.dataset import PatchDataset, passthrough
+from metastasis.engine.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from metastasis.engine.data import TrainingData
+from metastasis.engine.environment import eval_batch_size
+from metastasis.engine.loop import EpochOutput, predict
+from metastasis.engine.run_folder import write_results
+from metastasis.engine.state import FILENAME as STATE_FILE
+from metastasis.export.bundle import N_PROBE, write_run_exports
+from metastasis.metrics.calibration import fit_temperature, logits_from_probs
+from metastasis.metrics.thresholds import select_threshold
+
+log = logging.getLogger("metastasis.engine.trainer")  # the lines are the trainer's
+
+
+def finalise_run(
+    run_dir: Path,
+    cfg: TrainConfig,
+    best: EpochOutput,
+    best_epoch: int,
+    history: list[dict[str, Any]],
+    data: TrainingData,
+    fabric: Any,
+    progress: bool,
+) -> tuple[dict[str, Any], EpochOutput]:
+    """Finalise the checkpoint, write the results and exports; (metrics.json's content, the
+    final validation output)."""
+    final, calibration = finalise_checkpoint(
+        run_dir, cfg, best, data.val_dataset(), fabric, progress
+    )
+    metrics = write_results(
+        run_dir, cfg, data.val, data.val_idx, final, best_epoch, history, calibration
+    )
+    (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
+    # model.onnx (checked on validation patches) and MODEL_CARD.md
+    write_run_exports(run_dir, np.asarray(data.val.images[data.val_idx[:N_PROBE]]))
+    return metrics, final
+
+
+def finalise_checkpoint(
+    run_dir: Path,
+    cfg: TrainConfig,
+    best: EpochOutput,
+    val: PatchDataset,
+    fabric: Any,
+    progress: bool,
+) -> tuple[EpochOutput, dict[str, Any]]:
+    """Test-time augmentation, temperature and threshold for the best checkpoint, all chosen on
+    validation and written into it; the validation output they give."""
+    bundle = load_checkpoint(run_dir / FILENAME)
+    out = best
+    if cfg.tta != "none":
+        model = bundle.build_model().to(fabric.device).to(memory_format=torch.channels_last)
+        loader = DataLoader(
+            val,
+            batch_size=eval_batch_size(fabric.device, cfg.eval_batch_size),
+            collate_fn=passthrough,
+        )
+        bar = tqdm(loader, desc=f"validating (tta {cfg.tta})", disable=not progress, leave=False)
+        # In float32, as `predict` and `evaluate` run it: the threshold and temperature are
+        # fitted on exactly the numbers they will be applied to.
+        out = predict(model, bar, bundle.preprocessing, fabric.device, tta=cfg.tta)
+    temperature = 1.0
+    if cfg.calibrate:
+        # Logits as predict() returns them (after a resume only probabilities were kept), and
+        # probabilities computed exactly as predict() will (float32 logits / T, sigmoid).
+        logits = out.logits if out.logits is not None else logits_from_probs(out.probs)
+        logits = np.asarray(logits, dtype=np.float32)
+        temperature = fit_temperature(logits, out.labels)
+        probs = torch.sigmoid(torch.from_numpy(logits) / temperature).numpy()
+        out = EpochOutput(out.loss, probs, out.labels, out.seconds, logits)
+    threshold, method = cfg.threshold, "fixed"
+    if cfg.threshold_method != "fixed":
+        threshold, method = select_threshold(out.labels, out.probs, cfg.threshold_method)
+    bundle.threshold, bundle.temperature, bundle.tta = threshold, temperature, cfg.tta
+    bundle.metrics = {**bundle.metrics, "threshold_method": method}
+    save_checkpoint(run_dir / FILENAME, bundle)
+    log.info(
+        "checkpoint: threshold %.4f (%s), temperature %.3f, tta %s",
+        threshold,
+        method,
+        temperature,
+        cfg.tta,
+    )
+    return out, {
+        "threshold": threshold,
+        "threshold_method": method,
+        "temperature": temperature,
+        "tta": cfg.tta,
+    }

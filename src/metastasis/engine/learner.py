@@ -1,0 +1,123 @@
+"""The model and what trains it: optimiser, learning-rate schedule, EMA copy and augmentation.
+
+A ``Learner`` runs one epoch of training (``train_epoch``) and one pass of validation
+(``validate``, on the EMA copy where there is one) on loaders it is given; ``weights`` are the
+weights a checkpoint keeps. Devices, precision and DDP come from the Lightning Fabric it is
+built with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from metastasis.config import OPTIMIZERS, TrainConfig
+from metastasis.engine.checkpoint import state_dict_cpu
+from metastasis.engine.ema import EMA
+from metastasis.engine.loop import Batch, EpochOutput, predict, train_one_epoch
+from metastasis.engine.schedule import build_scheduler
+from metastasis.errors import MetastasisError
+from metastasis.models import create_model, default_preprocessing
+from metastasis.transforms.augment import Augmenter
+
+
+class Learner:
+    """Built after ``seed_everything``: creating the model draws its initial weights."""
+
+    def __init__(self, cfg: TrainConfig, fabric: Any, augmenter: Augmenter) -> None:
+        model = create_model(cfg.model, **cfg.model_kwargs)
+        preprocessing = default_preprocessing(cfg.model)
+        # recorded in the checkpoint with the rest of the preprocessing
+        self.preprocessing = dataclasses.replace(
+            preprocessing, input_size=cfg.input_size or preprocessing.input_size, mpp=cfg.mpp
+        )
+        model = model.to(memory_format=torch.channels_last)
+        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+        self.raw_optimizer = make_optimizer(cfg, model)
+        self.model, self.optimizer = fabric.setup(model, self.raw_optimizer)
+        if self.ema is not None:
+            self.ema.module.to(fabric.device)
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.fabric, self.augmenter = fabric, augmenter
+        # its own generator, a stream per process: augmentation never shifts the data order
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 1 + 1000 * fabric.global_rank)
+        self.last_lr = math.nan  # the learning rate of the latest optimiser step
+
+    def schedule(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
+        """The learning-rate schedule, stepped after every optimiser step."""
+        self.scheduler = build_scheduler(
+            cfg.schedule, self.raw_optimizer, cfg.epochs, steps_per_epoch, cfg.warmup_epochs
+        )
+
+    def train_epoch(
+        self,
+        loader: Iterable[Batch],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        on_step: Callable[[], None] | None = None,
+    ) -> EpochOutput:
+        """One epoch over ``loader``; under DDP, the outputs of every process."""
+
+        def prepare(x: torch.Tensor) -> torch.Tensor:
+            return self.preprocessing(self.augmenter(x, self.aug_gen))
+
+        def after_step() -> None:
+            self.last_lr = float(self.raw_optimizer.param_groups[0]["lr"])
+            if self.scheduler is not None:
+                self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            if on_step is not None:
+                on_step()
+
+        out = train_one_epoch(
+            self.model,
+            loader,
+            self.optimizer,
+            prepare,
+            backward=self.fabric.backward,
+            loss_fn=loss_fn,
+            after_step=after_step,
+        )
+        return _gather(self.fabric, out) if self.fabric.world_size > 1 else out
+
+    def validate(self, loader: Iterable[Batch]) -> EpochOutput:
+        """Predictions of the EMA copy (its buffers synced first), or of the live model."""
+        if self.ema is None:
+            return predict(self.model, loader, self.preprocessing)
+        self.ema.sync_buffers(self.model)
+        with self.fabric.autocast():
+            return predict(self.ema.module, loader, self.preprocessing)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights a checkpoint keeps (the EMA's where there is one), on the CPU."""
+        return self.ema.state_dict() if self.ema is not None else state_dict_cpu(self.model)
+
+    def rngs(self) -> dict[str, torch.Generator]:
+        """The learner's generators for a training state: the global one and augmentation's."""
+        return {"torch": torch.default_generator, "augment": self.aug_gen}
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
+    raise MetastasisError(f"unknown optimizer {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+def _gather(fabric: Any, out: EpochOutput) -> EpochOutput:
+    """One process's training output -> all processes' (DDP shards are padded to equal size)."""
+    probs = fabric.all_gather(torch.from_numpy(out.probs)).reshape(-1).cpu().numpy()
+    labels = fabric.all_gather(torch.from_numpy(out.labels)).reshape(-1).cpu().numpy()
+    loss = float(fabric.all_reduce(torch.tensor(out.loss), reduce_op="mean"))
+    return EpochOutput(loss, probs, labels, out.seconds)

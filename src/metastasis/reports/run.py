@@ -1,0 +1,71 @@
+"""The figures and the page of a training run folder, drawn from what ``fit`` returned.
+
+The engine writes a run's data (config, splits, ``history.csv``, ``metrics.json``,
+``val_predictions.csv``, checkpoint, exports); this adds ``history.png``, ``roc.png``,
+``pr.png``, ``confusion_matrix.png``, ``reliability.png``, ``augmentations.png`` and
+``report.html``. ``metastasis.train`` calls it after ``fit``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from metastasis.config import TrainConfig
+from metastasis.engine.data import TrainingData
+from metastasis.engine.trainer import RunResult
+from metastasis.metrics.plots import plot_history, save_figure
+from metastasis.reports.augment_preview import write_augmentation_preview
+from metastasis.reports.evaluation import write_evaluation_plots, write_html_report
+from metastasis.transforms.augment import Augmenter, augment_spec
+
+__all__ = ["FIGURES", "write_run_report"]
+
+FIGURES = (
+    "history.png",
+    "roc.png",
+    "pr.png",
+    "confusion_matrix.png",
+    "reliability.png",
+    "augmentations.png",
+)
+
+
+def write_run_report(result: RunResult, cfg: TrainConfig) -> Path:
+    """Write the run's figures and ``report.html`` into ``result.run_dir``; the page's path.
+
+    ``cfg`` is the run's config (the augmentation preview draws its augmentation)."""
+    if result.val is None or result.data is None:
+        raise ValueError("write_run_report needs the result of a finished fit (rank 0)")
+    run_dir, history, metrics = result.run_dir, result.history, result.metrics
+    metrics_val, calibration = metrics["val"], metrics["checkpoint"]
+    write_evaluation_plots(run_dir, result.val.labels, result.val.probs, metrics_val)
+    save_figure(plot_history(history), run_dir / "history.png")
+    augmenter = Augmenter(augment_spec(cfg.augment, cfg.augment_kwargs))
+    write_augmentation_preview(
+        run_dir / "augmentations.png", preview_patches(result.data), augmenter, seed=cfg.seed
+    )
+    threshold = float(calibration["threshold"])
+    return write_html_report(
+        run_dir / "report.html",
+        f"metastasis run: {cfg.model}",
+        metrics_val,
+        list(FIGURES),
+        extra_tables={"History": history},
+        notes=[
+            f"Best epoch {result.best_epoch} of {len(history)} by validation ROC-AUC.",
+            f"Threshold {threshold:.4f} ({calibration['threshold_method']}); "
+            f"test-time augmentation: {calibration.get('tta', 'none')}; "
+            f"temperature {calibration.get('temperature', 1.0):.3f}.",
+            f"Training data: {cfg.data}; validation: {cfg.val_data or 'split of training data'}.",
+        ],
+    )
+
+
+def preview_patches(data: TrainingData) -> np.ndarray:
+    """3 training patches of each class (the first ones, in row order), uint8 NHWC."""
+    labels = data.train_labels
+    picked = [data.train_idx[labels == c][:3] for c in (0, 1)]
+    rows = np.sort(np.concatenate(picked))
+    return np.asarray(data.train.images[rows])
