@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tissue-threshold",
         type=float,
-        help="saturation (0-1) above which a pixel is tissue (default: per slide, where glass ends)",
+        help="saturation (0-1) above which a pixel is tissue (default: where the glass ends)",
     )
     p.add_argument(
         "--min-tissue",
