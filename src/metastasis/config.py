@@ -27,6 +27,7 @@ class TrainConfig:
     val_split: str | None = None
     val_fraction: float = 0.2  # the seed's 80/20 protocol
     cache_dir: str | None = None  # default: $METASTASIS_CACHE or ~/.cache/metastasis
+    exclude: str | None = None  # id list (CSV with an id column, or one per line) left out
     # model
     model: str = "baseline-cnn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -31,6 +31,11 @@ TRAINING_FLAGS: dict[str, dict[str, Any]] = {
     "val_data": {"help": "validation data (default: stratified split of --data)"},
     "val_split": {"help": "split of --val-data"},
     "val_fraction": {"type": float, "help": "fraction held out when no --val-data"},
+    "exclude": {
+        "metavar": "FILE",
+        "help": "CSV with an `id` column (e.g. the EDA's flagged.csv) or a text file with one "
+        "id per line: these patches are left out of training and validation",
+    },
     "model": {"help": "registered model name (metastasis models)"},
     "input_size": {"type": int, "help": "resize patches to this side (default: model's)"},
     "mpp": {"type": float, "help": "microns per pixel of the training patches (PCam: 0.972)"},

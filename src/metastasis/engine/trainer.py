@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from metastasis.config import TrainConfig
 from metastasis.data.cache import CachedSplit, open_split
 from metastasis.data.dataset import PatchDataset, passthrough
+from metastasis.data.id_lists import LeftOut, leave_out
 from metastasis.data.splits import stratified_split
 from metastasis.engine.checkpoint import (
     FILENAME,
@@ -111,7 +112,7 @@ def fit(
         _claim_run_dir(run_dir)
     cfg = cfg.replace(out=str(run_dir))
     with fabric.rank_zero_first() if fabric is not None else contextlib.nullcontext():
-        train_data, val_data, train_idx, val_idx, protocol = _open_data(cfg, progress)
+        train_data, val_data, train_idx, val_idx, protocol, left_out = _open_data(cfg, progress)
     if fabric is None:
         fabric = _make_fabric(cfg)
 
@@ -189,7 +190,7 @@ def fit(
     if state is not None and state.fingerprints != fingerprints:
         raise DataError(f"{run_dir}: the data changed since this run started; cannot resume")
     if state is None and rank_zero:
-        write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol)
+        write_run_inputs(run_dir, cfg, train_data, val_data, train_idx, val_idx, protocol, left_out)
         write_augmentation_preview(run_dir, train_data, train_idx, augmenter, cfg.seed)
     if rank_zero:
         atomic_write_json(
@@ -372,8 +373,9 @@ def _make_fabric(cfg: TrainConfig) -> Any:
 
 def _open_data(
     cfg: TrainConfig, progress: bool
-) -> tuple[CachedSplit, CachedSplit, np.ndarray, np.ndarray, str]:
-    """Training and validation splits (cached), their usable rows and the protocol."""
+) -> tuple[CachedSplit, CachedSplit, np.ndarray, np.ndarray, str, LeftOut | None]:
+    """Training and validation splits (cached), their usable rows, the protocol and what
+    ``cfg.exclude`` left out."""
     assert cfg.data is not None
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else None
     train_data = open_split(str(cfg.data), cfg.split, TRAIN_SPLITS, cache_root, progress)
@@ -390,9 +392,14 @@ def _open_data(
         protocol = (
             f"stratified {1 - cfg.val_fraction:.0%}/{cfg.val_fraction:.0%} split, seed {cfg.seed}"
         )
+    left_out = None
+    if cfg.exclude:  # after the split, so every other patch stays on its side
+        train_idx, val_idx, left_out = leave_out(
+            cfg.exclude, train_data, train_idx, val_data, val_idx
+        )
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise DataError(f"{cfg.data}: no usable patches left for training or validation")
-    return train_data, val_data, train_idx, val_idx, protocol
+    return train_data, val_data, train_idx, val_idx, protocol, left_out
 
 
 def _gather(fabric: Any, out: EpochOutput) -> EpochOutput:
