@@ -86,6 +86,20 @@ def test_predict_csv_and_kaggle_submission(
     )
 
 
+def test_predict_on_labelled_data_writes_the_truth_and_joins_the_runs_predictions(
+    trained_run: RunResult, demo_data: Path, tmp_path: Path
+) -> None:
+    predict_to_csv(trained_run.run_dir, demo_data / "valid", tmp_path / "p.csv", progress=False)
+    ours = pd.read_csv(tmp_path / "p.csv", dtype={"id": str})
+    assert list(ours.columns) == ["id", "probability", "prediction", "truth"]
+    run = pd.read_csv(trained_run.run_dir / "val_predictions.csv", dtype={"id": str})
+    both = ours.merge(run, on="id", suffixes=("", "_run"))
+    assert len(both) == len(ours) == len(run) == 64
+    np.testing.assert_allclose(both["probability"], both["probability_run"], atol=2e-6)
+    assert (both["truth"] == both["truth_run"]).all()
+    assert (both["prediction"] == both["prediction_run"]).all()
+
+
 def test_predict_excludes_and_lists_bad_files(
     trained_run: RunResult, demo_data: Path, tmp_path: Path
 ) -> None:
