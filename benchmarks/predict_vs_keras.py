@@ -124,7 +124,7 @@ def auc_by_engine(checkpoint: str, data: str) -> dict:
     idx = cached.usable_indices()
     out = {}
     for engine in ("auto", "torch-bf16"):
-        predictor = Predictor.from_checkpoint(checkpoint, "cpu", engine=engine)
+        predictor = Predictor.from_checkpoint(checkpoint, device="cpu", engine=engine)
         probs, labels = predictor.predict_split(cached, idx, progress=False)
         out[predictor.engine.name] = round(binary_metrics(labels, probs)["roc_auc"], 5)
     values = list(out.values())

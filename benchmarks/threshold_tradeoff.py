@@ -3,7 +3,7 @@
     python benchmarks/threshold_tradeoff.py RUN|PREDICTIONS.csv [--seed N]
 
 Reads ``RUN/val_predictions.csv`` (the run's best checkpoint on its validation set) or the
-``predictions.csv`` of ``metastasis evaluate`` (columns label, probability). The set is split
+``predictions.csv`` of ``metastasis evaluate`` (columns truth, probability). The set is split
 in two stratified halves (seeded): each method chooses its threshold on one half
 (``metastasis.metrics.thresholds.select_threshold``, as ``train --threshold-method`` does) and
 is measured on the other, so the numbers are not the optimistic ones of choosing and measuring
@@ -42,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     path = args.predictions
     preds = pd.read_csv(path / "val_predictions.csv" if path.is_dir() else path)
-    y, p = preds["label"].to_numpy(), preds["probability"].to_numpy()
+    y, p = preds["truth"].to_numpy(), preds["probability"].to_numpy()
     choose, measure = halves(y, args.seed)
     n_pos, n_neg = int(y[measure].sum()), int((1 - y[measure]).sum())
     print(

@@ -110,6 +110,7 @@ def test_generated_and_included_pages(site: Path) -> None:
     assert "torchrun" in _text(site / "scaling/index.html")
     python = _text(site / "python/index.html")
     assert "Predictor.from_checkpoint(run.checkpoint)" in python
+    assert "id, probability, prediction, truth" in python  # README's "Output files"
     # the API reference is rendered from the docstrings
     reference = _text(site / "reference/index.html")
     assert "A table of" in reference and "predict_proba" in reference

@@ -311,10 +311,10 @@ def test_csv_with_byte_order_mark_is_read(corpus: Corpus) -> None:
 def test_csv_extra_columns_are_ignored(corpus: Corpus) -> None:
     """The first extra column holds the opposite label: the labels used are the `label` ones."""
     splits = pd.read_csv(corpus.run_dir / "splits.csv", dtype={"id": str})
-    got = dict(zip(splits["id"], splits["label"]))
+    got = dict(zip(splits["id"], splits["truth"]))
     assert {i: got[i] for i in corpus.good} == corpus.good
     preds = pd.read_csv(corpus.eval_dir / "predictions.csv", dtype={"id": str})
-    got = dict(zip(preds["id"], preds["label"]))
+    got = dict(zip(preds["id"], preds["truth"]))
     assert {i: got[i] for i in corpus.good} == corpus.good
 
 

@@ -62,6 +62,7 @@ def test_one_epoch_fit_writes_a_complete_run_folder(
     for col in ("train_loss", "val_loss", "val_roc_auc", "seconds", "train_patches_per_s"):
         assert history[col].notna().all() and (history[col] > 0).all()
     splits = pd.read_csv(run / "splits.csv")
+    assert list(splits.columns) == ["id", "truth", "split"]
     assert splits["split"].value_counts().to_dict() == {"train": 160, "val": 64}
     data = json.loads((run / "data.json").read_text())
     assert data["train"]["n_used"] == 160 and len(data["train"]["fingerprint"]) == 20
@@ -74,7 +75,9 @@ def test_one_epoch_fit_writes_a_complete_run_folder(
     assert bundle.arch == "baseline-cnn" and bundle.threshold == 0.5
     assert bundle.preprocessing.input_size == 96 and bundle.config["epochs"] == 1
     preds = pd.read_csv(run / "val_predictions.csv")
+    assert list(preds.columns) == ["id", "probability", "prediction", "truth"]
     assert len(preds) == 64 and preds["probability"].between(0, 1).all()
+    assert (preds["prediction"] == (preds["probability"] >= bundle.threshold)).all()
 
 
 def test_seed_split_is_stratified_and_reproducible(
@@ -98,8 +101,8 @@ def test_seed_split_is_stratified_and_reproducible(
     pd.testing.assert_frame_equal(a, b)
     val = a[a["split"] == "val"]
     assert len(val) == 32  # 20% of 160
-    labels = pd.read_csv(results[0].run_dir / "val_predictions.csv")["label"]
-    assert abs(labels.mean() - a["label"].mean()) < 0.05
+    labels = pd.read_csv(results[0].run_dir / "val_predictions.csv")["truth"]
+    assert abs(labels.mean() - a["truth"].mean()) < 0.05
     # same seed, same data order and initialisation: same numbers
     ha, hb = (pd.read_csv(r.run_dir / "history.csv") for r in results)
     pd.testing.assert_series_equal(ha["val_roc_auc"], hb["val_roc_auc"])

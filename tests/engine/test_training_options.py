@@ -194,7 +194,7 @@ def test_full_run_balances_the_sampler_and_smooths_the_labels(
 ) -> None:
     assert recorder.loss_args == [(0.1, None)]  # sampler balance: no positive weight
     splits = pd.read_csv(full_run.run_dir / "splits.csv")
-    train_labels = splits.loc[splits["split"] == "train", "label"].to_numpy()
+    train_labels = splits.loc[splits["split"] == "train", "truth"].to_numpy()
     assert recorder.sampler_weights and len(recorder.sampler_weights[0]) == len(train_labels)
     w = np.asarray(recorder.sampler_weights[0])
     assert 0 < (train_labels == 1).sum() < (train_labels == 0).sum()  # the demo is imbalanced
@@ -244,7 +244,7 @@ def test_full_run_threshold_is_youden_on_the_saved_validation_probabilities(
     assert 0.0 < chosen["threshold"] < 1.0
     preds = pd.read_csv(full_run.run_dir / "val_predictions.csv")
     assert len(preds) == 64
-    expected = youden_threshold(preds["label"], preds["probability"])
+    expected = youden_threshold(preds["truth"], preds["probability"])
     assert chosen["threshold"] == pytest.approx(expected, abs=1e-6)  # the CSV keeps 6 decimals
     assert metrics["val"]["threshold"] == pytest.approx(chosen["threshold"])
     bundle = load_checkpoint(full_run.checkpoint)
@@ -288,6 +288,9 @@ def test_evaluate_reproduces_the_runs_validation_metrics(
     ours = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     run = pd.read_csv(full_run.run_dir / "val_predictions.csv")
     np.testing.assert_allclose(ours["probability"], run["probability"], atol=2e-6)
+    # One vocabulary: the two files have the same columns and ids, so they join on id.
+    assert list(ours.columns) == list(run.columns) == ["id", "probability", "prediction", "truth"]
+    assert ours["id"].tolist() == run["id"].tolist()
 
 
 def test_evaluate_tta_override_changes_the_output(

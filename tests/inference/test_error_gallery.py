@@ -35,6 +35,14 @@ def test_evaluate_report_shows_the_error_gallery(
     assert "<h2>Error gallery</h2>" in report
     assert f"{fp} false positives, {fn} false negatives" in report
     errors = pd.read_csv(out / "errors.csv")
+    assert list(errors.columns) == [
+        "id",
+        "probability",
+        "prediction",
+        "truth",
+        "kind",
+        "centre_share",
+    ]
     preds = pd.read_csv(out / "predictions.csv")
     for kind, count, png, truth in (
         ("false_positive", fp, "errors_fp.png", 0),
@@ -45,7 +53,7 @@ def test_evaluate_report_shows_the_error_gallery(
         assert (png in report) == (count > 0) and (out / png).exists() == (count > 0)
         if count:
             assert (out / png).read_bytes().startswith(b"\x89PNG")
-            wrong = preds[(preds["label"] == truth) & (preds["predicted"] != truth)]
+            wrong = preds[(preds["truth"] == truth) & (preds["prediction"] != truth)]
             ranked = wrong.sort_values("probability", ascending=truth == 1)["id"].head(3)
             assert list(shown["id"].astype(str)) == list(ranked.astype(str))
             assert (shown["truth"] == truth).all()

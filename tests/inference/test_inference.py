@@ -47,7 +47,8 @@ def test_evaluate_writes_top_level_metrics(
     ):
         assert saved[key] == m[key]
     preds = pd.read_csv(out / "predictions.csv")
-    expected = binary_metrics(preds["label"], preds["probability"], 0.5)
+    assert list(preds.columns) == ["id", "probability", "prediction", "truth"]
+    expected = binary_metrics(preds["truth"], preds["probability"], 0.5)
     assert saved["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-6)
     assert saved["accuracy"] == pytest.approx(trained_run.metrics["val"]["accuracy"])
     assert {"roc.png", "pr.png", "confusion_matrix.png", "report.html"} <= {
@@ -67,9 +68,9 @@ def test_predict_csv_and_kaggle_submission(
 ) -> None:
     table = predict_to_csv(trained_run.run_dir, kaggle_data, tmp_path / "p.csv", progress=False)
     saved = pd.read_csv(tmp_path / "p.csv")
-    assert list(saved.columns) == ["id", "probability", "label"] and len(saved) == 12
+    assert list(saved.columns) == ["id", "probability", "prediction"] and len(saved) == 12
     assert set(saved["id"]) == {p.stem for p in (kaggle_data / "test").glob("*.tif")}
-    assert ((saved["probability"] >= 0.5).astype(int) == saved["label"]).all()
+    assert ((saved["probability"] >= 0.5).astype(int) == saved["prediction"]).all()
     assert len(table) == 12
     predict_to_csv(
         trained_run.run_dir,
@@ -83,6 +84,20 @@ def test_predict_csv_and_kaggle_submission(
     np.testing.assert_allclose(
         sub.set_index("id")["label"].sort_index(), saved.set_index("id")["probability"].sort_index()
     )
+
+
+def test_predict_on_labelled_data_writes_the_truth_and_joins_the_runs_predictions(
+    trained_run: RunResult, demo_data: Path, tmp_path: Path
+) -> None:
+    predict_to_csv(trained_run.run_dir, demo_data / "valid", tmp_path / "p.csv", progress=False)
+    ours = pd.read_csv(tmp_path / "p.csv", dtype={"id": str})
+    assert list(ours.columns) == ["id", "probability", "prediction", "truth"]
+    run = pd.read_csv(trained_run.run_dir / "val_predictions.csv", dtype={"id": str})
+    both = ours.merge(run, on="id", suffixes=("", "_run"))
+    assert len(both) == len(ours) == len(run) == 64
+    np.testing.assert_allclose(both["probability"], both["probability_run"], atol=2e-6)
+    assert (both["truth"] == both["truth_run"]).all()
+    assert (both["prediction"] == both["prediction_run"]).all()
 
 
 def test_predict_excludes_and_lists_bad_files(

@@ -42,7 +42,7 @@ def test_a_folder_matches_the_training_runs_validation(
     merged = table.merge(saved, on="id")
     assert len(merged) == len(table) == len(saved)
     np.testing.assert_allclose(merged["probability_x"], merged["probability_y"], atol=1e-5)
-    assert (merged["truth"] == merged["label"]).all()
+    assert (merged["truth_x"] == merged["truth_y"]).all()
 
 
 def test_files_as_the_cli_reads_them(predictor: Predictor, tmp_path: Path) -> None:

@@ -84,10 +84,11 @@ def test_upload_see_results_and_download_csv(
         assert n_images == 2  # the patch and its Grad-CAM overlay
     with csv_path.open(newline="") as fh:
         table = list(csv.DictReader(fh))
+    assert list(table[0])[:3] == ["id", "probability", "prediction"]  # the CSV vocabulary
     assert [r["id"] for r in table] == [p.name for p in paths]
     for r in table:
         assert float(r["probability"]) == pytest.approx(api[r["id"]]["probability"], abs=1e-9)
-        assert int(r["label"]) == api[r["id"]]["label"]
+        assert int(r["prediction"]) == api[r["id"]]["label"]
         assert float(r["threshold"]) == pytest.approx(api[r["id"]]["threshold"])
     assert shot.stat().st_size > 10_000
 

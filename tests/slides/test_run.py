@@ -88,7 +88,7 @@ def test_slide_outputs_agree_with_each_other_and_with_the_layout(
     rows, cols = np.nonzero(classified)
     planted = np.stack([blob_image[r * 96 : r * 96 + 96, c * 96 : c * 96 + 96]
                         for r, c in zip(rows, cols)])  # fmt: skip
-    expected = Predictor.from_checkpoint(random_checkpoint, "cpu").predict_proba(planted)
+    expected = Predictor.from_checkpoint(random_checkpoint, device="cpu").predict_proba(planted)
     assert np.abs(prob[rows, cols] - expected).max() <= 1e-5
     assert tumour[classified].sum() == 9 - np.isnan(prob[tumour]).sum()
     gj = json.loads((d / "regions.geojson").read_text())

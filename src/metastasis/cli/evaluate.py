@@ -62,14 +62,14 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.data,
         args.out,
-        args.split,
-        args.batch_size,
-        args.device,
-        args.cache_dir,
-        progress(args),
-        args.tta,
-        args.engine,
-        args.gallery,
+        split=args.split,
+        batch_size=args.batch_size,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        progress=progress(args),
+        tta=args.tta,
+        engine=args.engine,
+        gallery=args.gallery,
     )
     keys = ("n", "accuracy", "roc_auc", "pr_auc", "sensitivity", "specificity", "f1")
     print(json.dumps({k: m[k] for k in keys}))

@@ -1,4 +1,5 @@
-"""Predictions of a checkpoint as CSV (id, probability, label), or Kaggle's submission file."""
+"""Predictions of a checkpoint as CSV (id, probability, prediction[, truth]), or Kaggle's
+submission file (id, label)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ HELP = "predictions of a checkpoint as CSV"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_options(
-        p, "output CSV file", split_help="split of --data (default: test, else the only one)"
+        p,
+        "output CSV file: id, probability, prediction (and truth, for labelled data)",
+        split_help="split of --data (default: test, else the only one)",
     )
     p.add_argument(
         "--kaggle-submission",
@@ -36,15 +39,15 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.data,
         args.out,
-        args.split,
-        args.kaggle_submission,
-        args.batch_size,
-        args.device,
-        args.cache_dir,
-        progress(args),
-        args.tta,
-        args.engine,
-        args.fill_unreadable,
+        split=args.split,
+        kaggle_submission=args.kaggle_submission,
+        batch_size=args.batch_size,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        progress=progress(args),
+        tta=args.tta,
+        engine=args.engine,
+        fill_unreadable=args.fill_unreadable,
     )
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from metastasis.config import TrainConfig
 from metastasis.data.cache import CachedSplit, open_split
 from metastasis.data.dataset import PatchDataset, passthrough
+from metastasis.data.id_lists import LeftOut, leave_out
 from metastasis.data.splits import TRAIN_SPLITS, VAL_SPLITS, stratified_split
 from metastasis.engine.environment import eval_batch_size, loader_workers
 from metastasis.engine.loop import bce_loss
@@ -37,6 +38,7 @@ class TrainingData:
     train_idx: np.ndarray
     val_idx: np.ndarray
     protocol: str  # how validation was chosen, in words
+    left_out: LeftOut | None = None  # what ``cfg.exclude`` left out
 
     @property
     def fingerprints(self) -> dict[str, str]:
@@ -60,7 +62,8 @@ class Loaders:
 
 
 def open_training_data(cfg: TrainConfig, progress: bool) -> TrainingData:
-    """Training and validation splits (cached), their usable rows and the protocol."""
+    """Training and validation splits (cached), their usable rows, the protocol and what
+    ``cfg.exclude`` left out."""
     if cfg.data is None:
         raise MetastasisError("no training data: pass --data DIR or set `data:` in the config")
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else None
@@ -78,9 +81,12 @@ def open_training_data(cfg: TrainConfig, progress: bool) -> TrainingData:
         protocol = (
             f"stratified {1 - cfg.val_fraction:.0%}/{cfg.val_fraction:.0%} split, seed {cfg.seed}"
         )
+    left_out = None
+    if cfg.exclude:  # after the split, so every other patch stays on its side
+        train_idx, val_idx, left_out = leave_out(cfg.exclude, train, train_idx, val, val_idx)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise DataError(f"{cfg.data}: no usable patches left for training or validation")
-    return TrainingData(train, val, train_idx, val_idx, protocol)
+    return TrainingData(train, val, train_idx, val_idx, protocol, left_out)
 
 
 def make_loaders(cfg: TrainConfig, data: TrainingData, fabric: Any) -> Loaders:

@@ -15,10 +15,12 @@ import pandas as pd
 
 from metastasis.config import TrainConfig, dump_config
 from metastasis.data.cache import CachedSplit
+from metastasis.data.id_lists import LeftOut
 from metastasis.engine.environment import environment
 from metastasis.engine.loop import EpochOutput
 from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
 from metastasis.metrics.evaluation import evaluation_metrics
+from metastasis.predictions import labels_frame, predictions_frame, write_table
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ def write_run_inputs(
     train_idx: np.ndarray,
     val_idx: np.ndarray,
     protocol: str,
+    left_out: LeftOut | None = None,
 ) -> None:
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     atomic_write_json(
@@ -55,18 +58,16 @@ def write_run_inputs(
             "validation_protocol": protocol,
             "train": data_summary(train, len(train_idx)),
             "val": data_summary(val, len(val_idx)),
+            **({"left_out": left_out.to_dict()} if left_out else {}),
         },
     )
     splits = pd.concat(
         [
-            pd.DataFrame(
-                {"split": "train", "id": train.ids[train_idx], "label": train.labels[train_idx]}
-            ),
-            pd.DataFrame({"split": "val", "id": val.ids[val_idx], "label": val.labels[val_idx]}),
+            labels_frame(train.ids[train_idx], train.labels[train_idx], split="train"),
+            labels_frame(val.ids[val_idx], val.labels[val_idx], split="val"),
         ]
     )
-    with atomic_path(run_dir / "splits.csv") as tmp:
-        splits.to_csv(tmp, index=False)
+    write_table(splits, run_dir / "splits.csv")
     excluded = pd.concat(
         [train.excluded().assign(split="train")]
         + ([val.excluded().assign(split="val")] if val is not train else [])
@@ -108,10 +109,10 @@ def write_results(
         "train_seconds_total": round(sum(h["train_seconds"] for h in history), 2),
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
-    with atomic_path(run_dir / "val_predictions.csv") as tmp:
-        pd.DataFrame(
-            {"id": val.ids[val_idx], "label": best.labels, "probability": best.probs}
-        ).to_csv(tmp, index=False, float_format="%.6f")
+    write_table(
+        predictions_frame(val.ids[val_idx], best.probs, threshold, best.labels),
+        run_dir / "val_predictions.csv",
+    )
     return metrics
 
 

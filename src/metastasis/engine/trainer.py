@@ -115,7 +115,14 @@ def fit(
         _resume(state, run_dir, learner, loaders, history, best, data.fingerprints)
     elif rank_zero:
         write_run_inputs(
-            run_dir, cfg, data.train, data.val, data.train_idx, data.val_idx, data.protocol
+            run_dir,
+            cfg,
+            data.train,
+            data.val,
+            data.train_idx,
+            data.val_idx,
+            data.protocol,
+            data.left_out,
         )
     if rank_zero:
         env = {"malloc": malloc, "world_size": fabric.world_size}

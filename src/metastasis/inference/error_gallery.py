@@ -16,7 +16,7 @@ import pandas as pd
 from metastasis.data.cache import CachedSplit
 from metastasis.inference.explain import centre_share, explained_patches, gradcam
 from metastasis.inference.predictor import Predictor
-from metastasis.io import atomic_path
+from metastasis.predictions import COLUMNS, predictions_frame, write_table
 
 GALLERY_SIZE = 8  # mistakes of each kind shown by default
 FILES = {"false_positive": "errors_fp.png", "false_negative": "errors_fn.png"}
@@ -57,7 +57,8 @@ def write_error_gallery(
     k: int = GALLERY_SIZE,
 ) -> ErrorGallery:
     """``errors_fp.png``, ``errors_fn.png`` (where there are such mistakes) and
-    ``errors.csv`` in ``out_dir``. ``rows``: the cache rows that ``labels``/``probs`` belong to."""
+    ``errors.csv`` (``id, probability, prediction, truth, kind, centre_share``) in ``out_dir``.
+    ``rows``: the cache rows that ``labels``/``probs`` belong to."""
     from metastasis.metrics.plots import save_figure
     from metastasis.reports.explanations import plot_explanations
 
@@ -84,18 +85,16 @@ def write_error_gallery(
         save_figure(plot_explanations(items, ncols=4, title=title), out_dir / FILES[kind])
         images[kind] = FILES[kind]
         tables.append(
-            pd.DataFrame(
-                {
-                    "kind": kind,
-                    "id": ids,
-                    "probability": probs[pos],
-                    "truth": labels[pos],
-                    "centre_share": centre_share(heats),
-                }
+            predictions_frame(
+                ids,
+                probs[pos],
+                predictor.threshold,
+                labels[pos],
+                kind=kind,
+                centre_share=centre_share(heats),
             )
         )
-    columns = ["kind", "id", "probability", "truth", "centre_share"]
+    columns = [*COLUMNS, "kind", "centre_share"]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
-    with atomic_path(out_dir / "errors.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
+    write_table(table, out_dir / "errors.csv")
     return ErrorGallery(counts, images, table)

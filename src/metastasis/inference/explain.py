@@ -29,7 +29,7 @@ from torch import nn
 from metastasis.data.cache import CachedSplit, open_split
 from metastasis.errors import DataError, MetastasisError
 from metastasis.inference.predictor import Predictor
-from metastasis.io import atomic_path
+from metastasis.predictions import TRUTH, predictions_frame, write_table
 from metastasis.reports.explanations import Explained
 from metastasis.transforms.presets import Preprocessing
 
@@ -287,7 +287,9 @@ def explain_to_folder(
 
     if not 0.0 <= alpha <= 1.0:
         raise MetastasisError(f"alpha must be in 0..1, got {alpha}")
-    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, None, engine)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, device=device, batch_size=batch_size, engine=engine
+    )
     assert predictor.bundle is not None
     cached = open_split(
         data, split, EXPLAIN_SPLITS, Path(cache_dir) if cache_dir else None, progress
@@ -324,16 +326,15 @@ def explain_to_folder(
         f"{len(shown)} of {len(items)} patches, threshold {predictor.threshold:.3f}"
     )
     save_figure(plot_explanations(shown, ncols=4, title=title), out_dir / "grid.png")
-    table = pd.DataFrame(
-        {
-            "id": patch_ids,
-            "probability": probs,
-            "prediction": (probs >= predictor.threshold).astype(int),
-            "truth": truths if truths is not None else pd.array([pd.NA] * len(rows), "Int64"),
-            "centre_share": centre_share(heats),
-            "png": names,
-        }
+    table = predictions_frame(
+        patch_ids,
+        probs,
+        predictor.threshold,
+        truths,
+        centre_share=centre_share(heats),
+        png=names,
     )
-    with atomic_path(out_dir / "explanations.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
+    if truths is None:  # the column is always there, empty for unlabelled data
+        table.insert(3, TRUTH, pd.Series(pd.NA, index=table.index, dtype="Int64"))
+    write_table(table, out_dir / "explanations.csv")
     return table

@@ -13,6 +13,7 @@ from metastasis.engine.checkpoint import checkpoint_path
 from metastasis.errors import DataError
 from metastasis.inference.predictor import Predictor
 from metastasis.io import atomic_path, check_outputs
+from metastasis.predictions import predictions_frame, write_table
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ def predict_to_csv(
     checkpoint: str | Path,
     data: str | Path,
     out: str | Path,
+    *,
     split: str | None = None,
     kaggle_submission: bool = False,
     batch_size: int = 256,
@@ -35,7 +37,8 @@ def predict_to_csv(
 ) -> pd.DataFrame:
     """Predict every usable patch of ``data`` and write ``out`` (CSV, atomically).
 
-    Rows: ``id,probability,label`` (label = probability >= the checkpoint's threshold). With
+    Rows: ``id,probability,prediction`` (prediction = probability >= the checkpoint's
+    threshold), and ``truth`` where the data has labels (`metastasis.predictions`). With
     ``kaggle_submission``: Kaggle's ``id,label`` with the probability as label, for
     ``DATA/test/*.tif``. Unusable files are left out, counted and listed in ``OUT.excluded.csv``.
     ``tta`` (none, d4) overrides the checkpoint's test-time augmentation; ``engine`` is one of
@@ -59,7 +62,9 @@ def predict_to_csv(
                 f"{data}: --kaggle-submission needs the Kaggle layout with a test/ folder"
             )
         split = "test"
-    predictor = Predictor.from_checkpoint(checkpoint, device, batch_size, tta, engine)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, device=device, batch_size=batch_size, tta=tta, engine=engine
+    )
     cached = open_split(
         data, split, PREDICT_SPLITS, Path(cache_dir) if cache_dir else None, progress
     )
@@ -76,7 +81,7 @@ def predict_to_csv(
                 "submission without them: fix them, or give --fill-unreadable P"
             )
     log.info("engine: %s", predictor.engine.describe())  # once the data is known to be good
-    probs, _ = predictor.predict_split(cached, idx, progress)
+    probs, labels = predictor.predict_split(cached, idx, progress)
     ids = cached.ids[idx]
     if kaggle_submission:
         table = pd.DataFrame({"id": ids, "label": probs})
@@ -91,11 +96,9 @@ def predict_to_csv(
                 side,
             )
     else:
-        table = pd.DataFrame(
-            {"id": ids, "probability": probs, "label": (probs >= predictor.threshold).astype(int)}
-        )
-    with atomic_path(out_path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
+        truth = labels if cached.labelled else None
+        table = predictions_frame(ids, probs, predictor.threshold, truth)
+    write_table(table, out_path)
     if len(excluded) and not (kaggle_submission and unpredictable):
         _write_excluded(side, excluded)
         log.warning("%d files could not be predicted; listed in %s", len(excluded), side)

@@ -28,6 +28,7 @@ from metastasis.errors import DataError, MetastasisError
 from metastasis.export.onnx import RUN_ONNX
 from metastasis.inference import inputs as read
 from metastasis.inference.runtime import Engine, make_engine
+from metastasis.predictions import predictions_frame
 from metastasis.transforms.presets import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class Predictor:
     def from_checkpoint(
         cls,
         path: str | Path,
+        *,
         device: str = "auto",
         batch_size: int = 256,
         tta: str | None = None,
@@ -172,15 +174,7 @@ class Predictor:
         else:
             patches = read.read_files(_paths(inputs), resize)
             probs = self.predict_proba(patches.images)
-        table = pd.DataFrame(
-            {
-                "id": patches.ids,
-                "probability": probs.astype(np.float64),
-                "prediction": (probs >= self.threshold).astype(np.int64),
-            }
-        )
-        if patches.truth is not None:
-            table["truth"] = patches.truth
+        table = predictions_frame(patches.ids, probs, self.threshold, patches.truth)
         table.attrs["excluded"] = patches.excluded
         if len(patches.excluded):
             log.warning(

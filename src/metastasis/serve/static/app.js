@@ -3,8 +3,12 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { rows: [], modelShown: false, limits: { max_images: 256, max_upload_bytes: 32 * 1024 * 1024 } };
+// [CSV column, field of the answer]: the package's CSV vocabulary (id, probability, prediction
+// first; see metastasis/predictions.py), then the rest of the answer.
 const CSV_COLUMNS = [
-  "id", "probability", "uncalibrated_probability", "label", "class_name", "threshold", "engine",
+  ["id", "id"], ["probability", "probability"], ["prediction", "label"],
+  ["uncalibrated_probability", "uncalibrated_probability"], ["class_name", "class_name"],
+  ["threshold", "threshold"], ["engine", "engine"],
 ];
 
 function headers() {
@@ -171,8 +175,8 @@ function csvField(value) {
 }
 
 function downloadCsv() {
-  const lines = [CSV_COLUMNS.join(",")];
-  for (const r of state.rows) lines.push(CSV_COLUMNS.map((c) => csvField(r[c])).join(","));
+  const lines = [CSV_COLUMNS.map(([column]) => column).join(",")];
+  for (const r of state.rows) lines.push(CSV_COLUMNS.map(([, key]) => csvField(r[key])).join(","));
   const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
