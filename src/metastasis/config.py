@@ -61,6 +61,10 @@ class TrainConfig:
     num_workers: int | None = None  # DataLoader workers; None: 0 on a CPU, some on a GPU
     threads: int | None = None  # torch intra-op threads (default: all cores)
     eval_batch_size: int | None = None  # validation batch; None: 32 on a CPU, 256 on a GPU
+    # experiment tracking (history.csv is always written; see engine/loggers.py)
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # csv | tensorboard | mlflow
+    tracking_uri: str | None = None  # MLflow tracking URI; default a local store beside the run
+    experiment: str = "metastasis"  # MLflow experiment name
     # output
     out: str | None = None  # default runs/<timestamp>-<model>
 

@@ -56,14 +56,39 @@ TRAINING_FLAGS: dict[str, dict[str, Any]] = {
     "precision": {"help": "32-true, bf16-mixed, 16-mixed"},
     "num_workers": {"type": int, "help": "DataLoader worker processes"},
     "threads": {"type": int, "help": "torch CPU threads"},
+    "loggers": {
+        "flag": "--logger",
+        "action": "extend",
+        "type": lambda text: _logger_names(text),
+        "metavar": "NAME",
+        "help": "experiment trackers besides history.csv: tensorboard, mlflow (repeat the flag "
+        "or separate with commas; default csv: history.csv only)",
+    },
+    "tracking_uri": {
+        "help": "MLflow tracking URI (http://host:5000, sqlite:///mlflow.db; default "
+        "$MLFLOW_TRACKING_URI, else sqlite:///RUN/../mlflow.db)"
+    },
+    "experiment": {"help": "MLflow experiment name (default metastasis)"},
 }
+
+
+def _logger_names(text: str) -> list[str]:
+    from metastasis.engine.loggers import logger_names
+    from metastasis.errors import MetastasisError
+
+    try:
+        return logger_names(text)
+    except MetastasisError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_training_options(
     p: argparse.ArgumentParser | argparse._ArgumentGroup, names: Sequence[str]
 ) -> None:
     for name in names:
-        p.add_argument("--" + name.replace("_", "-"), **TRAINING_FLAGS[name])
+        spec = dict(TRAINING_FLAGS[name])
+        flag = spec.pop("flag", "--" + name.replace("_", "-"))
+        p.add_argument(flag, dest=name, **spec)
 
 
 def training_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from metastasis.config import resolve_config
-    from metastasis.engine.trainer import fit
+    from metastasis.engine.loggers import tracked_fit
     from metastasis.errors import MetastasisError
 
     overrides = training_overrides(args, list(TRAINING_FLAGS)) | {"out": args.out}
@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
                 + ", ".join(f"--{k.replace('_', '-')}" for k in given or ["config"])
             )
         cfg = resolve_config(Path(args.resume) / "config.yaml", cache_dir=args.cache_dir)
-        result = fit(cfg.replace(out=args.resume), progress=progress(args), resume=True)
+        result = tracked_fit(cfg.replace(out=args.resume), progress=progress(args), resume=True)
     else:
-        result = fit(resolve_config(args.config, **overrides), progress=progress(args))
+        result = tracked_fit(resolve_config(args.config, **overrides), progress=progress(args))
     if not result.is_global_zero:  # DDP: rank 0 reports
         return 0
     val = result.metrics["val"]

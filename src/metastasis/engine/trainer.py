@@ -263,6 +263,7 @@ def fit(
                 tr = _gather(fabric, tr)
             va = validate()
             row = history_row(epoch, tr, va, cfg.threshold, time.perf_counter() - start)
+            row["lr"] = raw_optimizer.param_groups[0]["lr"]  # after the epoch's last step
             history.append(row)
             score = row["val_roc_auc"] if not math.isnan(row["val_roc_auc"]) else -row["val_loss"]
             improved = score > best_score
