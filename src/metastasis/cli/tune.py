@@ -38,6 +38,9 @@ TRIAL_FLAGS = (
     "precision",
     "num_workers",
     "threads",
+    "loggers",
+    "tracking_uri",
+    "experiment",
 )
 
 

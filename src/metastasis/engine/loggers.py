@@ -354,10 +354,9 @@ def open_loggers(
 
 
 def _open_tensorboard(run_dir: Path, resume: bool) -> Any:
-    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, TensorBoardLogger
+    from lightning.fabric.loggers.tensorboard import TensorBoardLogger
 
-    if not _TENSORBOARD_AVAILABLE:
-        raise MetastasisError(f"--logger tensorboard needs TensorBoard: {_INSTALL}")
+    _require_tensorboard()
     # RUN/tensorboard/ itself (no name/version subfolders). Resumed: the history is logged again
     # from epoch 1 and TensorBoard hides what the stopped process wrote (purge_step).
     extra: dict[str, Any] = {"purge_step": 1} if resume else {}
@@ -373,6 +372,44 @@ def resolve_tracking_uri(cfg: TrainConfig, store_dir: Path) -> str:
     )
 
 
+def _require_mlflow() -> None:
+    from lightning.pytorch.loggers.mlflow import _MLFLOW_AVAILABLE
+
+    if not _MLFLOW_AVAILABLE:
+        raise MetastasisError(f"--logger mlflow needs MLflow: {_INSTALL}")
+
+
+def _require_tensorboard() -> None:
+    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+
+    if not _TENSORBOARD_AVAILABLE:
+        raise MetastasisError(f"--logger tensorboard needs TensorBoard: {_INSTALL}")
+
+
+def prepare_tracking(cfg: TrainConfig, *, experiment: str, store_dir: Path) -> None:
+    """Before several runs (a search's trials, its worker processes) log to one store: check
+    that the trackers are installed and the store reachable (one line if not), and create the
+    MLflow store and experiment once, so that workers do not race to create them."""
+    names = logger_names(cfg.loggers)
+    if "tensorboard" in names:
+        _require_tensorboard()
+    if "mlflow" not in names:
+        return
+    _require_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(cfg, store_dir)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _fail_fast_http():
+            client = MlflowClient(uri)
+            if client.get_experiment_by_name(experiment) is None:
+                client.create_experiment(experiment, artifact_location=_artifact_location(uri))
+    except Exception as exc:
+        raise MetastasisError(f"MLflow tracking URI {uri}: {_first_line(exc)}") from None
+
+
 def _open_mlflow(
     cfg: TrainConfig,
     run_dir: Path,
@@ -383,13 +420,9 @@ def _open_mlflow(
     tags: dict[str, str],
     store_dir: Path,
 ) -> Any:
-    try:
-        from lightning.pytorch.loggers import MLFlowLogger
-        from lightning.pytorch.loggers.mlflow import _MLFLOW_AVAILABLE
-    except ImportError as exc:  # pragma: no cover - lightning ships lightning.pytorch
-        raise MetastasisError(f"--logger mlflow: {exc}") from None
-    if not _MLFLOW_AVAILABLE:
-        raise MetastasisError(f"--logger mlflow needs MLflow: {_INSTALL}")
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    _require_mlflow()
     uri, run_id = resolve_tracking_uri(cfg, store_dir), None
     saved = run_dir / MLFLOW_FILE
     if resume and saved.is_file():

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metastasis.config import TrainConfig
+from metastasis.engine.loggers import open_loggers, prepare_tracking
 from metastasis.errors import MetastasisError
 from metastasis.io import output_dir
 from metastasis.tune.space import SearchSpace, apply_params
@@ -91,6 +92,7 @@ def tune(settings: TuneSettings, progress: bool = True) -> TuneResult:
     st.route_optuna_logs()
     output_dir(settings.study_dir, "study folder")
     _open_data_once(settings.base, progress)
+    prepare_tracking(settings.base, experiment=_experiment(settings), store_dir=settings.study_dir)
     log.info(
         "study %r (%s sampler, %d trials, %d worker(s)) in %s; storage %s",
         settings.study_name,
@@ -192,10 +194,31 @@ def _objective(trial: optuna.Trial, settings: TuneSettings, grid: bool, target: 
         if epoch < cfg.epochs and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch} (val ROC-AUC {auc:.4f})")
 
-    result = fit(cfg, progress=False, on_epoch_end=report)
+    # Each trial is one run of the study's MLflow experiment (and a TensorBoard folder in its run).
+    with open_loggers(
+        cfg,
+        run_dir,
+        experiment=_experiment(settings),
+        run_name=f"{settings.study_name} trial {trial.number}",
+        tags={"optuna.study": settings.study_name, "optuna.trial": str(trial.number)}
+        | {"optuna.searched": ",".join(values)},
+        store_dir=settings.study_dir,
+    ) as trackers:
+        try:
+            result = fit(cfg, progress=False, on_epoch_end=trackers.chain(report))
+        except optuna.TrialPruned:
+            trackers.close("KILLED")
+            raise
+        trackers.finish(run_dir, result.metrics)
     trial.set_user_attr("best_epoch", result.best_epoch)
     auc = result.metrics["val"].get("roc_auc")
     return float("nan") if auc is None else float(auc)
+
+
+def _experiment(settings: TuneSettings) -> str:
+    """The MLflow experiment of the study's trials: --experiment, else the study's name."""
+    given = settings.base.experiment
+    return given if given != TrainConfig().experiment else settings.study_name
 
 
 def _covered(trials: list[optuna.trial.FrozenTrial], grid: bool) -> int:
