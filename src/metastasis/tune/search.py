@@ -2,9 +2,11 @@
 
 Each trial is ``fit(cfg)``, the code path of `metastasis train`, writing a complete run folder
 ``STUDY_DIR/trials/<number>/``; it reports the validation ROC-AUC after every epoch so the pruner
-can stop it early. The study lives in its storage (a journal file by default, or a database), so
-re-running the same command resumes it, and any number of worker processes, here
-(``workers=K``) or on other machines, share it.
+can stop it early. With ``loggers`` asking for MLflow, each trial is one run of one MLflow
+experiment (the study's name unless ``experiment`` is set; see ``engine/loggers.py``).
+The study lives in its storage (a journal file by default, or a database), so re-running the
+same command resumes it, and any number of worker processes, here (``workers=K``) or on other
+machines, share it.
 
 ``trials`` counts trials that finished (complete or pruned) or are running; failed ones are not
 counted, so they are made up for. Before a worker starts a trial it checks that count, and a
