@@ -92,8 +92,9 @@ def flat_config(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def config_params(cfg: TrainConfig) -> dict[str, str]:
-    """MLflow's parameters (strings) for ``cfg``."""
-    return {k: str(v) for k, v in flat_config(cfg).items()}
+    """MLflow's parameters for ``cfg``: strings, cut at 250 characters as Lightning's
+    ``MLFlowLogger.log_hyperparams`` cuts them."""
+    return {k: str(v)[:250] for k, v in flat_config(cfg).items()}
 
 
 def default_tracking_uri(store_dir: Path) -> str:
