@@ -397,18 +397,23 @@ def prepare_tracking(cfg: TrainConfig, *, experiment: str, store_dir: Path) -> N
     if "mlflow" not in names:
         return
     _require_mlflow()
-    from mlflow.tracking import MlflowClient
-
     uri = resolve_tracking_uri(cfg, store_dir)
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:
         with _fail_fast_http():
-            client = MlflowClient(uri)
-            if client.get_experiment_by_name(experiment) is None:
-                client.create_experiment(experiment, artifact_location=_artifact_location(uri))
+            _ensure_experiment(uri, experiment)
     except Exception as exc:
         raise MetastasisError(f"MLflow tracking URI {uri}: {_first_line(exc)}") from None
+
+
+def _ensure_experiment(uri: str, experiment: str) -> None:
+    """Create the store (a SQLite file's folder) and the experiment where they do not exist."""
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    if client.get_experiment_by_name(experiment) is None:
+        client.create_experiment(experiment, artifact_location=_artifact_location(uri))
 
 
 def _open_mlflow(
@@ -429,10 +434,10 @@ def _open_mlflow(
     if resume and saved.is_file():
         info = json.loads(saved.read_text())
         uri, run_id = info["tracking_uri"], info["run_id"]
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:
         with _fail_fast_http():
+            if run_id is None:
+                _ensure_experiment(uri, experiment)
             logger = MLFlowLogger(
                 experiment_name=experiment,
                 run_name=run_name,
