@@ -2,9 +2,11 @@
 
 Each trial is ``train(cfg)``, the code path of `metastasis train`, writing a complete run folder
 ``STUDY_DIR/trials/<number>/``; it reports the validation ROC-AUC after every epoch so the pruner
-can stop it early. The study lives in its storage (a journal file by default, or a database), so
-re-running the same command resumes it, and any number of worker processes, here
-(``workers=K``) or on other machines, share it.
+can stop it early. With ``loggers`` asking for MLflow, each trial is one run of one MLflow
+experiment (the study's name unless ``experiment`` is set; see ``engine/loggers.py``).
+The study lives in its storage (a journal file by default, or a database), so re-running the
+same command resumes it, and any number of worker processes, here (``workers=K``) or on other
+machines, share it.
 
 ``trials`` counts trials that finished (complete or pruned) or are running; failed ones are not
 counted, so they are made up for. Before a worker starts a trial it checks that count, and a
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metastasis.config import TrainConfig
+from metastasis.engine.loggers import prepare_tracking
 from metastasis.errors import MetastasisError
 from metastasis.io import output_dir
 from metastasis.tune.result import TuneResult
@@ -81,6 +84,7 @@ def tune(settings: TuneSettings, progress: bool = True) -> TuneResult:
     st.route_optuna_logs()
     output_dir(settings.study_dir, "study folder")
     _open_data_once(settings.base, progress)
+    prepare_tracking(settings.base, experiment=_experiment(settings), store_dir=settings.study_dir)
     log.info(
         "study %r (%s sampler, %d trials, %d worker(s)) in %s; storage %s",
         settings.study_name,
@@ -182,10 +186,25 @@ def _objective(trial: optuna.Trial, settings: TuneSettings, grid: bool, target: 
         if epoch < cfg.epochs and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch} (val ROC-AUC {auc:.4f})")
 
-    result = train(cfg, progress=False, on_epoch_end=report)
+    # Each trial is one run of the study's MLflow experiment (and a TensorBoard folder in its run).
+    tracking = {
+        "experiment": _experiment(settings),
+        "run_name": f"{settings.study_name} trial {trial.number}",
+        "tags": {"optuna.study": settings.study_name, "optuna.trial": str(trial.number)}
+        | {"optuna.searched": ",".join(values)},
+        "store_dir": settings.study_dir,
+        "killed_on": (optuna.TrialPruned,),
+    }
+    result = train(cfg, progress=False, on_epoch_end=report, tracking=tracking)
     trial.set_user_attr("best_epoch", result.best_epoch)
     auc = result.metrics["val"].get("roc_auc")
     return float("nan") if auc is None else float(auc)
+
+
+def _experiment(settings: TuneSettings) -> str:
+    """The MLflow experiment of the study's trials: --experiment, else the study's name."""
+    given = settings.base.experiment
+    return given if given != TrainConfig().experiment else settings.study_name
 
 
 def _covered(trials: list[optuna.trial.FrozenTrial], grid: bool) -> int:
