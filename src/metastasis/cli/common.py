@@ -148,8 +148,9 @@ def _list_of(allowed: Sequence[str]) -> Any:
         values = [v.strip() for v in text.split(",") if v.strip()]
         bad = [v for v in values if allowed and v not in allowed]
         if bad or not values:
+            shown = ", ".join(map(repr, bad)) if bad else repr(text)
             raise argparse.ArgumentTypeError(
-                f"invalid choice: {text!r} (choose from {', '.join(allowed)})"
+                f"invalid choice: {shown} (choose from {', '.join(allowed)})"
             )
         return values
 
