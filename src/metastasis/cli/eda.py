@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metastasis.reports.eda import write_eda_report
+    from metastasis.eda.report import write_eda_report
 
     result = write_eda_report(
         args.data, args.out, args.split, args.cache_dir, progress=progress(args), seed=args.seed

@@ -133,8 +133,9 @@ def write_results(
 ) -> dict[str, Any]:
     """Evaluation of the final validation output ``best`` (the best epoch's, after test-time
     augmentation and temperature scaling where chosen) at the checkpoint's threshold."""
-    from metastasis.metrics.plots import plot_history, save_figure
+    from metastasis.metrics.plots import plot_history
     from metastasis.reports.evaluation import write_evaluation, write_html_report
+    from metastasis.reports.figures import save_figure
 
     calibration = calibration or {"threshold": cfg.threshold, "threshold_method": "fixed"}
     threshold = float(calibration["threshold"])

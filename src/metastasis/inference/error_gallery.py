@@ -58,8 +58,8 @@ def write_error_gallery(
 ) -> ErrorGallery:
     """``errors_fp.png``, ``errors_fn.png`` (where there are such mistakes) and
     ``errors.csv`` in ``out_dir``. ``rows``: the cache rows that ``labels``/``probs`` belong to."""
-    from metastasis.metrics.plots import save_figure
     from metastasis.reports.explanations import plot_explanations
+    from metastasis.reports.figures import save_figure
 
     picked = most_confident_errors(labels, probs, predictor.threshold, k)
     pred = probs >= predictor.threshold

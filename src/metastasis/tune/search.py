@@ -18,13 +18,14 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metastasis.config import TrainConfig
 from metastasis.errors import MetastasisError
 from metastasis.io import output_dir
+from metastasis.tune.result import TuneResult
 from metastasis.tune.space import SearchSpace, apply_params
 
 if TYPE_CHECKING:
@@ -65,17 +66,6 @@ class TuneSettings:
 
     def meta(self) -> dict[str, Any]:
         return {"sampler": self.sampler, "space": self.space.to_dict()}
-
-
-@dataclass
-class TuneResult:
-    study_dir: Path
-    study_name: str
-    counts: dict[str, int]  # trials per state
-    best_number: int | None
-    best_value: float | None
-    best_params: dict[str, Any]
-    files: dict[str, Path] = field(default_factory=dict)
 
 
 class SurplusTrial(Exception):
