@@ -7,7 +7,7 @@ once, under the first reason that holds, in this order:
 
 * ``blank``, ``background``, ``blurry``: the quality flags of the image statistics;
 * ``duplicate``: the same pixels as a patch that is kept: an earlier one of the split, or one of
-  another split (so a validation patch has no copy in training);
+  another split the report covers (so a validation patch has no copy in training);
 * ``near_duplicate``: in a near-duplicate group (pHash), every patch but the group's first.
 """
 
