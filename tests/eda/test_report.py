@@ -16,6 +16,7 @@ from tests.browser import assert_sound, open_report
 from tests.helpers import patches, write_image
 
 from metastasis.data import synthetic
+from metastasis.eda.page import render_html
 from metastasis.eda.report import write_eda_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -192,3 +193,15 @@ def test_flagged_csv_lists_each_planted_patch_by_id(planted: Path, report: Any) 
         "duplicate": 2,
         "near_duplicate": 1,
     }
+
+
+def test_a_data_set_named_like_markup_is_shown_as_text(report: Any, chromium: Any) -> None:
+    out, r = report
+    hostile = "<script>alert(1)</script>"
+    page = out / "hostile.html"  # beside the figures it shows
+    page.write_text(render_html({**r, "data": f"/data/{hostile}"}))
+    text = page.read_text()
+    assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    opened = open_report(chromium, page)
+    assert_sound(opened)
+    assert opened.heading == f"Exploratory data analysis: /data/{hostile}"
