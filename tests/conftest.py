@@ -5,7 +5,9 @@ No test needs the real data sets; the cache always goes to a temporary folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +55,12 @@ def trained_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Ru
         cache_dir=str(base / "cache"),
     )
     return train(cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for every test that opens an HTML report (tests/browser.py)."""
+    from tests.browser import launch
+
+    with launch() as browser:
+        yield browser

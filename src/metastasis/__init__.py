@@ -48,7 +48,7 @@ _WHERE = {
     "gradcam": "metastasis.inference.explain",
     "overlay": "metastasis.inference.explain",
     "export_checkpoint": "metastasis.export.bundle",
-    "write_eda_report": "metastasis.reports.eda",
+    "write_eda_report": "metastasis.eda.report",
     "run_slides": "metastasis.slides.run",
     "analyse_slide": "metastasis.slides.analyse",
 }
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from metastasis.config import TrainConfig, resolve_config
     from metastasis.data.cache import open_split
     from metastasis.data.checks import check_dataset
+    from metastasis.eda.report import write_eda_report
     from metastasis.engine.checkpoint import load_checkpoint
     from metastasis.engine.trainer import fit
     from metastasis.export.bundle import export_checkpoint
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
     from metastasis.inference.predict import predict_to_csv
     from metastasis.inference.predictor import Predictor
     from metastasis.models import create_model, list_models
-    from metastasis.reports.eda import write_eda_report
     from metastasis.slides.analyse import analyse_slide
     from metastasis.slides.run import run_slides
     from metastasis.training import train

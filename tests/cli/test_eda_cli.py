@@ -40,6 +40,9 @@ def test_eda_command(demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert result["analysed_split"] == "valid" and result["seed"] == 3
     assert f"valid: 64 patches (label 0: {counts['0']}, label 1: {counts['1']})" in text
     assert f"report: {out}/report.html" in text
+    flagged = result["flagged"]["count"]
+    assert f"flagged: {flagged:,} patches in {out}/flagged.csv" in text
+    assert len((out / "flagged.csv").read_text().splitlines()) == 1 + flagged
     assert (out / "report.html").is_file() and (out / "pca_map.png").is_file()
 
 

@@ -1,4 +1,4 @@
-"""Tests for metastasis.metrics.plots: Figures out, PNGs written atomically."""
+"""Tests for metastasis.metrics.plots: arrays in, Figures out, no files and no pyplot."""
 
 from __future__ import annotations
 
@@ -22,12 +22,10 @@ from metastasis.metrics.plots import (
     plot_pr,
     plot_reliability,
     plot_roc,
-    save_figure,
 )
 
 Y = [0, 0, 1, 1]
 P = [0.1, 0.4, 0.35, 0.8]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _legend_texts(fig: Figure) -> list[str]:
@@ -127,18 +125,11 @@ def test_plot_history_missing_columns() -> None:
     assert plot_history(pd.DataFrame()).axes[2].texts[0].get_text() == "no data"
 
 
-def test_save_figure_writes_png_atomically(tmp_path: Path) -> None:
-    out = save_figure(plot_roc(Y, P), tmp_path / "sub" / "roc.png")
-    assert out == tmp_path / "sub" / "roc.png"
-    data = out.read_bytes()
-    assert data.startswith(PNG_MAGIC) and len(data) > 0
-    assert [p.name for p in out.parent.iterdir()] == ["roc.png"]
-
-
 def test_import_has_no_pyplot_side_effect() -> None:
     code = (
         "import sys, metastasis.metrics as m; assert 'matplotlib' not in sys.modules;"
-        "import metastasis.metrics.plots; assert 'matplotlib.pyplot' not in sys.modules"
+        "import metastasis.metrics.plots; assert 'matplotlib.pyplot' not in sys.modules;"
+        "assert 'metastasis.io' not in sys.modules"  # pure compute: nothing here writes files
     )
     src = Path(__file__).resolve().parents[2] / "src"
     subprocess.run(

@@ -1,13 +1,18 @@
-"""Tests for metastasis.reports.evaluation: PNGs and HTML written into a folder."""
+"""Tests for metastasis.reports.evaluation: PNGs and HTML written into a folder; the pages
+opened in a real browser (a hand-made one with hostile text, and a training run's)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from tests.browser import assert_sound, open_report
 
+from metastasis.engine.trainer import RunResult
 from metastasis.metrics.bootstrap import bootstrap_ci
 from metastasis.metrics.calibration import brier_score, expected_calibration_error
 from metastasis.metrics.classification import binary_metrics
@@ -110,3 +115,51 @@ def test_write_html_report_shows_confidence_intervals(tmp_path: Path) -> None:
     assert "<th>pr_auc</th><td>0.8333</td>" in page and "<th>ece</th><td>0.2500</td>" in page
     assert "95% confidence interval" in page and "n_skipped" not in page
     assert '<img src="reliability.png"' in page
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_user_text_is_escaped_and_the_page_sound_in_chromium(tmp_path: Path, chromium: Any) -> None:
+    metrics = write_evaluation(tmp_path, Y, P, n_resamples=0) | {"model": HOSTILE}
+    path = write_html_report(
+        tmp_path / "report.html",
+        f"Evaluation on {HOSTILE}",
+        metrics,
+        ["roc.png", "pr.png"],
+        extra_tables={HOSTILE: pd.DataFrame({HOSTILE: [HOSTILE, None], "x": [1.5, np.nan]})},
+        notes=[HOSTILE],
+        class_names=(HOSTILE, "tumour"),
+        image_sections={"Error gallery": (["reliability.png", "confusion_matrix.png"], HOSTILE)},
+    )
+    page = path.read_text()
+    assert "<script" not in page and page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 7
+    assert page.count("<style>") == 1 and "<link" not in page  # one stylesheet, inlined
+    opened = open_report(chromium, path)
+    assert_sound(opened)
+    assert opened.heading == opened.title == f"Evaluation on {HOSTILE}"
+    assert [src for src, _ in opened.images] == [
+        "roc.png",
+        "pr.png",
+        "reliability.png",
+        "confusion_matrix.png",
+    ]
+    assert opened.rows["confusion"] == 2 and opened.rows["metrics"] == len(
+        [v for v in metrics.values() if not isinstance(v, (dict, list))]
+    )
+    assert opened.rows["script-alert-1-script"] == 2  # the extra table, its id from its heading
+
+
+def test_run_report_in_chromium(trained_run: RunResult, chromium: Any) -> None:
+    opened = open_report(chromium, trained_run.run_dir / "report.html")
+    assert_sound(opened)
+    assert [src for src, _ in opened.images] == [
+        "history.png",
+        "roc.png",
+        "pr.png",
+        "confusion_matrix.png",
+        "reliability.png",
+        "augmentations.png",
+    ]
+    assert opened.rows["history"] == len(trained_run.history) == 1
+    assert opened.rows["confusion"] == 2 and opened.rows["metrics"] >= 10

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from metastasis.metrics.plots import save_figure
 from metastasis.reports.evaluation import write_html_report
 from metastasis.reports.explanations import Explained, plot_explanation, plot_explanations
+from metastasis.reports.figures import save_figure
 
 
 def _item(k: int, truth: str | None) -> Explained:

@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from shapely.geometry import shape
+from tests.browser import assert_sound, open_report
 
 from metastasis.cli import main
 from metastasis.inference.predictor import Predictor
 from metastasis.slides import analyse_slide, run_slides
 from metastasis.slides.classify import SlideClassifier
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -179,23 +178,11 @@ def test_cli_runs_and_says_failures_in_one_line(
     assert code == 2 and len(err) == 1 and "no such file" in err[0]
 
 
-def test_report_renders_in_chromium(done: tuple[Path, pd.DataFrame]) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+def test_report_renders_in_chromium(done: tuple[Path, pd.DataFrame], chromium: Any) -> None:
     out, _ = done
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            page = browser.new_page()
-            page.goto((out / "report.html").resolve().as_uri())
-            page.wait_for_load_state("load")
-            rows = page.locator("table tbody tr").count()
-            widths = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
-        finally:
-            browser.close()
-    assert rows == 2 and len(widths) == 2 and all(w > 0 for w in widths)
+    opened = open_report(chromium, out / "report.html")
+    assert_sound(opened)
+    assert opened.rows["slides"] == 2 and len(opened.images) == 2
 
 
 @pytest.mark.slow  # a second process start; the half-written test above covers the logic

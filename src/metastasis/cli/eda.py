@@ -2,7 +2,8 @@
 near-duplicates by perceptual hash), image statistics by class (RGB/HSV, brightness, saturation,
 background, focus) with blank, background-only and blurry patches flagged, the central 32x32
 label region against its ring, typical and atypical patches, and a PCA map. Writes
-report.html, the PNG figures and eda.json (every number shown) into --out."""
+report.html, the PNG figures, eda.json (every number shown) and flagged.csv (the patches worth
+leaving out of training, by id: `train --exclude DIR/flagged.csv`) into --out."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metastasis.reports.eda import write_eda_report
+    from metastasis.eda.report import write_eda_report
 
     result = write_eda_report(
         args.data, args.out, args.split, args.cache_dir, progress=progress(args), seed=args.seed
@@ -47,5 +48,7 @@ def run(args: argparse.Namespace) -> int:
     near = integrity["near_duplicates"]["extra_copies"]
     found += [f"near_duplicates {near:,}"] if near else []
     print(f"findings: {', '.join(found) if found else 'none'}")
+    flagged = result["flagged"]
+    print(f"flagged: {flagged['count']:,} patches in {args.out}/{flagged['file']} (for --exclude)")
     print(f"report: {args.out}/report.html ({result['seconds']} s)")
     return 0

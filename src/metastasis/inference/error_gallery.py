@@ -59,8 +59,8 @@ def write_error_gallery(
     """``errors_fp.png``, ``errors_fn.png`` (where there are such mistakes) and
     ``errors.csv`` (``id, probability, prediction, truth, kind, centre_share``) in ``out_dir``.
     ``rows``: the cache rows that ``labels``/``probs`` belong to."""
-    from metastasis.metrics.plots import save_figure
     from metastasis.reports.explanations import plot_explanations
+    from metastasis.reports.figures import save_figure
 
     picked = most_confident_errors(labels, probs, predictor.threshold, k)
     pred = probs >= predictor.threshold

@@ -282,8 +282,8 @@ def explain_to_folder(
     threshold, ``truth`` is the label where the data has one; ``centre_share`` is the share of
     the heat map in the central 32 x 32.
     """
-    from metastasis.metrics.plots import save_figure
     from metastasis.reports.explanations import plot_explanation, plot_explanations
+    from metastasis.reports.figures import save_figure
 
     if not 0.0 <= alpha <= 1.0:
         raise MetastasisError(f"alpha must be in 0..1, got {alpha}")

@@ -1,14 +1,13 @@
 """Metric plots: arrays (and an optional ``ax``) in, a matplotlib ``Figure`` out.
 
 Only the object-oriented API is used (``matplotlib.figure.Figure``), never ``pyplot``, so the
-functions hold no global state, need no display, and leave nothing open to close.
+functions hold no global state, need no display, and leave nothing open to close. Nothing here
+writes a file: :func:`metastasis.reports.figures.save_figure` does.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +17,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, average_precision_score
 
-from metastasis.io import atomic_path
 from metastasis.metrics.calibration import expected_calibration_error, reliability_curve
 from metastasis.metrics.classification import check_binary_inputs, pr_points, roc_points
 
@@ -29,7 +27,6 @@ __all__ = [
     "plot_pr",
     "plot_reliability",
     "plot_roc",
-    "save_figure",
 ]
 
 _HISTORY_PANELS = (("loss", "Loss"), ("accuracy", "Accuracy"), ("roc_auc", "ROC-AUC"))
@@ -204,10 +201,3 @@ def plot_history(history: pd.DataFrame) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     return fig
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG atomically and return the path."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return Path(path)

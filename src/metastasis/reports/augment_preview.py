@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from metastasis.metrics.plots import save_figure
+from metastasis.reports.figures import save_figure
 from metastasis.transforms.augment import PRESETS, Augmenter, AugmentSpec
 
 __all__ = ["MAX_PATCHES", "describe_spec", "plot_augmentations", "write_augmentation_preview"]

@@ -1,6 +1,6 @@
 """Pictures of Grad-CAM explanations: patches beside their overlays, with what the model said.
 
-Pure drawing: arrays and captions in, a matplotlib ``Figure`` out (``metrics.plots.save_figure``
+Pure drawing: arrays and captions in, a matplotlib ``Figure`` out (``reports.figures.save_figure``
 writes it atomically). The heat maps and overlays come from ``inference.explain``.
 """
 

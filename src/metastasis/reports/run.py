@@ -15,9 +15,10 @@ import numpy as np
 from metastasis.config import TrainConfig
 from metastasis.engine.data import TrainingData
 from metastasis.engine.trainer import RunResult
-from metastasis.metrics.plots import plot_history, save_figure
+from metastasis.metrics.plots import plot_history
 from metastasis.reports.augment_preview import write_augmentation_preview
 from metastasis.reports.evaluation import write_evaluation_plots, write_html_report
+from metastasis.reports.figures import save_figure
 from metastasis.transforms.augment import Augmenter, augment_spec
 
 __all__ = ["FIGURES", "write_run_report"]

@@ -1,5 +1,6 @@
 """A study's outputs in its folder: ``trials.csv``, ``best.yaml``, ``summary.json``, plots and
-``report.html``, all from the storage (so any machine sharing the study can write them).
+``report.html`` (the template ``tune.html`` of :mod:`metastasis.reports.html`), all from the
+storage (so any machine sharing the study can write them).
 
 ``best.yaml`` is the best trial's resolved config without ``out``: `metastasis train --config
 best.yaml` re-runs it into a new run folder.
@@ -25,6 +26,12 @@ from metastasis.tune.result import TuneResult
 log = logging.getLogger(__name__)
 
 _FIXED_COLUMNS = ["number", "state", "val_roc_auc", "best_epoch", "epochs_run"]
+_CAPTIONS = {
+    "history_plot": "Validation ROC-AUC of each trial and the best so far",
+    "slices_plot": "Validation ROC-AUC against each parameter",
+    "curves_plot": "Validation ROC-AUC per epoch of each trial (dashed: pruned)",
+    "importances_plot": "Parameter importances",
+}
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -100,8 +107,6 @@ def importances(study: optuna.Study) -> dict[str, float]:
 
 def write_report(study: optuna.Study, study_dir: Path, sampler: str) -> TuneResult:
     """Write every output of ``study`` into ``study_dir``."""
-    from metastasis.reports.evaluation import write_html_report
-
     output_dir(study_dir, "study folder")
     table = trials_table(study)
     files: dict[str, Path] = {"trials": study_dir / "trials.csv"}
@@ -125,20 +130,7 @@ def write_report(study: optuna.Study, study_dir: Path, sampler: str) -> TuneResu
     files["summary"] = atomic_write_json(
         study_dir / "summary.json", {**summary, "best_params": best.params if best else {}}
     )
-    notes = [
-        "Value: the best validation ROC-AUC over a trial's epochs (pruned: its last epoch's).",
-        "best.yaml is the best trial's config; `metastasis train --config best.yaml` re-runs it.",
-    ]
-    if best is not None:
-        notes.append(f"Best parameters: {best.params}")
-    files["report"] = write_html_report(
-        study_dir / "report.html",
-        f"metastasis study: {study.study_name}",
-        summary,
-        [p.name for p in files.values() if p.suffix == ".png"],
-        extra_tables={"Trials": table.drop(columns=["started"])},
-        notes=notes,
-    )
+    files["report"] = _write_page(study, summary, best, table, files, study_dir)
     return TuneResult(
         study_dir=study_dir,
         study_name=study.study_name,
@@ -150,8 +142,42 @@ def write_report(study: optuna.Study, study_dir: Path, sampler: str) -> TuneResu
     )
 
 
+def _write_page(
+    study: optuna.Study,
+    summary: dict[str, Any],
+    best: FrozenTrial | None,
+    table: pd.DataFrame,
+    files: dict[str, Path],
+    study_dir: Path,
+) -> Path:
+    """``report.html`` (template ``tune.html``): summary, best parameters, plots, trials."""
+    from metastasis.reports.html import frame_table, write_page
+
+    header, rows = frame_table(table.drop(columns=["started"]))
+    notes = [
+        "Value: the best validation ROC-AUC over a trial's epochs (pruned: its last epoch's).",
+        "best.yaml is the best trial's config; `metastasis train --config best.yaml` re-runs it.",
+    ]
+    return write_page(
+        study_dir / "report.html",
+        "tune.html",
+        title=f"metastasis study: {study.study_name}",
+        summary=[[k, v] for k, v in summary.items()],
+        best_params=[[k, v] for k, v in (best.params if best else {}).items()],
+        figures=[
+            {"file": p.name, "caption": _CAPTIONS.get(key, p.name)}
+            for key, p in files.items()
+            if p.suffix == ".png"
+        ],
+        trials_header=header,
+        trials=rows,
+        trial_classes=[str(state).lower() for state in table["state"]],
+        notes=notes,
+    )
+
+
 def _write_plots(study: optuna.Study, table: pd.DataFrame, study_dir: Path) -> dict[str, Path]:
-    from metastasis.metrics.plots import save_figure
+    from metastasis.reports.figures import save_figure
     from metastasis.tune import plots
 
     finished = table[table["state"].isin(["COMPLETE", "PRUNED"])]

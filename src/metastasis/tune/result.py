@@ -1,4 +1,7 @@
-"""What a study returns: where it is, how many trials ended how, and the best one."""
+"""What a study leaves: :class:`TuneResult` (built by :mod:`.report`, returned by ``tune``).
+
+Its own module so that the search and the report both import it and not each other.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for metastasis.metrics.image_stats: each statistic on tiny arrays with known answers."""
+"""Tests for metastasis.eda.image_stats: each statistic on tiny arrays with known answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.color import rgb2hsv
 from tests.helpers import patches
 
-from metastasis.metrics import image_stats as st
+from metastasis.eda import image_stats as st
 
 
 def _patch(rgb: tuple[int, int, int], size: int = 96) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Figures of the EDA report, pure (no files); the page itself is :mod:`.eda_html`.
+"""Figures of the EDA report, pure (no files); the page itself is :mod:`.page`.
 
 Arrays (and an optional ``ax``) in, a matplotlib ``Figure`` out, object-oriented API only (no
 ``pyplot``: no global state, no display). Classes are keyed by name (``"0"``, ``"1"``,
@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from metastasis.metrics.image_stats import HUE_MIN_SATURATION
+from metastasis.eda.image_stats import HUE_MIN_SATURATION
 from metastasis.metrics.plots import figure_and_axes
 
 __all__ = [

@@ -1,7 +1,8 @@
 """`metastasis eda`: know the data before training on it.
 
 :func:`write_eda_report` writes into one folder ``eda.json`` (every number shown), the PNG
-figures and ``report.html`` (which shows them by relative name). Sections: class balance per
+figures, ``report.html`` (which shows them by relative name) and ``flagged.csv`` (the patches
+to leave out of training, by id: :mod:`.flagged`). Sections: class balance per
 split; integrity (the `check` report, plus near-duplicates by perceptual hash); image statistics
 by class with blank, background-only and blurry patches flagged; the label region (central
 32x32) against the ring around it; random, most typical and most atypical patches per class; a
@@ -11,8 +12,8 @@ It reads the decoded cache in chunks, so memory stays flat for the 220,025-patch
 Counts, fractions, means, spreads and histograms are exact over every usable patch of the
 analysed split; only the pictures (thumbnails, map points) are samples, as the report says.
 
-The pass over the patches is :mod:`.eda_analysis`, the integrity section :mod:`.eda_integrity`,
-the figures :mod:`.eda_plots` and the page :mod:`.eda_html`.
+The pass over the patches is :mod:`.analysis`, the integrity section :mod:`.integrity`,
+the figures :mod:`.figures` and the page :mod:`.page`.
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ import numpy as np
 from metastasis.data.cache import open_cache
 from metastasis.data.checks import CheckReport, check_dataset
 from metastasis.data.layouts import open_layout
-from metastasis.io import atomic_write_json, atomic_write_text, check_outputs, output_dir
-from metastasis.metrics import image_stats as st
-from metastasis.reports import eda_plots as plots
-from metastasis.reports.eda_analysis import SplitAnalysis, analyse_split, save, short
-from metastasis.reports.eda_html import render_html
-from metastasis.reports.eda_integrity import GROUP_EXAMPLES, integrity
+from metastasis.eda import figures as plots
+from metastasis.eda import image_stats as st
+from metastasis.eda.analysis import SplitAnalysis, analyse_split, save, short
+from metastasis.eda.flagged import REASONS, flagged_patches
+from metastasis.eda.integrity import GROUP_EXAMPLES, integrity, near_duplicates
+from metastasis.eda.page import render_html
+from metastasis.io import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    check_outputs,
+    output_dir,
+)
 
 __all__ = ["SplitAnalysis", "analyse_split", "write_eda_report"]
 
@@ -73,7 +81,7 @@ def write_eda_report(
     folder = Path(out)
     layout = open_layout(data)
     check_outputs(
-        files=[folder / "eda.json", folder / "report.html"],
+        files=[folder / "eda.json", folder / "report.html", folder / "flagged.csv"],
         folders=[folder],
         is_input=layout.is_input,
     )
@@ -87,6 +95,11 @@ def write_eda_report(
     output_dir(folder)
     rng = np.random.default_rng(seed)
     n = len(a.rows)
+    near = near_duplicates(a)
+    others = [c for s, c in cached.items() if s != target]
+    flagged = flagged_patches(a, near, (d for c in others for d in c.digests[c.usable_indices()]))
+    with atomic_path(folder / "flagged.csv") as tmp:
+        flagged.to_csv(tmp, index=False)
     result: dict[str, Any] = {
         "data": str(data),
         "layout": report.layout,
@@ -104,7 +117,12 @@ def write_eda_report(
             f"fitted on every patch, {min(MAP_SAMPLE, n):,} random ones are drawn",
         },
         "class_balance": _class_balance(report, folder),
-        "integrity": integrity(report, cached, a, folder),
+        "integrity": integrity(report, cached, a, folder, near),
+        "flagged": {
+            "file": "flagged.csv",
+            "count": len(flagged),
+            "per_reason": {r: int((flagged["reason"] == r).sum()) for r in REASONS},
+        },
         "image_statistics": _image_statistics(a, folder),
         "label_region": _label_region(a, rng, folder),
         "samples": _samples(a, rng, folder),

@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from metastasis.data.cache import CachedSplit
-from metastasis.metrics import image_stats as st
-from metastasis.metrics.plots import save_figure
+from metastasis.eda import image_stats as st
+from metastasis.reports.figures import save_figure
 
 __all__ = ["CHUNK", "SplitAnalysis", "analyse_split", "save", "short"]
 

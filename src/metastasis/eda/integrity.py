@@ -14,19 +14,24 @@ from metastasis.data.cache import DUPLICATE_PIXELS, CachedSplit, duplicate_group
 from metastasis.data.checks import CheckReport
 from metastasis.data.decode import preview_file
 from metastasis.data.layouts import Finding
-from metastasis.metrics import image_stats as st
-from metastasis.reports import eda_plots as plots
-from metastasis.reports.eda_analysis import SplitAnalysis, save, short
+from metastasis.eda import figures as plots
+from metastasis.eda import image_stats as st
+from metastasis.eda.analysis import SplitAnalysis, save, short
 
-__all__ = ["GROUP_EXAMPLES", "integrity"]
+__all__ = ["GROUP_EXAMPLES", "integrity", "near_duplicates"]
 
 GROUP_EXAMPLES = 8  # thumbnails (or groups of duplicates) per integrity finding
 
 
 def integrity(
-    report: CheckReport, cached: dict[str, CachedSplit], a: SplitAnalysis, folder: Path
+    report: CheckReport,
+    cached: dict[str, CachedSplit],
+    a: SplitAnalysis,
+    folder: Path,
+    near_groups: list[np.ndarray],
 ) -> dict[str, Any]:
-    """The `check` findings (counted there, over every patch), each with thumbnails."""
+    """The `check` findings (counted there, over every patch), each with thumbnails, and the
+    near-duplicate groups of :func:`near_duplicates`."""
     out: dict[str, Any] = {"ok": report.ok, "splits": {}, "across_splits": []}
     for s in report.splits:
         out["splits"][s.split] = [
@@ -38,7 +43,7 @@ def integrity(
         images = [[_by_source(cached.get(sp), src) for sp, _, src in g] for g in groups]
         captions = [[short(sp + "/" + src) for sp, _, src in g] for g in groups]
         out["across_splits"].append(_finding(f, (images, captions), folder, f"across_{f.kind}"))
-    out["near_duplicates"] = _near_duplicates(a, folder)
+    out["near_duplicates"] = _near_duplicates(a, near_groups, folder)
     return out
 
 
@@ -102,15 +107,23 @@ def _read(path: Path | None) -> np.ndarray | None:
     return None if path is None else preview_file(path)
 
 
-def _near_duplicates(a: SplitAnalysis, folder: Path) -> dict[str, Any]:
-    """pHash near-duplicates among distinct pixel contents (one patch per exact digest: exact
-    copies are `check`'s), without blank and background-only patches (glass looks alike)."""
+def _hashed(a: SplitAnalysis) -> np.ndarray:
+    """Positions of the patches compared by pHash: one per exact pixel content (exact copies
+    are `check`'s), without blank and background-only patches (glass looks alike)."""
     keep = np.zeros(len(a.rows), bool)
     keep[np.unique(a.cached.digests[a.rows], return_index=True)[1]] = True
-    idx = np.flatnonzero(keep & ~a.flags["blank"] & ~a.flags["background_only"])
-    groups = [
-        idx[g] for g in st.near_duplicate_groups(a.hashes[idx], st.NEAR_DUPLICATE_MAX_DISTANCE)
-    ]
+    return np.flatnonzero(keep & ~a.flags["blank"] & ~a.flags["background_only"])
+
+
+def near_duplicates(a: SplitAnalysis) -> list[np.ndarray]:
+    """pHash near-duplicate groups (positions into ``a.rows``), largest first."""
+    idx = _hashed(a)
+    return [idx[g] for g in st.near_duplicate_groups(a.hashes[idx], st.NEAR_DUPLICATE_MAX_DISTANCE)]
+
+
+def _near_duplicates(a: SplitAnalysis, groups: list[np.ndarray], folder: Path) -> dict[str, Any]:
+    """The near-duplicate section: counts, examples and a figure of the first groups."""
+    idx = _hashed(a)
     result: dict[str, Any] = {
         "split": a.cached.meta["split"],
         "method": f"64-bit pHash (as imagehash.phash), Hamming distance <= "

@@ -1,4 +1,4 @@
-"""Tests for metastasis.reports.eda: a folder with planted problems, each found in its section,
+"""Tests for metastasis.eda.report: a folder with planted problems, each found in its section,
 numbers checked against independent counts, and the page rendered in a real browser."""
 
 from __future__ import annotations
@@ -9,20 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from skimage.filters import gaussian
+from tests.browser import assert_sound, open_report
 from tests.helpers import patches, write_image
 
 from metastasis.data import synthetic
-from metastasis.reports.eda import write_eda_report
+from metastasis.eda.page import render_html
+from metastasis.eda.report import write_eda_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """60 synthetic patches in train/{0,1} plus one of each problem, and a clean valid/."""
+    """60 synthetic patches in train/{0,1} plus one of each problem (leak.png: a copy of a
+    valid/ patch), and a clean valid/."""
     root = tmp_path_factory.mktemp("planted")
     train = synthetic.write_folder_dataset(root / "train", 60, seed=7)
     synthetic.write_folder_dataset(root / "valid", 20, seed=8)
@@ -39,6 +42,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     blurred = gaussian(images[2], sigma=4, channel_axis=-1, preserve_range=True)
     write_image(train / "1" / "blurred.png", blurred.round().astype(np.uint8))
     write_image(train / "1" / "small.png", images[2][:64, :64])  # wrong size
+    shutil.copy(sorted((root / "valid" / "1").iterdir())[0], train / "1" / "leak.png")
     return root
 
 
@@ -156,31 +160,48 @@ def test_single_unlabelled_split(kaggle_data: Path, tmp_path: Path) -> None:
     assert (tmp_path / "eda" / "report.html").is_file()
 
 
-def test_report_renders_in_chromium(report: Any, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    out, _ = report
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto((out / "report.html").resolve().as_uri())
-            page.wait_for_load_state("load")
-            sizes = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])"
-            )
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-        finally:
-            browser.close()
-    assert len(sizes) == len(list(out.glob("*.png")))
-    assert all(width > 0 for _, width in sizes), sizes
-    assert (tmp_path / "report.png").read_bytes().startswith(PNG_MAGIC)
+def test_report_renders_in_chromium(report: Any, chromium: Any) -> None:
+    out, r = report
+    opened = open_report(chromium, out / "report.html")
+    assert_sound(opened)
+    assert sorted(src for src, _ in opened.images) == sorted(p.name for p in out.glob("*.png"))
+    assert opened.rows["balance-table"] == len(r["class_balance"]["splits"]) == 2
+    assert opened.rows["flags"] == 3 and opened.rows["thresholds"] == len(r["thresholds"])
+    assert opened.rows["statistics"] == 1 + 7 + 3  # patches, 7 channels, 3 more
+    assert opened.heading == f"Exploratory data analysis: {r['data']}"
+
+
+def test_flagged_csv_lists_each_planted_patch_by_id(planted: Path, report: Any) -> None:
+    out, r = report
+    flagged = pd.read_csv(out / "flagged.csv", dtype=str)
+    assert list(flagged.columns) == ["id", "reason", "split", "path"]
+    reasons = dict(zip(flagged["id"], flagged["reason"]))
+    assert reasons["blank_white"] == "blank" and reasons["glass"] == "background"
+    assert reasons["blurred"] == "blurry"
+    assert reasons["leak"] == "duplicate"  # the pixels of a valid patch
+    assert reasons["near_b"] == "near_duplicate" and "near_a" not in reasons  # one kept
+    pair = {"exact_copy", sorted((planted / "train" / "0").glob("synth*"))[0].stem}
+    assert len(pair & {i for i, why in reasons.items() if why == "duplicate"}) == 1  # one kept
+    assert flagged["id"].is_unique and not flagged["id"].str.contains("/|\\.png").any()
+    row = flagged.set_index("id").loc["blurred"]
+    assert (row["split"], row["path"]) == ("train", "1/blurred.png")
+    assert r["flagged"]["count"] == len(flagged)
+    assert r["flagged"]["per_reason"] == {
+        "blank": 1,
+        "background": 1,
+        "blurry": list(flagged["reason"]).count("blurry"),
+        "duplicate": 2,
+        "near_duplicate": 1,
+    }
+
+
+def test_a_data_set_named_like_markup_is_shown_as_text(report: Any, chromium: Any) -> None:
+    out, r = report
+    hostile = "<script>alert(1)</script>"
+    page = out / "hostile.html"  # beside the figures it shows
+    page.write_text(render_html({**r, "data": f"/data/{hostile}"}))
+    text = page.read_text()
+    assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    opened = open_report(chromium, page)
+    assert_sound(opened)
+    assert opened.heading == f"Exploratory data analysis: /data/{hostile}"
