@@ -163,3 +163,9 @@ def test_the_engine_never_reaches_the_reports(module: str) -> None:
     assert not direct, f"{module} imports {sorted(direct)}"
     reached = {m for m in _reachable(module) if _in(m, REPORT_LAYERS)}
     assert not reached, f"{module} reaches {sorted(reached)} through its imports"
+
+
+def test_tune_trains_through_the_public_train() -> None:
+    search = GRAPH["metastasis.tune.search"]
+    assert "metastasis.training" in search and "metastasis.data.splits" in search
+    assert not {m for m in search if _in(m, ("metastasis.engine",))}

@@ -116,8 +116,7 @@ class TrainState:
         history[:] = [dict(row) for row in self.history]
         best.score, best.epoch = self.best_score, self.best_epoch
         # Only the probabilities are kept: finalisation recomputes logits from them.
-        val = EpochOutput(math.nan, self.best_probs.numpy(), self.best_labels.numpy(), 0.0)
-        best.val = val
+        best.val = EpochOutput(math.nan, self.best_probs.numpy(), self.best_labels.numpy(), 0.0)
 
 
 def save_train_state(run_dir: Path, state: TrainState) -> Path:
