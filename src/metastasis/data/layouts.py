@@ -1,4 +1,5 @@
-"""Find out which of the three layouts a path holds and list its items, without decoding pixels.
+"""Find out which of the three layouts a path holds; each layout's module lists its items
+(``kaggle.py``, ``folder.py``, ``pcam_h5.py``, into a ``listing.Listing``), without decoding pixels.
 
 Layouts, each turned into the same `Listing` (items + index-level findings):
 
@@ -20,78 +21,42 @@ Index rows that cannot be trusted (a label other than 0/1, an id given twice) ar
 from __future__ import annotations
 
 import os
-import re
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+from metastasis.data.decode import image_extensions
+from metastasis.data.folder import CLASS_DIRS, is_class_folder, list_folder
+from metastasis.data.kaggle import KAGGLE_LABELS, has_tif, list_kaggle
+from metastasis.data.listing import (
+    BAD_LABEL,
+    DUPLICATE_ID,
+    MISSING_FILE,
+    UNLABELLED_FILE,
+    Excluded,
+    Finding,
+    Item,
+    Listing,
+    group_names,
+    listdir,
+    printable,
+)
+from metastasis.data.pcam_h5 import PCAM_RE, list_pcam, pcam_pair
+from metastasis.errors import DataError
 
-from metastasis.data.decode import UNREADABLE, image_extensions
-from metastasis.errors import DataError, first_line
-
-PCAM_RE = re.compile(r"^camelyonpatch_level_2_split_(?P<split>\w+?)_(?P<xy>[xy])\.h5(?P<gz>\.gz)?$")
-KAGGLE_LABELS = "train_labels.csv"
-CLASS_DIRS = ("0", "1")
-
-# Index-level problem kinds (see also decode.py for per-image kinds).
-MISSING_FILE = "missing_file"
-UNLABELLED_FILE = "unlabelled_file"
-DUPLICATE_ID = "duplicate_id"
-BAD_LABEL = "bad_label"
-
-
-@dataclass(frozen=True)
-class Item:
-    """One patch: an image file, or row `row` of a PCam HDF5 file."""
-
-    id: str
-    label: int | None
-    path: Path | None = None
-    row: int = -1
-
-
-@dataclass(frozen=True)
-class Excluded:
-    """A file (or index row) left out by the listing itself, before any pixel is decoded."""
-
-    id: str
-    source: str  # printable path relative to the listing's root
-    kind: str  # DUPLICATE_ID, BAD_LABEL or decode.UNREADABLE (a file name that is not UTF-8)
-    detail: str
-    path: Path | None = None
-
-
-@dataclass
-class Finding:
-    """One kind of problem, with how many items it touches and the first few of them."""
-
-    kind: str
-    count: int
-    examples: list[str] = field(default_factory=list)
-    description: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "count": self.count,
-            "description": self.description,
-            "examples": self.examples,
-        }
-
-
-@dataclass
-class Listing:
-    """The usable items of one split, and what was wrong with the index (CSV, folders)."""
-
-    layout: str  # "kaggle" | "pcam-h5" | "folder"
-    split: str
-    root: Path
-    items: list[Item]
-    findings: list[Finding] = field(default_factory=list)
-    labelled: bool = True
-    h5_files: tuple[Path, ...] = ()  # PCam: (x file, y file)
-    excluded: list[Excluded] = field(default_factory=list)  # listed in items.csv with a problem
+__all__ = [  # the listing's names, for the readers of a layout
+    "BAD_LABEL",
+    "DUPLICATE_ID",
+    "KAGGLE_LABELS",
+    "MISSING_FILE",
+    "UNLABELLED_FILE",
+    "Excluded",
+    "Finding",
+    "Item",
+    "Layout",
+    "Listing",
+    "group_names",
+    "open_layout",
+    "printable",
+]
 
 
 class Layout:
@@ -111,12 +76,12 @@ class Layout:
             raise DataError(f"{self.root}: no split {split!r}; it has {', '.join(self.splits)}")
         arg = self._splits[split]
         if self.kind == "kaggle":
-            return _list_kaggle(self.root, split)
+            return list_kaggle(self.root, split)
         if self.kind == "pcam-h5":
             assert isinstance(arg, tuple)
-            return _list_pcam(self.root, split, arg)
+            return list_pcam(self.root, split, arg)
         assert isinstance(arg, Path)
-        return _list_folder(arg, split)
+        return list_folder(arg, split)
 
     def is_input(self, path: str | Path) -> bool:
         """Whether the existing file ``path`` is read as part of this data set (the labels
@@ -174,11 +139,11 @@ def open_layout(path: str | Path) -> Layout:
         m = PCAM_RE.match(root.name)
         if not m:
             raise DataError(f"{root}: not a PCam file (camelyonpatch_level_2_split_<split>_x.h5)")
-        files = _pcam_pair(root.parent, m["split"])
+        files = pcam_pair(root.parent, m["split"])
         return Layout("pcam-h5", root.parent, {m["split"]: files})
     if not root.is_dir():
         raise DataError(f"{root}: not a regular file or folder")
-    if (root / KAGGLE_LABELS).is_file() or ((root / "train").is_dir() and _has_tif(root / "train")):
+    if (root / KAGGLE_LABELS).is_file() or ((root / "train").is_dir() and has_tif(root / "train")):
         splits: dict[str, object] = {}
         if (root / "train").is_dir():
             splits["train"] = None
@@ -187,15 +152,15 @@ def open_layout(path: str | Path) -> Layout:
         if "train" in splits and not (root / KAGGLE_LABELS).is_file():
             raise DataError(f"{root}: Kaggle layout without {KAGGLE_LABELS}")
         return Layout("kaggle", root, splits)
-    entries = _listdir(root)
+    entries = listdir(root)
     pcam_splits = sorted(
         {m["split"] for p in entries if (m := PCAM_RE.match(p.name)) and m["xy"] == "x"}
     )
     if pcam_splits:
-        return Layout("pcam-h5", root, {s: _pcam_pair(root, s) for s in pcam_splits})
-    if _is_class_folder(root):
+        return Layout("pcam-h5", root, {s: pcam_pair(root, s) for s in pcam_splits})
+    if is_class_folder(root):
         return Layout("folder", root, {root.name: root})
-    subs = sorted(p for p in entries if p.is_dir() and _is_class_folder(p))
+    subs = sorted(p for p in entries if p.is_dir() and is_class_folder(p))
     if subs:
         return Layout("folder", root, {p.name: p for p in subs})
     if any(p.suffix.lower() in image_extensions() for p in entries if p.is_file()):
@@ -211,238 +176,3 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _listdir(folder: Path) -> list[Path]:
-    """The entries of ``folder`` (one level, never following links into sub-folders)."""
-    try:
-        return sorted(folder.iterdir())
-    except OSError as exc:
-        raise DataError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
-
-
-def _has_tif(folder: Path) -> bool:
-    return any(p.suffix.lower() in (".tif", ".tiff") for p in _listdir(folder))
-
-
-def _is_class_folder(folder: Path) -> bool:
-    return any((folder / c).is_dir() for c in CLASS_DIRS)
-
-
-def _pcam_pair(folder: Path, split: str) -> tuple[Path, Path | None]:
-    def find(xy: str) -> Path | None:
-        for suffix in (".h5", ".h5.gz"):
-            p = folder / f"camelyonpatch_level_2_split_{split}_{xy}{suffix}"
-            if p.is_file():
-                return p
-        return None
-
-    x = find("x")
-    if x is None:
-        raise DataError(
-            f"{folder}: no camelyonpatch_level_2_split_{split}_x.h5 for split {split!r}"
-        )
-    return x, find("y")
-
-
-def _image_files(folder: Path) -> list[Path]:
-    """Image files (by extension) directly in ``folder``, names not valid UTF-8 included."""
-    exts = image_extensions()
-    try:
-        return [p for p in _listdir(folder) if p.suffix.lower() in exts and not p.is_dir()]
-    except OSError as exc:
-        raise DataError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
-
-
-def printable(name: str) -> str:
-    """``name`` with bytes that are not UTF-8 (kept by Python as surrogates) shown as ``\\xNN``."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
-
-
-def _good_name(path: Path) -> bool:
-    return printable(path.name) == path.name
-
-
-def _split_names(paths: list[Path], root: Path) -> tuple[list[Path], list[Excluded]]:
-    """Files with usable names, and the others (not UTF-8) as exclusions named printably."""
-    good = [p for p in paths if _good_name(p)]
-    bad = [
-        Excluded(
-            printable(p.stem),
-            printable(_rel(p, root)),
-            UNREADABLE,
-            "file name is not valid UTF-8 (rename the file)",
-        )
-        for p in paths
-        if not _good_name(p)
-    ]
-    return good, bad
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def _finding(kind: str, names: list[str], description: str) -> Finding:
-    return Finding(kind, len(names), [printable(n) for n in names[:10]], description)
-
-
-def _dedupe(items: list[Item], root: Path) -> tuple[list[Item], list[Finding], list[Excluded]]:
-    """Drop every item whose id occurs more than once: we cannot tell which copy is right."""
-    counts = Counter(it.id for it in items)
-    dup = sorted(i for i, c in counts.items() if c > 1)
-    if not dup:
-        return items, [], []
-    dup_set = set(dup)
-    kept = [it for it in items if it.id not in dup_set]
-    excluded = [
-        Excluded(
-            it.id,
-            _rel(it.path, root),
-            DUPLICATE_ID,
-            f"{counts[it.id]} files named {it.id}.*",
-            it.path,
-        )
-        for it in items
-        if it.id in dup_set and it.path is not None
-    ]
-    finding = _finding(DUPLICATE_ID, dup, "ids listed more than once (all copies excluded)")
-    return kept, [finding], excluded
-
-
-def _read_labels(csv: Path) -> tuple[list[str], list[str]]:
-    """Ids and raw labels (stripped strings) of ``train_labels.csv``; one clear error if the file
-    cannot be read as UTF-8 CSV with the columns id and label (any order, any case, a byte-order
-    mark and extra columns allowed)."""
-    try:
-        df = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{csv}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{csv}: empty file; expected a header line id,label") from None
-    except OSError as exc:
-        raise DataError(f"{csv}: cannot read ({exc.strerror or exc})") from None
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{csv}: cannot parse: {first_line(exc)}") from None
-    header = [str(c) for c in df.columns]
-    df.columns = pd.Index([c.strip().lower() for c in header])
-    if df.columns.duplicated().any():
-        raise DataError(f"{csv}: columns repeated in the header {','.join(header)}")
-    if not {"id", "label"} <= set(df.columns):
-        hint = ""
-        if len(header) == 2 and header[1].strip() in ("0", "1"):
-            hint = " (no header line? the first line looks like data; add id,label above it)"
-        raise DataError(f"{csv}: expected columns id,label, found {','.join(header)}{hint}")
-    df = df.fillna("")
-    return df["id"].str.strip().tolist(), df["label"].str.strip().tolist()
-
-
-def _list_kaggle(root: Path, split: str) -> Listing:
-    paths, excluded = _split_names(_image_files(root / split), root)
-    by_stem: dict[str, list[Path]] = defaultdict(list)
-    for p in paths:
-        by_stem[p.stem].append(p)
-    files = {stem: ps[0] for stem, ps in by_stem.items() if len(ps) == 1}
-    clash = sorted(stem for stem, ps in by_stem.items() if len(ps) > 1)
-    findings: list[Finding] = []
-    if clash:
-        findings.append(
-            _finding(DUPLICATE_ID, clash, "file names differing only in extension (all excluded)")
-        )
-        excluded += [
-            Excluded(s, _rel(p, root), DUPLICATE_ID, f"{len(by_stem[s])} files named {s}.*", p)
-            for s in clash
-            for p in by_stem[s]
-        ]
-    if split != "train":
-        items = [Item(i, None, p) for i, p in sorted(files.items())]
-        return Listing("kaggle", split, root, items, findings, labelled=False, excluded=excluded)
-    ids, raw_labels = _read_labels(root / KAGGLE_LABELS)
-    counts = Counter(ids)
-    dup = sorted(i for i, c in counts.items() if c > 1)
-    if dup:
-        findings.append(
-            _finding(DUPLICATE_ID, dup, "ids listed more than once (all rows excluded)")
-        )
-    bad = [f"{i} (label {lab!r})" for i, lab in zip(ids, raw_labels) if lab not in ("0", "1")]
-    if bad:
-        findings.append(_finding(BAD_LABEL, bad, "labels outside {0, 1} (excluded)"))
-    # Ids are only looked up among the files found in the split folder, so an id such as
-    # "../x" or "/etc/passwd" can never name a file outside it: it is simply missing.
-    missing = sorted(i for i in counts if i not in by_stem)
-    if missing:
-        findings.append(
-            _finding(MISSING_FILE, missing, f"ids in {KAGGLE_LABELS} with no image file")
-        )
-    unlabelled = sorted(files[i].name for i in files if i not in counts)
-    if unlabelled:
-        findings.append(
-            _finding(UNLABELLED_FILE, unlabelled, f"files in train/ not in {KAGGLE_LABELS}")
-        )
-    labels_of: dict[str, list[str]] = defaultdict(list)
-    for i, lab in zip(ids, raw_labels):
-        labels_of[i].append(lab)
-    items = []
-    for i, lab in zip(ids, raw_labels):
-        if i not in files:
-            continue
-        if counts[i] > 1:
-            if i in labels_of:  # one exclusion per file, however often it is listed
-                listed = ", ".join(repr(v) for v in labels_of.pop(i))
-                detail = f"listed {counts[i]} times in {KAGGLE_LABELS} (labels {listed})"
-                excluded.append(Excluded(i, _rel(files[i], root), DUPLICATE_ID, detail, files[i]))
-        elif lab not in ("0", "1"):
-            excluded.append(
-                Excluded(i, _rel(files[i], root), BAD_LABEL, f"label {lab!r}", files[i])
-            )
-        else:
-            items.append(Item(i, int(lab), files[i]))
-    return Listing("kaggle", split, root, items, findings, excluded=excluded)
-
-
-def _list_folder(folder: Path, split: str) -> Listing:
-    if not _is_class_folder(folder):
-        paths, excluded = _split_names(_image_files(folder), folder)
-        kept, findings, dup = _dedupe([Item(p.stem, None, p) for p in paths], folder)
-        return Listing(
-            "folder", split, folder, kept, findings, labelled=False, excluded=excluded + dup
-        )
-    items: list[Item] = []
-    excluded = []
-    for c in CLASS_DIRS:
-        if (folder / c).is_dir():
-            paths, bad_names = _split_names(_image_files(folder / c), folder)
-            items += [Item(p.stem, int(c), p) for p in paths]
-            excluded += bad_names
-    findings = []
-    stray = sorted(p.name for p in _image_files(folder))
-    if stray:
-        findings.append(
-            _finding(UNLABELLED_FILE, stray, "images outside the class folders 0/ and 1/")
-        )
-    others = sorted(
-        p.name + "/" for p in _listdir(folder) if p.is_dir() and p.name not in CLASS_DIRS
-    )
-    if others:
-        findings.append(_finding(BAD_LABEL, others, "folders other than 0/ and 1/ (not read)"))
-    kept, dup_findings, dup = _dedupe(items, folder)
-    return Listing("folder", split, folder, kept, findings + dup_findings, excluded=excluded + dup)
-
-
-def _list_pcam(root: Path, split: str, files: tuple[Path, Path | None]) -> Listing:
-    x, y = files
-    # Row count and labels are read when the cache is built (they need the decompressed file).
-    return Listing(
-        "pcam-h5", split, root, [], labelled=y is not None, h5_files=(x,) if y is None else (x, y)
-    )
-
-
-def group_names(items: list[Item]) -> dict[int | None, int]:
-    """Counts per label."""
-    out: dict[int | None, int] = defaultdict(int)
-    for it in items:
-        out[it.label] += 1
-    return dict(out)

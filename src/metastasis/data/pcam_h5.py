@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import stat
 import zlib
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from metastasis.data.decode import PATCH_SHAPE
+from metastasis.data.listing import Listing
 from metastasis.errors import DataError, first_line
 from metastasis.io import atomic_path, os_problem
 
@@ -191,3 +193,30 @@ def read_rows(ds: Any, start: int, stop: int, path: Path) -> np.ndarray:
         return np.asarray(ds[start:stop])
     except Exception as exc:  # as in open_h5
         raise DataError(f"{path}: rows {start}-{stop} unreadable ({first_line(exc)})") from None
+
+
+PCAM_RE = re.compile(r"^camelyonpatch_level_2_split_(?P<split>\w+?)_(?P<xy>[xy])\.h5(?P<gz>\.gz)?$")
+
+
+def pcam_pair(folder: Path, split: str) -> tuple[Path, Path | None]:
+    def find(xy: str) -> Path | None:
+        for suffix in (".h5", ".h5.gz"):
+            p = folder / f"camelyonpatch_level_2_split_{split}_{xy}{suffix}"
+            if p.is_file():
+                return p
+        return None
+
+    x = find("x")
+    if x is None:
+        raise DataError(
+            f"{folder}: no camelyonpatch_level_2_split_{split}_x.h5 for split {split!r}"
+        )
+    return x, find("y")
+
+
+def list_pcam(root: Path, split: str, files: tuple[Path, Path | None]) -> Listing:
+    x, y = files
+    # Row count and labels are read when the cache is built (they need the decompressed file).
+    return Listing(
+        "pcam-h5", split, root, [], labelled=y is not None, h5_files=(x,) if y is None else (x, y)
+    )
