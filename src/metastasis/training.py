@@ -4,7 +4,9 @@
 history, metrics, predictions, checkpoint, exports) with the experiment trackers of
 ``cfg.loggers`` on its epochs (``engine.loggers``), followed by ``reports.run.write_run_report``
 (figures and ``report.html``), whose outputs the trackers then log as artifacts. It lives above
-the engine and the reports, so the engine never imports the reports.
+the engine and the reports, so the engine never imports the reports. ``prepare_tracking``
+(creating the tracking store and experiment once, before a search's workers start) is passed
+on from ``engine.loggers`` for ``tune``, which trains only through this module.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from metastasis.config import TrainConfig
+from metastasis.engine.loggers import open_loggers, prepare_tracking
 from metastasis.engine.trainer import RunResult, default_run_dir, fit
 
-__all__ = ["train"]
+__all__ = ["prepare_tracking", "train"]
 
 
 def train(
@@ -34,7 +37,6 @@ def train(
     processes of a DDP run only rank 0 writes the report. ``tracking``: keyword options of
     ``engine.loggers.open_loggers`` (experiment, run name, tags, store folder; a search sets them).
     """
-    from metastasis.engine.loggers import open_loggers
     from metastasis.reports.run import write_run_report
 
     cfg = cfg.replace(out=cfg.out or str(default_run_dir(cfg.model)))

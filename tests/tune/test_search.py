@@ -77,7 +77,9 @@ def test_random_search_writes_outputs_and_best_config_reproduces(
     assert retrained == pytest.approx(result.best_value, abs=0.005)
 
 
-def fake_fit(cfg: TrainConfig, progress: bool = True, on_epoch_end: Any = None) -> RunResult:
+def fake_fit(
+    cfg: TrainConfig, progress: bool = True, on_epoch_end: Any = None, **_: Any
+) -> RunResult:
     """Training replaced by a curve that only depends on lr: higher lr, better AUC."""
     Path(str(cfg.out)).mkdir(parents=True)
     auc = 0.0
@@ -125,7 +127,9 @@ def test_poor_trials_are_pruned_and_tpe_runs(
 def test_a_search_whose_trials_keep_failing_stops(
     demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_auc(cfg: TrainConfig, progress: bool = True, on_epoch_end: Any = None) -> RunResult:
+    def no_auc(
+        cfg: TrainConfig, progress: bool = True, on_epoch_end: Any = None, **_: Any
+    ) -> RunResult:
         Path(str(cfg.out)).mkdir(parents=True)  # e.g. a validation set with one class
         return RunResult(Path(str(cfg.out)), {"val": {"roc_auc": None}}, 1, pd.DataFrame())
 

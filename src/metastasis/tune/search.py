@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metastasis.config import TrainConfig
-from metastasis.engine.loggers import prepare_tracking
 from metastasis.errors import MetastasisError
 from metastasis.io import output_dir
+from metastasis.training import prepare_tracking
 from metastasis.tune.result import TuneResult
 from metastasis.tune.space import SearchSpace, apply_params
 
