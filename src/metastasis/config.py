@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import yaml
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from metastasis.errors import MetastasisError
+from metastasis.errors import MetastasisError, first_line
 from metastasis.settings import (
     Settings,
     choices,
@@ -250,7 +250,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise MetastasisError(f"{p}: cannot read config: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise MetastasisError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        raise MetastasisError(f"{p}: invalid YAML: {first_line(exc)}") from None
     if not isinstance(raw, dict):
         raise MetastasisError(f"{p}: a config must be a mapping of settings")
     return raw

@@ -34,7 +34,6 @@ from metastasis.engine.trackers import (
     MLFLOW_FILE,
     TENSORBOARD_DIR,
     config_params,
-    first_line,
     flat_config,
     logger_names,
     open_mlflow,
@@ -42,6 +41,7 @@ from metastasis.engine.trackers import (
     prepare_tracking,
     resolve_tracking_uri,
 )
+from metastasis.errors import first_line
 from metastasis.io import atomic_write_json
 
 __all__ = [

@@ -22,7 +22,7 @@ import torch
 from metastasis.engine.best import BestEpoch
 from metastasis.engine.checkpoint import state_dict_cpu
 from metastasis.engine.loop import EpochOutput
-from metastasis.errors import CheckpointError, DataError
+from metastasis.errors import CheckpointError, DataError, first_line
 from metastasis.io import atomic_path
 
 if TYPE_CHECKING:
@@ -134,8 +134,7 @@ def load_train_state(run_dir: Path) -> TrainState | None:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable or refused: never guess
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot resume from it ({first})") from None
+        raise CheckpointError(f"{path}: cannot resume from it ({first_line(exc)[:160]})") from None
     if not isinstance(raw, dict) or raw.pop("format", None) != FORMAT:
         raise CheckpointError(f"{path}: not a metastasis training state")
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from metastasis.config import TrainConfig
-from metastasis.errors import MetastasisError
+from metastasis.errors import MetastasisError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,6 @@ def _artifact_location(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     return (Path(uri[len("sqlite:///") :]).parent / "mlruns").resolve().as_uri()
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

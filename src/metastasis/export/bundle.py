@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from metastasis.engine.checkpoint import FILENAME, Bundle, checkpoint_path, load_checkpoint
-from metastasis.errors import MetastasisError
+from metastasis.errors import MetastasisError, first_line
 from metastasis.export.metadata import INPUT_NAME, export_metadata
 from metastasis.export.model_card import FILENAME as CARD
 from metastasis.export.model_card import read_run_info, write_model_card
@@ -160,7 +160,6 @@ def write_run_exports(run_dir: str | Path, probe: np.ndarray) -> None:
         files.append(f"`{RUN_ONNX}`: ONNX graph with metadata (max |logit difference| {diff:.1e})")
         log.info("wrote %s (max |logit difference| from PyTorch %.1e)", run / RUN_ONNX, diff)
     except Exception as err:  # the exporter raises many kinds of error
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        log.warning("no %s in the run folder (%s)", RUN_ONNX, reason)
+        log.warning("no %s in the run folder (%s)", RUN_ONNX, first_line(err, with_type=True))
     metrics, data_info = read_run_info(run)
     write_model_card(run / CARD, bundle, metrics, data_info, files)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from metastasis.errors import MetastasisError
+from metastasis.errors import MetastasisError, first_line
 from metastasis.export.metadata import INPUT_NAME, OUTPUT_NAME, decode, encode
 from metastasis.io import atomic_write_bytes
 
@@ -80,8 +80,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         proto = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as exc:  # protobuf and file errors alike
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MetastasisError(f"{path}: not a readable ONNX file ({first})") from None
+        raise MetastasisError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
     return decode({p.key: p.value for p in proto.metadata_props})
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from metastasis.errors import MetastasisError
+from metastasis.errors import MetastasisError, first_line
 
 EXTRA_FILE = "metastasis.json"
 
@@ -47,8 +47,9 @@ def load_torchscript(source: str | os.PathLike[str] | bytes) -> tuple[Any, dict[
             f: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
             module = torch.jit.load(f, map_location="cpu", _extra_files=files)
     except Exception as exc:  # zip and TorchScript errors alike
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MetastasisError(f"{where}: not a readable TorchScript file ({first})") from None
+        raise MetastasisError(
+            f"{where}: not a readable TorchScript file ({first_line(exc)})"
+        ) from None
     raw: Any = files[EXTRA_FILE]
     text = raw.decode() if isinstance(raw, bytes) else raw
     return module.eval(), (json.loads(text) if text else {})

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metastasis.errors import MetastasisError
+from metastasis.errors import MetastasisError, first_line
 from metastasis.export.onnx import onnx_bytes, onnx_session
 from metastasis.transforms.presets import Preprocessing
 
@@ -96,7 +96,7 @@ def _onnxruntime_engine(
         try:
             return _checked(onnx_session(onnx_file), probe, reference, str(onnx_file))
         except Exception as err:  # unreadable, other shapes, other weights
-            reason = f"{type(err).__name__}: {err}".splitlines()[0]
+            reason = first_line(err, with_type=True)
             log.warning("%s not used (%s); exporting the checkpoint again", onnx_file, reason)
     graph = onnx_bytes(model.cpu().float(), preprocessing.input_size)
     return _checked(onnx_session(graph), probe, reference, None)
@@ -142,7 +142,7 @@ def make_engine(
         path = Path(onnx_file) if onnx_file is not None else None
         return _onnxruntime_engine(model, preprocessing, reference, path)
     except Exception as err:  # the exporter and runtime raise many kinds of error
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        reason = first_line(err, with_type=True)
         if engine == "onnxruntime":
             raise MetastasisError(f"onnxruntime cannot run this model: {reason}") from err
         log.warning("ONNX Runtime not used (%s); predicting with PyTorch", reason)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from metastasis.errors import MetastasisError
+from metastasis.errors import MetastasisError, first_line
 from metastasis.io import output_dir
 
 try:
@@ -83,10 +83,8 @@ def make_storage(
                 from sqlalchemy.exc import OperationalError
 
                 if attempt == 2 or isinstance(exc, OperationalError):
-                    text = str(exc).strip()
-                    first = text.splitlines()[0] if text else type(exc).__name__
                     raise MetastasisError(
-                        f"cannot open storage {display_storage(storage)}: {first}"
+                        f"cannot open storage {display_storage(storage)}: {first_line(exc)}"
                     ) from None
                 # Workers starting together on a new database race to create its tables.
                 time.sleep(1 + attempt)
