@@ -15,7 +15,7 @@ import pandas as pd
 
 from metastasis.config import TrainConfig, dump_config
 from metastasis.data.cache import CachedSplit
-from metastasis.data.id_lists import LeftOut
+from metastasis.engine.data import TrainingData
 from metastasis.engine.environment import environment
 from metastasis.engine.loop import EpochOutput
 from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
@@ -41,16 +41,11 @@ def data_summary(data: CachedSplit, n_used: int) -> dict[str, Any]:
     }
 
 
-def write_run_inputs(
-    run_dir: Path,
-    cfg: TrainConfig,
-    train: CachedSplit,
-    val: CachedSplit,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    protocol: str,
-    left_out: LeftOut | None = None,
-) -> None:
+def write_run_inputs(run_dir: Path, cfg: TrainConfig, data: TrainingData) -> None:
+    """``config.yaml``, ``data.json`` (sources, counts, what ``--exclude`` left out),
+    ``splits.csv`` and ``excluded.csv``."""
+    train, val, train_idx, val_idx = data.train, data.val, data.train_idx, data.val_idx
+    protocol, left_out = data.protocol, data.left_out
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     atomic_write_json(
         run_dir / "data.json",

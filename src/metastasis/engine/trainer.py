@@ -114,16 +114,7 @@ def fit(
     if state is not None:
         _resume(state, run_dir, learner, loaders, history, best, data.fingerprints)
     elif rank_zero:
-        write_run_inputs(
-            run_dir,
-            cfg,
-            data.train,
-            data.val,
-            data.train_idx,
-            data.val_idx,
-            data.protocol,
-            data.left_out,
-        )
+        write_run_inputs(run_dir, cfg, data)
     if rank_zero:
         env = {"malloc": malloc, "world_size": fabric.world_size}
         write_environment(run_dir, fabric.device, loaders.workers, loaders.eval_batch, **env)
