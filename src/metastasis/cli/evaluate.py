@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from metastasis.cli.common import add_data_options, progress
 
@@ -43,6 +44,19 @@ def add_checkpoint_options(
     add_data_options(p)
 
 
+def checkpoint_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword options that ``add_checkpoint_options`` added, as the API takes them."""
+    return {
+        "split": args.split,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "cache_dir": args.cache_dir,
+        "progress": progress(args),
+        "tta": args.tta,
+        "engine": args.engine,
+    }
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_options(p, "output folder")
     p.add_argument(
@@ -62,14 +76,8 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.data,
         args.out,
-        split=args.split,
-        batch_size=args.batch_size,
-        device=args.device,
-        cache_dir=args.cache_dir,
-        progress=progress(args),
-        tta=args.tta,
-        engine=args.engine,
         gallery=args.gallery,
+        **checkpoint_options(args),
     )
     keys = ("n", "accuracy", "roc_auc", "pr_auc", "sensitivity", "specificity", "f1")
     print(json.dumps({k: m[k] for k in keys}))

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from metastasis.cli.common import progress
-from metastasis.cli.evaluate import add_checkpoint_options
+from metastasis.cli.evaluate import add_checkpoint_options, checkpoint_options
 
 ORDER = 40
 HELP = "predictions of a checkpoint as CSV"
@@ -39,15 +38,9 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.data,
         args.out,
-        split=args.split,
         kaggle_submission=args.kaggle_submission,
-        batch_size=args.batch_size,
-        device=args.device,
-        cache_dir=args.cache_dir,
-        progress=progress(args),
-        tta=args.tta,
-        engine=args.engine,
         fill_unreadable=args.fill_unreadable,
+        **checkpoint_options(args),
     )
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0
