@@ -36,7 +36,8 @@ from tests.cli_runner import Cli, assert_one_error_line, finish_cli, run_cli, st
 
 from metastasis.data.cache import open_split
 from metastasis.data.decode import UNREADABLE, WRONG_MODE, WRONG_SIZE, decode_file, preview_file
-from metastasis.data.layouts import BAD_LABEL, DUPLICATE_ID, MISSING_FILE, open_layout, printable
+from metastasis.data.layouts import open_layout
+from metastasis.data.listing import BAD_LABEL, DUPLICATE_ID, MISSING_FILE, printable
 from metastasis.engine.trainer import RunResult
 from metastasis.errors import DataError
 

@@ -3,13 +3,8 @@ from pathlib import Path
 import pytest
 from tests.helpers import patches, write_image
 
-from metastasis.data.layouts import (
-    BAD_LABEL,
-    DUPLICATE_ID,
-    MISSING_FILE,
-    UNLABELLED_FILE,
-    open_layout,
-)
+from metastasis.data.layouts import open_layout
+from metastasis.data.listing import BAD_LABEL, DUPLICATE_ID, MISSING_FILE, UNLABELLED_FILE
 from metastasis.errors import DataError
 
 

@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 
 from metastasis.data import pcam_h5
 from metastasis.data.decode import PATCH_SHAPE, decode_file, pixel_digest
-from metastasis.data.layouts import BAD_LABEL, Finding, Listing, open_layout
+from metastasis.data.layouts import open_layout
+from metastasis.data.listing import BAD_LABEL, Finding, Listing
 from metastasis.errors import OutputError
 from metastasis.io import (
     atomic_write_json,

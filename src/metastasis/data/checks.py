@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from metastasis.data.cache import CachedSplit, duplicate_groups, open_cache
-from metastasis.data.layouts import Finding, open_layout
+from metastasis.data.layouts import open_layout
+from metastasis.data.listing import Finding
 
 
 @dataclass

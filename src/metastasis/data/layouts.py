@@ -26,37 +26,11 @@ from pathlib import Path
 from metastasis.data.decode import image_extensions
 from metastasis.data.folder import CLASS_DIRS, is_class_folder, list_folder
 from metastasis.data.kaggle import KAGGLE_LABELS, has_tif, list_kaggle
-from metastasis.data.listing import (
-    BAD_LABEL,
-    DUPLICATE_ID,
-    MISSING_FILE,
-    UNLABELLED_FILE,
-    Excluded,
-    Finding,
-    Item,
-    Listing,
-    group_names,
-    listdir,
-    printable,
-)
+from metastasis.data.listing import Listing, listdir
 from metastasis.data.pcam_h5 import PCAM_RE, list_pcam, pcam_pair
 from metastasis.errors import DataError
 
-__all__ = [  # the listing's names, for the readers of a layout
-    "BAD_LABEL",
-    "DUPLICATE_ID",
-    "KAGGLE_LABELS",
-    "MISSING_FILE",
-    "UNLABELLED_FILE",
-    "Excluded",
-    "Finding",
-    "Item",
-    "Layout",
-    "Listing",
-    "group_names",
-    "open_layout",
-    "printable",
-]
+__all__ = ["Layout", "open_layout"]
 
 
 class Layout:

@@ -13,7 +13,7 @@ import numpy as np
 from metastasis.data.cache import DUPLICATE_PIXELS, CachedSplit, duplicate_groups
 from metastasis.data.checks import CheckReport
 from metastasis.data.decode import preview_file
-from metastasis.data.layouts import Finding
+from metastasis.data.listing import Finding
 from metastasis.eda import figures as plots
 from metastasis.eda import image_stats as st
 from metastasis.eda.analysis import SplitAnalysis, save, short
