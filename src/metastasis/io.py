@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from metastasis.errors import MetastasisError, OutputError
+from metastasis.errors import DataError, MetastasisError, OutputError
 
 
 def os_problem(exc: OSError) -> str:
@@ -79,6 +79,7 @@ def check_outputs(
     folders: Iterable[str | os.PathLike[str]] = (),
     inputs: Iterable[str | os.PathLike[str]] = (),
     is_input: Callable[[Path], bool] | None = None,
+    owned: Iterable[str | os.PathLike[str]] = (),
 ) -> None:
     """Refuse, before any work and without creating anything, outputs that cannot be written
     or that would replace an input of the same command.
@@ -86,19 +87,63 @@ def check_outputs(
     A file must not be a folder and a folder not a file; the nearest existing folder above each
     must be a folder this process may write in, on a writable file system. No output file may
     be one of ``inputs`` (the same file under any name, hard links included) or a file for
-    which ``is_input`` (e.g. `Layout.is_input`) says yes.
+    which ``is_input`` (e.g. `Layout.is_input`) says yes. An ``owned`` folder (one whose
+    content the command may delete and remake, like a slide's output folder) must not be, hold
+    or lie inside any of ``inputs`` (files or folders), under any name: symbolic links and
+    bind mounts are seen through.
     """
-    for d in map(Path, folders):
+    owned_dirs = [Path(d) for d in owned]
+    for d in [*map(Path, folders), *owned_dirs]:
         if d.exists() and not d.is_dir():
             raise OutputError(f"{d}: is a file; expected a folder to write into")
         _check_writable(d)
-    taken = _identities(inputs)
+    input_paths = [Path(p) for p in inputs]
+    taken = _identities(input_paths)
     for f in map(Path, files):
         if f.is_dir():
             raise OutputError(f"{f}: is a folder; expected a file name to write")
         if (taken and _identity(f) in taken) or (is_input is not None and is_input(f)):
             raise OutputError(f"{f}: is an input of this command; refusing to overwrite it")
         _check_writable(f.parent)
+    if owned_dirs and input_paths:
+        _check_owned(owned_dirs, input_paths)
+
+
+def _check_owned(owned: list[Path], inputs: list[Path]) -> None:
+    """No owned folder is, holds or lies inside an input (compared by device and inode)."""
+    where: dict[tuple[int, int], Path] = {}  # every input and every folder above one
+    above: dict[tuple[int, int], Path] = {}
+    for src in inputs:
+        node = _node(src)
+        if node is None:
+            continue
+        where.setdefault(node, src)
+        for parent in Path(os.path.realpath(src)).parents:
+            parent_node = _node(parent)
+            if parent_node is not None:
+                above.setdefault(parent_node, src)
+    for d in owned:
+        node = _node(d)
+        if node is not None and node in where:
+            raise OutputError(f"{d}: is an input of this command ({where[node]}); refusing to "
+                              "write or delete there")  # fmt: skip
+        if node is not None and node in above:
+            raise OutputError(f"{d}: holds an input of this command ({above[node]}); refusing "
+                              "to write or delete there")  # fmt: skip
+        for parent in Path(os.path.realpath(d)).parents:  # resolved as far as it exists
+            parent_node = _node(parent)
+            if parent_node is not None and parent_node in where:
+                raise OutputError(f"{d}: lies inside {where[parent_node]}, an input of this "
+                                  "command; refusing to write or delete there")  # fmt: skip
+
+
+def _node(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file or folder, following symbolic links; None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _check_writable(folder: Path) -> None:
@@ -130,6 +175,24 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def _identities(paths: Iterable[str | os.PathLike[str]]) -> set[tuple[int, int]]:
     return {i for i in (_identity(Path(p)) for p in paths) if i is not None}
+
+
+def regular_file(path: Path) -> None:
+    """Refuse, in one line, an input that is not a regular file: a FIFO or device would block
+    or never end, and a folder, a symbolic-link loop or a dangling link is no file."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            raise DataError(f"{path}: a dangling symbolic link (to {os.readlink(path)})") from None
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: a symbolic-link loop") from None
+        raise DataError(f"{path}: cannot open: {os_problem(exc)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{path}: a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise DataError(f"{path}: not a regular file ({kind})")
 
 
 def ensure_free_space(folder: Path, needed: int, what: str) -> None:

@@ -47,10 +47,13 @@ def bad_folder(tmp_path_factory: pytest.TempPathFactory, blob_slide: Path) -> Pa
     tissue = np.ones((2, 2), bool)
     fine = slide_at_level0(mosaic(2, 2, tissue, np.zeros_like(tissue), seed=2), 4)
     write_pyramid(d / "fine_mpp.tif", fine, 0.243, levels=1)  # 4x finer than the model
-    write_pyramid(d / "glass.tif", np.full((400, 500, 3), 242, np.uint8), 0.972, levels=1)
+    nothing = np.zeros((4, 5), bool)
+    tinted = mosaic(4, 5, nothing, nothing) + np.array([0, -4, 3], np.int16)  # glass has a tint
+    write_pyramid(d / "glass.tif", tinted.astype(np.uint8), 0.972, levels=1)
     shutil.copy(blob_slide, d / NON_UTF8)
     (d / os.fsdecode(b"\xff\xfe broken.tif")).write_bytes(b"II*\x00garbage")
-    write_pyramid(d / "tiny.tif", np.full((60, 80, 3), 120, np.uint8), 0.972, 1, tile=16)
+    write_pyramid(d / "tiny.tif", mosaic(1, 1, tissue[:1, :1], nothing[:1, :1])[:60, :80], 0.972,
+                  1, tile=16)  # fmt: skip
     return d
 
 

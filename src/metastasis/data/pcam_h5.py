@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import re
-import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +28,7 @@ import numpy as np
 from metastasis.data.decode import PATCH_SHAPE
 from metastasis.data.listing import Listing
 from metastasis.errors import DataError, first_line
-from metastasis.io import atomic_path, os_problem
+from metastasis.io import atomic_path, regular_file
 
 
 @contextmanager
@@ -85,16 +83,6 @@ def decompressed(path: Path, cache_root: Path) -> Path:
                 break
             dst.write(block)
     return out
-
-
-def regular_file(path: Path) -> None:
-    """A FIFO or device would block or never end: only regular files are opened."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open: {os_problem(exc)}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path}: not a regular file")
 
 
 @contextmanager

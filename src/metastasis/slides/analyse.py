@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from metastasis.errors import DataError
 from metastasis.slides import staging
 from metastasis.slides.classify import SlideClassifier
+from metastasis.slides.options import MIN_TISSUE
 from metastasis.slides.reader import SlideReader, open_slide, read_scaled
 from metastasis.slides.regions import Lesion, find_lesions
 from metastasis.slides.tiling import Block, Geometry, blocks, make_geometry, tissue_fractions
@@ -32,7 +33,6 @@ from metastasis.slides.tissue import Thumbnail, read_thumbnail, tissue_mask
 log = logging.getLogger(__name__)
 
 THUMB_PX_PER_TILE = 16  # thumbnail resolution: a tile is about this many thumbnail pixels wide
-MIN_TISSUE = 0.25  # tiles with less tissue than this (share of the tile) are not classified
 STATUS_NONE, STATUS_OK, STATUS_DECODE_ERROR = 0, 1, 2
 
 
@@ -238,6 +238,10 @@ def analyse_slide(
     )
     largest = lesions[0].diameter_mm if lesions else None
     category = staging.slide_category(largest, itc_mm, micro_mm)
+    if category == "negative" and (failed or (thumb.bad is not None and thumb.bad.any())):
+        category = staging.UNKNOWN  # the tumour may be exactly where nothing could be read
+        notes.append("category unknown, not negative: no tumour in the tissue examined, but "
+                     "part of the slide could not be decoded")  # fmt: skip
     seconds = time.perf_counter() - start
     result = SlideResult(
         sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,

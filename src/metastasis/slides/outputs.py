@@ -21,17 +21,75 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metastasis.io import atomic_path, atomic_write_bytes, atomic_write_json, output_dir
+from metastasis.errors import OutputError
+from metastasis.io import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    os_problem,
+    output_dir,
+)
 from metastasis.slides.analyse import STATUS_DECODE_ERROR, STATUS_OK, SlideResult
 from metastasis.slides.regions import feature_collection
 
 SUMMARY = "summary.json"
+FAILED = "failed.json"
+FILES = (
+    "tiles.csv",
+    "probability.npy",
+    "probability.json",
+    "tissue.png",
+    "thumbnail.png",
+    "heatmap.png",
+    "regions.geojson",
+    SUMMARY,
+    FAILED,
+)  # fmt: skip: everything a slide folder may hold, and all that a new run may delete there
 STATUS_NAMES = {STATUS_OK: "ok", STATUS_DECODE_ERROR: "decode_error"}
 
 
 def is_complete(folder: Path) -> bool:
     """True when ``folder`` holds a finished slide (a readable ``summary.json``)."""
     return read_summary(folder) is not None
+
+
+def check_clearable(folder: Path) -> None:
+    """Refuse (``OutputError``) a slide folder holding anything this toolkit did not write:
+    a run deletes only its own files, never a user's (or a slide's own data folder)."""
+    if folder.is_symlink():
+        raise OutputError(f"{folder}: is a symbolic link; refusing to delete through it")
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: is a file, not a slide output folder; refusing to delete it")
+    try:
+        foreign = sorted(e.name for e in folder.iterdir() if not _ours(e))
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot list it: {os_problem(exc)}") from None
+    if foreign:
+        raise OutputError(
+            f"{folder}: holds {len(foreign)} files metastasis did not write ({foreign[0]}); "
+            "refusing to delete them: move them, or choose another --out"
+        )
+
+
+def _ours(entry: Path) -> bool:
+    name = entry.name
+    temporary = any(name.startswith(f".{f}.") and name.endswith(".tmp") for f in FILES)
+    return (name in FILES or temporary) and entry.is_file() and not entry.is_symlink()
+
+
+def clear_slide_folder(folder: Path) -> None:
+    """Delete the outputs of an earlier, unfinished or failed, analysis of a slide (only files
+    ``FILES`` names, after ``check_clearable``)."""
+    check_clearable(folder)
+    if not folder.exists():
+        return
+    try:
+        for entry in folder.iterdir():
+            entry.unlink()
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot clear it: {os_problem(exc)}") from None
 
 
 def read_summary(folder: Path) -> dict[str, Any] | None:

@@ -25,11 +25,12 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from metastasis.errors import DataError
+from metastasis.io import regular_file
+from metastasis.slides.resolution import check_mpp_option, image_mpp, parse_mpp
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
 SLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"}
 MAX_SIDE = 1 << 20  # 1,048,576 px: larger level sides are refused as absurd
+MAX_READ_SIDE = 4096  # a read never holds more than about this squared level pixels
 MAX_IMAGE_PIXELS = 20_000 * 20_000  # plain images are decoded whole; beyond this: use a TIFF
-MAX_MPP = 50.0  # a resolution tag coarser than this (e.g. 72 dpi) is a screen default, not a scan
 BACKGROUND = 255  # value of pixels outside the slide
 
 
@@ -64,7 +65,7 @@ class SlideReader:
         self.path = path
         self.dimensions = dimensions  # (width, height) per level
         self.mpp = mpp  # microns per pixel at level 0
-        _check_dimensions(path, dimensions)
+        check_dimensions(path, dimensions)
         w0, h0 = dimensions[0]
         self.downsamples = [(w0 / w + h0 / h) / 2 for w, h in dimensions]
 
@@ -104,7 +105,9 @@ class SlideReader:
         self.close()
 
 
-def _check_dimensions(path: Path, dims: list[tuple[int, int]]) -> None:
+def check_dimensions(path: Path, dims: list[tuple[int, int]]) -> None:
+    """Refuse level sizes no slide has (a side over ``MAX_SIDE``, a reduced level larger than
+    level 0), before anything is allocated for them."""
     if not dims:
         raise DataError(f"{path}: no image levels")
     for i, (w, h) in enumerate(dims):
@@ -129,8 +132,10 @@ class OpenSlideReader(SlideReader):
         except Exception as exc:  # OpenSlideUnsupportedFormatError, OpenSlideError, OSError
             raise DataError(f"{path}: not a slide OpenSlide can read ({_first(exc)})") from None
         props = self._slide.properties
-        file_mpp = _positive(props.get(openslide.PROPERTY_NAME_MPP_X))
-        super().__init__(path, list(self._slide.level_dimensions), mpp or file_mpp)
+        if mpp is None:  # the metadata is read only when --mpp does not override it
+            text = props.get(openslide.PROPERTY_NAME_MPP_X)
+            mpp = None if text is None else parse_mpp(path, "OpenSlide mpp-x", text)
+        super().__init__(path, list(self._slide.level_dimensions), mpp)
         self.vendor = props.get(openslide.PROPERTY_NAME_VENDOR, "")
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> Region:
@@ -155,21 +160,6 @@ class OpenSlideReader(SlideReader):
         self._slide.close()
 
 
-def _plausible(value: float | None, factor: float) -> float | None:
-    if value is None:
-        return None
-    mpp = value * factor
-    return mpp if 0 < mpp < MAX_MPP else None
-
-
-def _positive(text: Any) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
 # ----------------------------------------------------------------------------- PIL
 
 
@@ -188,15 +178,14 @@ class ImageReader(SlideReader):
                         f"{path}: {im.width} x {im.height} px is too large for a plain image; "
                         "write it as a tiled pyramidal TIFF"
                     )
-                dpi = im.info.get("dpi")
+                info = dict(im.info)
                 self._pixels = np.asarray(im.convert("RGB"))
         except DataError:
             raise
         except Exception as exc:  # UnidentifiedImageError, OSError (truncated), ...
             raise DataError(f"{path}: not a readable image ({_first(exc)})") from None
-        file_mpp = _plausible(25_400.0 / float(dpi[0]), 1.0) if dpi and dpi[0] else None
         h, w = self._pixels.shape[:2]
-        super().__init__(path, [(w, h)], mpp or file_mpp)
+        super().__init__(path, [(w, h)], mpp if mpp is not None else image_mpp(path, info))
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> Region:
         return Region(self._pixels[y : y + h, x : x + w])
@@ -214,10 +203,8 @@ def open_slide(path: str | Path, mpp: float | None = None, reader: str = "auto")
     p = Path(path)
     if reader not in READERS:
         raise DataError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
-    if mpp is not None and not (0 < mpp < MAX_MPP):
-        raise DataError(f"--mpp {mpp} is not a plausible resolution (0 < mpp < {MAX_MPP:g})")
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
+    check_mpp_option(mpp)
+    regular_file(p)  # a FIFO would block, a link loop or a folder is no slide
     suffix = p.suffix.lower()
     kind = reader
     if kind == "auto":
@@ -230,11 +217,11 @@ def open_slide(path: str | Path, mpp: float | None = None, reader: str = "auto")
     if kind == "image":
         slide = ImageReader(p, mpp)
     elif kind == "tifffile":
-        from metastasis.slides.tiff_reader import TiffReader
+        from metastasis.slides.tiff_reader import TiffReader, TiffUnsupported
 
         try:
             slide = TiffReader(p, mpp)
-        except DataError as tiff_error:
+        except TiffUnsupported as tiff_error:  # damaged, greyscale...: tifffile's word is final
             if reader != "auto" or not _has_openslide():
                 raise
             try:
@@ -251,6 +238,21 @@ def open_slide(path: str | Path, mpp: float | None = None, reader: str = "auto")
         slide.close()
         raise DataError(f"{p}: the file records no resolution (microns per pixel); give --mpp")
     return slide
+
+
+def slide_files(path: Path) -> list[Path]:
+    """What a slide is made of: its file, and a folder beside it named like it (MIRAX keeps
+    its tiles in ``scan/`` beside ``scan.mrxs``; any such folder is treated as the slide's)."""
+    stems = {path.stem, path.name.split(".")[0]} - {"", "."}
+    return [path, *(path.with_name(s) for s in sorted(stems) if path.with_name(s).is_dir())]
+
+
+def greyscale_error(path: Path) -> str:
+    """The one line for a slide without colour, whichever reader found it."""
+    return (
+        f"{path}: no colour in any pixel (a greyscale slide, or nothing stained on it): "
+        "tissue is found by its H&E colours, so it cannot be analysed"
+    )
 
 
 def _has_openslide() -> bool:
@@ -270,13 +272,44 @@ def read_scaled(
     slide: SlideReader, level: int, x: float, y: float, w: float, h: float, out_w: int, out_h: int
 ) -> Region:
     """The level region ``[x, x+w) x [y, y+h)`` (float level pixels) resampled to
-    ``out_w x out_h`` pixels (PIL, antialiased bilinear; exact copy when the sizes agree)."""
+    ``out_w x out_h`` pixels (PIL, antialiased bilinear; exact copy when the sizes agree).
+
+    Memory is bounded whatever the slide declares: a region that would need more than
+    ``MAX_READ_SIDE`` squared level pixels at once is read and resampled in pieces."""
+    sx, sy = w / out_w, h / out_h
+    step_x = max(1, min(out_w, math.floor(MAX_READ_SIDE / max(sx, 1.0))))
+    step_y = max(1, min(out_h, math.floor(MAX_READ_SIDE / max(sy, 1.0))))
+    if step_x == out_w and step_y == out_h:
+        return _read_scaled_once(slide, level, x, y, w, h, out_w, out_h)
+    pixels = np.empty((out_h, out_w, 3), np.uint8)
+    bad: np.ndarray | None = None
+    for oy in range(0, out_h, step_y):
+        for ox in range(0, out_w, step_x):
+            pw, ph = min(step_x, out_w - ox), min(step_y, out_h - oy)
+            part = _read_scaled_once(slide, level, x + ox * sx, y + oy * sy, pw * sx, ph * sy,
+                                     pw, ph)  # fmt: skip
+            pixels[oy : oy + ph, ox : ox + pw] = part.pixels
+            if part.bad is not None:
+                if bad is None:
+                    bad = np.zeros((out_h, out_w), bool)
+                bad[oy : oy + ph, ox : ox + pw] = part.bad
+    return Region(pixels, bad)
+
+
+def _read_scaled_once(
+    slide: SlideReader, level: int, x: float, y: float, w: float, h: float, out_w: int, out_h: int
+) -> Region:
     from PIL import Image
 
     if w == out_w and h == out_h and float(x).is_integer() and float(y).is_integer():
         return slide.read_region(level, int(x), int(y), out_w, out_h)
     ix, iy = math.floor(x), math.floor(y)
     iw, ih = math.ceil(x + w) - ix + 1, math.ceil(y + h) - iy + 1
+    if iw * ih > 4 * MAX_READ_SIDE**2:  # one output pixel from millions: not a scan
+        raise DataError(
+            f"{slide.path}: one pixel at the model's resolution would be resampled from "
+            f"{w / out_w:.0f} x {h / out_h:.0f} px of level {level}; refusing"
+        )
     region = slide.read_region(level, ix, iy, iw, ih)
     box = (x - ix, y - iy, x - ix + w, y - iy + h)
     pixels = np.asarray(

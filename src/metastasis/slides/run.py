@@ -16,31 +16,40 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from metastasis.engine.checkpoint import Bundle, checkpoint_path
 from metastasis.errors import DataError, MetastasisError, OutputError
 from metastasis.io import atomic_path, atomic_write_json, check_outputs, output_dir
 from metastasis.slides import staging
-from metastasis.slides.analyse import MIN_TISSUE, analyse_slide
+from metastasis.slides.analyse import analyse_slide
 from metastasis.slides.classify import SlideClassifier
-from metastasis.slides.outputs import SUMMARY, read_summary, write_slide_outputs
+from metastasis.slides.options import SlideOptions, read_patients, slide_options
+from metastasis.slides.outputs import (
+    FAILED,
+    SUMMARY,
+    check_clearable,
+    clear_slide_folder,
+    read_summary,
+    write_slide_outputs,
+)
 from metastasis.slides.reader import (
     IMAGE_SUFFIXES,
-    MAX_MPP,
-    READERS,
     SLIDE_SUFFIXES,
     TIFF_SUFFIXES,
+    slide_files,
 )
 
 log = logging.getLogger(__name__)
 
-FAILED = "failed.json"
 SLIDES_CSV = "slides.csv"
+PATIENTS_CSV = "patients.csv"
+REPORT = "report.html"
 SUFFIXES = SLIDE_SUFFIXES | TIFF_SUFFIXES | IMAGE_SUFFIXES
 COLUMNS = [
     "slide", "path", "status", "reason", "category", "largest_diameter_mm", "tumour_area_mm2",
@@ -68,35 +77,24 @@ def slide_id(path: Path) -> str:
 
 
 def list_slides(paths: Sequence[str | Path]) -> list[Path]:
-    """Files given, and the files with a slide or image suffix inside folders given (sorted)."""
+    """Files given, and every entry named like a slide inside folders given (sorted).
+
+    In a folder, anything with a slide or image suffix is listed whatever it is (a dangling
+    or looping symbolic link, a FIFO, a folder): each becomes a row of the table, failed with
+    its reason, instead of vanishing from the run."""
     found: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             found += sorted(
                 f for f in p.iterdir()
-                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in SUFFIXES
+                if not f.name.startswith(".") and f.suffix.lower() in SUFFIXES
             )  # fmt: skip
         elif p.exists() or p.is_symlink():
             found.append(p)
         else:
             raise DataError(f"{display(p)}: no such file or folder")
     return found
-
-
-def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
-    if shard is None:
-        return 0, 1
-    if isinstance(shard, tuple):
-        i, n = shard
-    else:
-        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
-        if not m:
-            raise MetastasisError(f"--shard must be I/N (e.g. 0/4), got {shard!r}")
-        i, n = int(m.group(1)), int(m.group(2))
-    if not 0 <= i < n:
-        raise MetastasisError(f"--shard I/N needs 0 <= I < N, got {i}/{n}")
-    return i, n
 
 
 def assign_ids(slides: list[Path]) -> list[tuple[str, Path]]:
@@ -110,95 +108,123 @@ def assign_ids(slides: list[Path]) -> list[tuple[str, Path]]:
     return out
 
 
+@dataclass
+class Plan:
+    """What a run will do, worked out (and checked) before any slide is read."""
+
+    everything: list[tuple[str, Path]]  # every slide of every shard, with its folder name
+    todo: list[tuple[str, Path]]  # this shard's slides not done yet
+    out: Path
+    patients: pd.DataFrame | None
+
+
 def run_slides(
     paths: Sequence[str | Path] | str | Path,
     checkpoint: Any,
     out: str | Path,
+    options: SlideOptions | None = None,
     *,
-    stride: int = 96,
-    mpp: float | None = None,
     engine: str = "auto",
     tta: str | None = None,
-    tissue_threshold: float | None = None,
-    geojson_tiles: bool = False,
-    shard: str | tuple[int, int] | None = None,
-    patients: str | Path | None = None,
-    reader: str = "auto",
     device: str = "auto",
-    batch_size: int = 256,
-    min_tissue: float = MIN_TISSUE,
-    itc_mm: float = staging.ITC_MM,
-    micro_mm: float = staging.MICRO_MM,
-    fully_conv: str = "auto",
-    workers: int | None = None,
-    resume: bool = True,
     progress: bool = True,
-    block_tiles: int | None = None,
+    **settings: Any,
 ) -> pd.DataFrame:
     """Analyse slides into ``out/<slide>/`` and return the table written to ``slides.csv``.
 
-    ``checkpoint``: a checkpoint file, a run folder or a loaded ``Bundle``. See the module
-    notes for resume, shards and failures; ``analyse_slide`` and ``outputs`` for the rest.
-    """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    if reader not in READERS:
-        raise MetastasisError(f"unknown reader {reader!r}; known: {', '.join(READERS)}")
-    if mpp is not None and not 0 < mpp < MAX_MPP:
-        raise MetastasisError(f"--mpp {mpp} is not a plausible resolution (0 < mpp < {MAX_MPP:g})")
-    if not 0 < itc_mm < micro_mm:
-        raise MetastasisError(f"cut-offs must satisfy 0 < --itc-mm ({itc_mm}) < --micro-mm "
-                              f"({micro_mm})")  # fmt: skip
-    index, count = parse_shard(shard)
+    ``checkpoint``: a checkpoint file, a run folder or a loaded ``Bundle``; ``options``: a
+    ``SlideOptions``, or its settings as keywords (stride, mpp, reader, tissue_threshold,
+    min_tissue, itc_mm, micro_mm, fully_conv, workers, block_tiles, batch_size, geojson_tiles,
+    shard, patients, resume). Every option, input and output is checked before the first slide
+    is read. See the module notes for resume, shards and failures; ``analyse_slide`` and
+    ``outputs`` for the rest."""
+    opts = options.model_copy(update=settings) if options is not None else None
+    opts = slide_options(opts.to_dict() if opts is not None else settings)
+    plan = plan_run([paths] if isinstance(paths, (str, Path)) else paths, checkpoint, out, opts)
+    classifier = SlideClassifier.from_checkpoint(
+        checkpoint,
+        stride=opts.stride,
+        engine=engine,
+        tta=tta,
+        device=device,
+        batch_size=opts.batch_size,
+        fully_conv=opts.fully_conv,
+        block_tiles=opts.block_tiles,
+    )  # fmt: skip
+    if plan.todo:
+        log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text,
+                 opts.stride)  # fmt: skip
+    for sid, p in plan.todo:
+        _analyse_into(p, sid, plan.out / sid, classifier, opts, progress)
+    return write_tables(plan)
+
+
+def plan_run(
+    paths: Sequence[str | Path], checkpoint: Any, out: str | Path, opts: SlideOptions
+) -> Plan:
+    """The slides of this shard still to do, the patients table, and the output folder, all
+    checked: nothing is written and no slide is read here."""
+    index, count = opts.shard_index
     everything = assign_ids(list_slides(paths))
     if not everything:
         raise DataError(f"no slides found in {', '.join(display(p) for p in paths)}")
-    mine = everything[index::count]
+    patients = read_patients(opts.patients) if opts.patients is not None else None
     out_dir = Path(out)
-    check_outputs(folders=[out_dir])
-    output_dir(out_dir)
-    todo = [(s, p) for s, p in mine if not (resume and read_summary(out_dir / s) is not None)]
+    mine = everything[index::count]
+    inputs = [f for _, p in everything for f in slide_files(p)]
+    if opts.patients is not None:
+        inputs.append(Path(opts.patients))
+    if not isinstance(checkpoint, Bundle):
+        inputs.append(checkpoint_path(checkpoint))
+    tables = [out_dir / SLIDES_CSV, out_dir / REPORT, out_dir / PATIENTS_CSV]
+    check_outputs(files=tables, owned=[out_dir, *(out_dir / s for s, _ in mine)], inputs=inputs)
+    todo = [(s, p) for s, p in mine if not (opts.resume and read_summary(out_dir / s) is not None)]
+    for sid, _ in todo:
+        check_clearable(out_dir / sid)  # never delete what this toolkit did not write
     if len(todo) < len(mine):
         log.info("%d of %d slides already done; skipping them", len(mine) - len(todo), len(mine))
-    if todo:
-        classifier = SlideClassifier.from_checkpoint(
-            checkpoint, stride=stride, engine=engine, tta=tta, device=device,
-            batch_size=batch_size, fully_conv=fully_conv, block_tiles=block_tiles,
+    output_dir(out_dir)
+    return Plan(everything, todo, out_dir, patients)
+
+
+def _analyse_into(
+    p: Path, sid: str, folder: Path, classifier: SlideClassifier, opts: SlideOptions,
+    progress: bool,
+) -> None:  # fmt: skip
+    """Analyse one slide into ``folder``; a failure is written as ``failed.json`` there."""
+    clear_slide_folder(folder)  # half-written by a killed run, or failed before: redo
+    try:
+        result = analyse_slide(
+            p, classifier, slide_id=sid, mpp=opts.mpp, reader=opts.reader,
+            tissue_threshold=opts.tissue_threshold, min_tissue=opts.min_tissue,
+            itc_mm=opts.itc_mm, micro_mm=opts.micro_mm, workers=opts.workers, progress=progress,
         )  # fmt: skip
-        log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text, stride)
-        for sid, p in todo:
-            folder = out_dir / sid
-            if folder.exists():  # half-written by a killed run, or failed before: redo
-                shutil.rmtree(folder)
-            try:
-                result = analyse_slide(
-                    p, classifier, slide_id=sid, mpp=mpp, reader=reader,
-                    tissue_threshold=tissue_threshold, min_tissue=min_tissue, itc_mm=itc_mm,
-                    micro_mm=micro_mm, workers=workers, progress=progress,
-                )  # fmt: skip
-                result.path = Path(display(p))
-                write_slide_outputs(result, folder, geojson_tiles)
-            except OutputError:  # the output folder itself is broken: every slide would fail
-                raise
-            except Exception as exc:  # one slide's failure must not stop the others
-                reason = _one_line(exc)
-                log.error("%s: failed: %s", sid, reason)
-                log.debug("%s: failure details", sid, exc_info=True)
-                shutil.rmtree(folder, ignore_errors=True)
-                atomic_write_json(
-                    folder / FAILED, {"slide": sid, "path": display(p), "reason": reason}
-                )
-    table = slides_table(everything, out_dir)
-    with atomic_path(out_dir / SLIDES_CSV) as tmp:
-        table.to_csv(tmp, index=False)
-    stages = None
-    if patients is not None:
-        stages = patient_stages(table, patients)
-        with atomic_path(out_dir / "patients.csv") as tmp:
-            stages.to_csv(tmp, index=False)
+        result.path = Path(display(p))
+        write_slide_outputs(result, folder, opts.geojson_tiles)
+    except OutputError:  # the output folder itself is broken: every slide would fail
+        raise
+    except Exception as exc:  # one slide's failure must not stop the others
+        reason = _one_line(exc)
+        log.error("%s: failed: %s", sid, reason)
+        log.debug("%s: failure details", sid, exc_info=True)
+        clear_slide_folder(folder)
+        atomic_write_json(folder / FAILED, {"slide": sid, "path": display(p), "reason": reason})
+
+
+def write_tables(plan: Plan) -> pd.DataFrame:
+    """``slides.csv``, ``patients.csv`` (with a patients table) and ``report.html``, rebuilt
+    from the slide folders of every shard."""
     from metastasis.slides.report import write_report
 
-    write_report(table, out_dir, stages)
+    table = slides_table(plan.everything, plan.out)
+    with atomic_path(plan.out / SLIDES_CSV) as tmp:
+        table.to_csv(tmp, index=False)
+    stages = None
+    if plan.patients is not None:
+        stages = patient_stages(table, plan.patients)
+        with atomic_path(plan.out / PATIENTS_CSV) as tmp:
+            stages.to_csv(tmp, index=False)
+    write_report(table, plan.out, stages)
     return table
 
 
@@ -237,18 +263,12 @@ def slides_table(slides: list[tuple[str, Path]], out_dir: Path) -> pd.DataFrame:
     return table
 
 
-def patient_stages(table: pd.DataFrame, patients: str | Path) -> pd.DataFrame:
-    """pN stage per patient from a CSV with columns ``slide`` and ``patient``.
+def patient_stages(table: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
+    """pN stage per patient from ``links`` (columns ``slide`` and ``patient``: the
+    ``--patients`` CSV as ``options.read_patients`` reads it).
 
     A row's ``slide`` matches a slide id, a file name or a file stem. A patient with a slide
-    that failed or is missing gets ``unknown``."""
-    p = Path(patients)
-    try:
-        links = pd.read_csv(p, dtype=str)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p}: not a readable CSV ({_one_line(exc)})") from None
-    if not {"slide", "patient"} <= set(links.columns):
-        raise DataError(f"{p}: needs the columns slide and patient")
+    that failed, is missing or is ``unknown`` gets ``unknown``."""
     lookup: dict[str, Any] = {}
     for _, row in table.iterrows():
         name = Path(str(row["path"])).name

@@ -15,8 +15,10 @@ parameters. A patient's pN stage from their nodes' categories (CAMELYON17):
 * ``pN2``: metastases in 4-9 nodes, at least one a macro-metastasis.
 
 CAMELYON17 has five nodes per patient, so pN3 (10 or more nodes) is out of its scope: more
-than 9 nodes with metastases gives ``pN3`` here all the same. A patient with a node that
-could not be analysed gets ``unknown``.
+than 9 nodes with metastases gives ``pN3`` here all the same. A node whose tissue could not
+all be examined (tiles that failed to decode) and in which no tumour was found is ``unknown``,
+never ``negative``; a patient with a node that is unknown or could not be analysed gets
+``unknown``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 CATEGORIES = ("negative", "itc", "micro", "macro")
+UNKNOWN = "unknown"  # a node not (fully) examined: never negative by default
 STAGES = ("pN0", "pN0(i+)", "pN1mi", "pN1", "pN2", "pN3")
 ITC_MM = 0.2
 MICRO_MM = 2.0
@@ -45,9 +48,10 @@ def slide_category(
 
 
 def pn_stage(categories: Iterable[str | None]) -> str:
-    """The pN stage of a patient from the categories of their nodes (None: not analysed)."""
+    """The pN stage of a patient from the categories of their nodes (None or ``UNKNOWN``: not
+    analysed, or not completely)."""
     cats = list(categories)
-    if not cats or any(c is None for c in cats):
+    if not cats or any(c is None or c == UNKNOWN for c in cats):
         return "unknown"
     unknown = [c for c in cats if c not in CATEGORIES]
     if unknown:

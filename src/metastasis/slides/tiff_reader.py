@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +18,30 @@ from typing import Any
 import numpy as np
 
 from metastasis.errors import DataError
-from metastasis.slides.reader import BACKGROUND, Region, SlideReader, _first, _plausible, _positive
+from metastasis.slides.reader import (
+    BACKGROUND,
+    MAX_IMAGE_PIXELS,
+    Region,
+    SlideReader,
+    _first,
+    check_dimensions,
+    greyscale_error,
+)
+from metastasis.slides.resolution import tiff_mpp
+
+CACHE_BYTES = 256 * 2**20
+MAX_SEGMENT_PIXELS = MAX_IMAGE_PIXELS  # a larger tile or strip is never decoded at once
+
+
+class TiffUnsupported(DataError):
+    """tifffile cannot read this file at all (``open_slide`` may try OpenSlide instead)."""
 
 
 class TiffReader(SlideReader):
     """Tiled or stripped TIFF levels read segment by segment with tifffile (an LRU of tiles)."""
 
     name = "tifffile"
-    CACHE_TILES = 64
+    CACHE_TILES = 64  # decoded tiles kept, and at most CACHE_BYTES of them
 
     def __init__(self, path: Path, mpp: float | None) -> None:
         import tifffile
@@ -37,36 +52,23 @@ class TiffReader(SlideReader):
                 series = self._tif.series[0]
                 levels = [lv.keyframe for lv in series.levels]
         except Exception as exc:  # TiffFileError, struct errors, ValueError...
-            raise DataError(f"{path}: not a readable TIFF ({_first(exc)})") from None
+            raise TiffUnsupported(f"{path}: not a readable TIFF ({_first(exc)})") from None
         try:
-            pages = [self._rgb_page(p, path) for p in levels]
-            levels = [p for p in pages if p is not None]
-            if not levels:
-                raise DataError(f"{path}: no RGB level (8-bit, 3 or 4 samples)")
+            levels = _rgb_levels(path, levels)
             dims = [(int(p.imagewidth), int(p.imagelength)) for p in levels]
-            file_mpp = _tiff_mpp(self._tif, levels[0])
+            check_dimensions(path, dims)
             size = self._tif.filehandle.size
-            for i, p in enumerate(levels):
-                ends = [o + c for o, c in zip(p.dataoffsets, p.databytecounts)]
-                if ends and max(ends) > size:
-                    raise DataError(
-                        f"{path}: truncated: level {i}'s tiles run past the end of the file "
-                        f"({max(ends)} > {size} bytes)"
-                    )
+            for i, page in enumerate(levels):
+                _check_level(path, i, page, size)
+            if mpp is None:  # --mpp overrides the metadata without reading it
+                mpp = tiff_mpp(path, self._tif, levels[0])
         except DataError:
             self._tif.close()
             raise
         self._pages = levels
         self._cache: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
-        super().__init__(path, dims, mpp or file_mpp)
-
-    @staticmethod
-    def _rgb_page(page: Any, path: Path) -> Any:
-        if page.dtype != np.uint8 or page.samplesperpixel not in (3, 4) or page.imagedepth > 1:
-            return None
-        if page.planarconfig != 1:  # separate planes: not in slides
-            raise DataError(f"{path}: planar (separate) RGB TIFF levels are not supported")
-        return page
+        self._cached_bytes = 0
+        super().__init__(path, dims, mpp)
 
     def _segment(self, level: int, index: int) -> np.ndarray | None:
         """Decoded tile/strip ``index`` of ``level`` (H x W x 3), or None if it is broken."""
@@ -90,8 +92,12 @@ class TiffReader(SlideReader):
         except Exception:  # any codec error: the tile is broken, the slide goes on
             tile = None
         self._cache[key] = tile
-        if len(self._cache) > self.CACHE_TILES:
-            self._cache.popitem(last=False)
+        self._cached_bytes += 0 if tile is None else tile.nbytes
+        while len(self._cache) > 1 and (
+            len(self._cache) > self.CACHE_TILES or self._cached_bytes > CACHE_BYTES
+        ):
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= 0 if old is None else old.nbytes
         return tile
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> Region:
@@ -138,24 +144,48 @@ def _quiet(name: str) -> Iterator[None]:
         logger.setLevel(before)
 
 
-def _tiff_mpp(tif: Any, page: Any) -> float | None:
-    """Level-0 microns per pixel from OME metadata, an Aperio description or resolution tags."""
-    if tif.is_ome and tif.ome_metadata:
-        m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
-        u = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
-        factor = {"nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}.get(u.group(1), 1.0) if u else 1.0
-        if m:
-            return _plausible(_positive(m.group(1)), factor)
-    m = re.search(r"MPP\s*=\s*([0-9.eE+-]+)", str(page.description or ""))
-    if m:
-        return _plausible(_positive(m.group(1)), 1.0)
-    tags = page.tags
-    if "XResolution" not in tags or "ResolutionUnit" not in tags:
-        return None
-    num, den = tags["XResolution"].value
-    per_micron = {2: 25_400.0, 3: 10_000.0}.get(
-        int(tags["ResolutionUnit"].value)
-    )  # inch, centimetre
-    if per_micron is None or not num or not den:
-        return None
-    return _plausible(per_micron * den / num, 1.0)
+def _rgb_levels(path: Path, levels: list[Any]) -> list[Any]:
+    """The 8-bit RGB levels; a greyscale slide, or one with no 8-bit RGB level, is refused."""
+    rgb = []
+    for page in levels:
+        if page.planarconfig != 1 and page.samplesperpixel > 1:  # separate planes
+            raise TiffUnsupported(f"{path}: planar (separate) RGB TIFF levels are not supported")
+        if page.dtype == np.uint8 and page.samplesperpixel in (3, 4) and page.imagedepth == 1:
+            rgb.append(page)
+    if rgb:
+        return rgb
+    first = levels[0]
+    if first.samplesperpixel in (1, 2) and int(first.photometric) in (0, 1):  # MINISWHITE/BLACK
+        raise DataError(greyscale_error(path))
+    raise DataError(
+        f"{path}: no 8-bit RGB level (level 0: {first.dtype}, {first.samplesperpixel} samples)"
+    )
+
+
+def _check_level(path: Path, i: int, page: Any, size: int) -> None:
+    """The level's tile (or strip) table fits its declared size and the file's length, and no
+    tile or strip is too large to decode at once: a file's declarations decide no allocation."""
+    w, h = int(page.imagewidth), int(page.imagelength)
+    if page.is_tiled:
+        tw, th = int(page.tilewidth), int(page.tilelength)
+        need = -(-w // max(tw, 1)) * -(-h // max(th, 1))
+    else:
+        tw, th = w, int(page.rowsperstrip or h)
+        need = -(-h // max(min(th, h), 1))
+    stored = len(page.dataoffsets)
+    if min(tw, th) < 1 or stored < need:
+        raise DataError(
+            f"{path}: damaged: level {i} declares {w} x {h} px in {need:,} tiles or strips, "
+            f"but its table holds {stored:,}"
+        )
+    if tw * min(th, h) > MAX_SEGMENT_PIXELS:
+        raise DataError(
+            f"{path}: level {i} stores {tw} x {min(th, h)} px in one tile or strip, too large "
+            "to decode in bounded memory; write it as a tiled TIFF"
+        )
+    ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
+    if ends and max(ends) > size:
+        raise DataError(
+            f"{path}: truncated: level {i}'s tiles run past the end of the file "
+            f"({max(ends)} > {size} bytes)"
+        )

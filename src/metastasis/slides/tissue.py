@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from metastasis.errors import DataError
-from metastasis.slides.reader import SlideReader, read_scaled
+from metastasis.slides.reader import SlideReader, greyscale_error, read_scaled
 
 THRESHOLD_RANGE = (0.05, 0.15)  # automatic thresholds are clipped to this saturation range
 GLASS_SIGMAS = 4.0  # the threshold: the glass peak plus this many of its spreads
@@ -33,6 +33,8 @@ DARK = 0.15  # pixels with HSV value below this are never tissue
 THUMB_MAX_SIDE = 4096
 THUMB_BLOCK = 512  # thumbnail pixels per block read
 MAX_BAD_FRACTION = 0.5  # above this share of undecodable thumbnail pixels: a damaged slide
+COLOUR_MIN = 2  # channel spread a greyscale image decoded through JPEG's YCbCr can reach
+MIN_COLOUR_PIXELS = 16  # fewer coloured thumbnail pixels than this: a greyscale slide
 
 
 @dataclass
@@ -71,7 +73,21 @@ def read_thumbnail(slide: SlideReader, target_mpp: float) -> Thumbnail:
             f"{slide.path}: damaged or truncated: {bad.mean():.0%} of level {level} "
             "cannot be decoded"
         )
+    if not has_colour(pixels, bad):  # a greyscale slide would be "no tissue": a false negative
+        raise DataError(greyscale_error(slide.path))
     return Thumbnail(pixels, mpp, level, mpp / mpp0, bad)
+
+
+def has_colour(rgb: np.ndarray, bad: np.ndarray | None = None) -> bool:
+    """Whether some pixels have colour (max - min channel above ``COLOUR_MIN``), as every
+    RGB scan has (tissue, and the glass's own noise); a greyscale slide converted to RGB by a
+    reader has none, and its tissue cannot be told from glass by stain."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    coloured = chroma > COLOUR_MIN
+    if bad is not None:
+        coloured &= ~bad
+    return int(np.count_nonzero(coloured)) >= MIN_COLOUR_PIXELS
 
 
 def saturation(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
