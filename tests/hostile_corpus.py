@@ -324,3 +324,58 @@ def h5_declared_only(path: Path, name: str, n: int = 2_000_000, chunked: bool = 
             chunks=(1, 96, 96, 3) if chunked else None,
         )
     return path
+
+
+# ---- whole slides -------------------------------------------------------------------------------
+
+
+def svs_with_broken_tiles(
+    path: Path,
+    image: np.ndarray | None = None,
+    broken: tuple[tuple[int, int], ...] = ((2, 14), (2, 15), (2, 50)),
+    mpp: float = 0.25,
+    levels: int = 4,
+    tile: int = 128,
+) -> Path:
+    """An SVS as OpenSlide's Aperio driver reads it (``openslide.vendor`` ``aperio``) and
+    tifffile as an SVS pyramid: JPEG tiles, the first page's description ``Aperio Image
+    Library ... |MPP = <mpp>``, a stripped thumbnail as page 1, then each level half the last
+    as a further tiled page (not marked reduced: tifffile's SVS series stops at those); the
+    stored tiles ``broken`` ((level, tile index) pairs, row-major) overwritten with garbage.
+    ``image``: level 0 (default: a 14 x 14 cell tissue mosaic with a tumour blob, 4 times finer
+    than the model, 5376 px square).
+
+    tifffile adds its JSON shape description as a second ImageDescription tag, which OpenSlide
+    reads instead of the first: ``metadata=None`` leaves it out, or the file is generic TIFF.
+    """
+    import tifffile
+    from tests.slides.conftest import mosaic, slide_at_level0
+
+    if image is None:
+        tissue = np.zeros((14, 14), bool)
+        tissue[1:13, 1:13] = True
+        tumour = np.zeros_like(tissue)
+        tumour[4:7, 4:7] = True
+        image = slide_at_level0(mosaic(14, 14, tissue, tumour, seed=3), 4)
+    h, w = image.shape[:2]
+    aperio = f"Aperio Image Library v12.0.15\n{w}x{h} ({tile}x{tile}) JPEG/RGB|MPP = {mpp}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    jpeg = {"compression": "jpeg", "photometric": "rgb", "metadata": None}
+    with tifffile.TiffWriter(path) as tw:
+        level = image
+        for k in range(levels):
+            tw.write(level, tile=(tile, tile), description=None if k else aperio, **jpeg)
+            if k == 0:  # page 1: a stripped thumbnail, as in a scanner's SVS
+                tw.write(np.asarray(Image.fromarray(image).reduce(32)), **jpeg)
+            lh, lw = level.shape[:2]
+            if min(lh, lw) // 2 < tile:
+                break
+            level = np.asarray(Image.fromarray(level).reduce(2))
+    with tifffile.TiffFile(path) as tif:
+        tiled = [page for page in tif.pages if page.is_tiled]  # the levels
+        spans = [(tiled[lv].dataoffsets[i], tiled[lv].databytecounts[i]) for lv, i in broken]
+    with open(path, "r+b") as fh:
+        for offset, count in spans:
+            fh.seek(offset)
+            fh.write(b"\x00garbage" * (count // 8))
+    return path
