@@ -379,3 +379,83 @@ def svs_with_broken_tiles(
             fh.seek(offset)
             fh.write(b"\x00garbage" * (count // 8))
     return path
+
+
+def one_colour_slide(
+    path: Path, side: int, colour: tuple[int, int, int] = (240, 236, 244), mpp: float = 0.25
+) -> Path:
+    """A single-level ``side`` x ``side`` tiled TIFF of one colour (tinted glass), streamed
+    tile by tile: a few MB on disk, gigapixels to read, no reduced level to read instead."""
+    import tifffile
+
+    tile = np.empty((256, 256, 3), np.uint8)
+    tile[:] = colour
+    count = (-(-side // 256)) ** 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write((tile for _ in range(count)), shape=(side, side, 3), dtype=np.uint8,
+                 tile=(256, 256), compression="zlib", photometric="rgb",
+                 resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")  # fmt: skip
+    return path
+
+
+def declaring(path: Path, source: Path, width: int, height: int) -> Path:
+    """A copy of the slide ``source`` whose level 0 declares ``width`` x ``height`` px (its
+    tile table and pixels unchanged): a small file claiming to be immense."""
+    import shutil
+
+    import tifffile
+
+    shutil.copy(source, path)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(width)
+        tif.pages[0].tags["ImageLength"].overwrite(height)
+    return path
+
+
+def broken_resolution(path: Path, image: np.ndarray, kind: str) -> Path:
+    """A tiled RGB TIFF whose resolution metadata is malformed: ``rational`` (XResolution
+    1/0), ``aperio`` (``MPP = nan`` in an Aperio description), ``ome`` (PhysicalSizeX "NaN"),
+    ``absurd`` (XResolution for 6e-6 um/px)."""
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kw: dict[str, object] = {"tile": (128, 128), "photometric": "rgb"}
+    if kind == "aperio":
+        h, w = image.shape[:2]
+        kw |= {"description": f"Aperio Image Library v12\n{w}x{h} |MPP = nan", "metadata": None}
+    elif kind == "ome":
+        kw |= {"metadata": {"PhysicalSizeX": "NaN", "PhysicalSizeXUnit": "µm"}}
+    else:
+        kw |= {"resolution": (1e4 / 6e-6, 1e4 / 6e-6), "resolutionunit": "CENTIMETER"}
+    tifffile.imwrite(path, image, ome=kind == "ome", **kw)  # type: ignore[arg-type]
+    if kind == "rational":
+        with tifffile.TiffFile(path, mode="r+b") as tif:
+            tif.pages[0].tags["XResolution"].overwrite((1, 0))
+    return path
+
+
+def greyscale_slide(path: Path, image: np.ndarray, as_rgb: bool = False) -> Path:
+    """The slide ``image`` in grey (0.299 R + 0.587 G + 0.114 B) as a tiled pyramid-less TIFF
+    with resolution: one sample per pixel, or (``as_rgb``) three equal ones."""
+    import tifffile
+
+    grey = (image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round()
+    pixels = grey.astype(np.uint8)
+    if as_rgb:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, pixels, tile=(128, 128), photometric="rgb" if as_rgb else "minisblack",
+                     resolution=(1e4 / 0.972,) * 2, resolutionunit="CENTIMETER")  # fmt: skip
+    return path
+
+
+def slide_named_entries(folder: Path) -> list[str]:
+    """Entries named like slides that are not slide files: a symbolic-link loop, a dangling
+    link, a FIFO and a folder; returns their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    symlink_loop(folder / "loop.tif")
+    (folder / "gone.svs").symlink_to(folder / "nowhere.svs")
+    fifo(folder / "pipe.tif")
+    (folder / "folder.tif").mkdir()
+    return ["loop.tif", "gone.svs", "pipe.tif", "folder.tif"]
