@@ -1,11 +1,12 @@
 """Whole slides: where the metastases are, and how large (``metastasis slides``).
 
-Modules: ``reader`` and ``tiff_reader`` (OpenSlide / tifffile / PIL, lazy regions),
-``tissue`` (mask on a thumbnail), ``tiling`` (level, scale, tile grid, blocks), ``classify``
-and ``fullyconv`` (probabilities per tile, one pass per block where the model allows),
-``regions`` (polygons, sizes, GeoJSON), ``staging`` (node category, pN stage), ``analyse``
-(one slide), ``outputs`` (files of one slide), ``run`` (folder runs), ``heatmap`` and
-``report`` (figures).
+Modules: ``reader`` and ``tiff_reader`` (OpenSlide / tifffile / PIL, lazy regions read in
+bounded pieces), ``resolution`` (microns per pixel from any metadata), ``options`` (the
+declared options of a run), ``tissue`` (mask on a thumbnail), ``tiling`` (level, scale, tile
+grid, blocks), ``classify`` and ``fullyconv`` (probabilities per tile, one pass per block
+where the model allows), ``regions`` (polygons, sizes, GeoJSON), ``staging`` (node category,
+pN stage), ``analyse`` (one slide), ``outputs`` (files of one slide), ``run`` (folder runs),
+``heatmap`` and ``report`` (figures).
 
 Research use only: not a diagnosis.
 """

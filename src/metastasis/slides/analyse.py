@@ -194,22 +194,61 @@ def analyse_slide(
     )
     fractions = tissue_fractions(geo, mask, thumb.downsample)
     selected = fractions >= max(min_tissue, 1e-9)
-    probability = np.full((geo.rows, geo.cols), np.nan, np.float32)
-    status = np.zeros((geo.rows, geo.cols), np.uint8)
     if geo.rows == 0 or geo.cols == 0:
         notes.append(f"the slide is smaller than one {geo.patch} px tile: nothing classified")
         log.warning("%s: smaller than one tile; nothing classified", sid)
     elif not selected.any():
         notes.append("no tissue found: nothing classified")
         log.warning("%s: no tissue found; nothing classified", sid)
+    threads = max(1, workers if workers is not None else 1 if classifier.device.type == "cpu" else 4)
+    reading = _prefetch(p, mpp, reader, geo, blocks(geo, selected, classifier.n), threads)
+    probability, status = _classify_blocks(reading, classifier, geo, selected, sid, progress)
+    failed = int((status == STATUS_DECODE_ERROR).sum())
+    if failed:
+        notes.append(f"{failed} tiles could not be decoded (status decode_error in tiles.csv)")
+        log.warning("%s: %d tiles could not be decoded; marked in tiles.csv", sid, failed)
+    threshold = classifier.threshold
+    cell = (geo.patch - geo.stride) / 2 * geo.level0_per_model
+    lesions = find_lesions(
+        probability, threshold, (cell, cell), geo.stride * geo.level0_per_model, geo.mpp0
+    )
+    largest = lesions[0].diameter_mm if lesions else None
+    unread = bool(failed) or (thumb.bad is not None and bool(thumb.bad.any()))
+    category = _category(largest, itc_mm, micro_mm, unread, notes)
+    seconds = time.perf_counter() - start
+    result = SlideResult(
+        sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,
+        lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
+        classifier.tta, (itc_mm, micro_mm), notes,
+    )  # fmt: skip
+    done_tiles = int((status == STATUS_OK).sum())
+    log.info(
+        "%s: %s, level %d (%.3f um/px, scale %.3f), %d tiles in %.1f s (%.0f tiles/s, %s), "
+        "%d lesions, largest %s: %s",
+        sid, reader_name, geo.level, geo.level_mpp, geo.scale, done_tiles, seconds,
+        done_tiles / seconds if seconds > 0 else 0.0, classifier.mode, len(lesions),
+        f"{largest:.2f} mm" if largest is not None else "none", category,
+    )  # fmt: skip
+    return result
+
+
+def _classify_blocks(
+    reading: Iterator[tuple[Block, Any]],
+    classifier: SlideClassifier,
+    geo: Geometry,
+    selected: np.ndarray,
+    sid: str,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probability map (NaN where not classified) and the status of every tile, from the
+    blocks ``reading`` yields; tiles touching undecodable pixels are ``STATUS_DECODE_ERROR``."""
     n = classifier.n
-    todo = blocks(geo, selected, n)
-    if workers is None:
-        workers = 1 if classifier.device.type == "cpu" else 4
+    probability = np.full((geo.rows, geo.cols), np.nan, np.float32)
+    status = np.zeros((geo.rows, geo.cols), np.uint8)
     bar = tqdm(total=int(selected.sum()), desc=sid[:40], unit="tile", disable=not progress,
                leave=False, smoothing=0.1)  # fmt: skip
     try:
-        for block, region in _prefetch(p, mpp, reader, geo, todo, max(1, workers)):
+        for block, region in reading:
             rs = slice(block.row, block.row + n)
             cs = slice(block.col, block.col + n)
             sel = np.zeros((n, n), bool)
@@ -227,36 +266,19 @@ def analyse_slide(
             bar.update(int(part.sum()))
     finally:
         bar.close()
-    failed = int((status == STATUS_DECODE_ERROR).sum())
-    if failed:
-        notes.append(f"{failed} tiles could not be decoded (status decode_error in tiles.csv)")
-        log.warning("%s: %d tiles could not be decoded; marked in tiles.csv", sid, failed)
-    threshold = classifier.threshold
-    cell = (geo.patch - geo.stride) / 2 * geo.level0_per_model
-    lesions = find_lesions(
-        probability, threshold, (cell, cell), geo.stride * geo.level0_per_model, geo.mpp0
-    )
-    largest = lesions[0].diameter_mm if lesions else None
-    category = staging.slide_category(largest, itc_mm, micro_mm)
-    if category == "negative" and (failed or (thumb.bad is not None and thumb.bad.any())):
-        category = staging.UNKNOWN  # the tumour may be exactly where nothing could be read
+    return probability, status
+
+
+def _category(
+    largest_mm: float | None, itc_mm: float, micro_mm: float, unread: bool, notes: list[str]
+) -> str:
+    """The node's category; ``unknown``, never ``negative``, when part of it was unreadable."""
+    category = staging.slide_category(largest_mm, itc_mm, micro_mm)
+    if category == "negative" and unread:  # the tumour may be exactly where nothing was read
         notes.append("category unknown, not negative: no tumour in the tissue examined, but "
                      "part of the slide could not be decoded")  # fmt: skip
-    seconds = time.perf_counter() - start
-    result = SlideResult(
-        sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,
-        lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
-        classifier.tta, (itc_mm, micro_mm), notes,
-    )  # fmt: skip
-    done_tiles = int((status == STATUS_OK).sum())
-    log.info(
-        "%s: %s, level %d (%.3f um/px, scale %.3f), %d tiles in %.1f s (%.0f tiles/s, %s), "
-        "%d lesions, largest %s: %s",
-        sid, reader_name, geo.level, geo.level_mpp, geo.scale, done_tiles, seconds,
-        done_tiles / seconds if seconds > 0 else 0.0, classifier.mode, len(lesions),
-        f"{largest:.2f} mm" if largest is not None else "none", category,
-    )  # fmt: skip
-    return result
+        return staging.UNKNOWN
+    return category
 
 
 def _broken_tiles(bad: np.ndarray, n: int, stride: int, patch: int) -> np.ndarray:

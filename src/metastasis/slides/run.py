@@ -1,14 +1,19 @@
 """Folder runs: many slides, resumable, shardable, with a table, a report and pN stages.
 
-``run_slides(paths, checkpoint, out, ...)`` is the Python API behind ``metastasis slides``:
-it lists the slides (files given, and the slide files of folders given), keeps this shard's
-share (``shard="I/N"``: slides ``I, I+N, I+2N, ...`` of the sorted list, I from 0), loads the
-checkpoint once, and for each slide either skips it (its ``summary.json`` exists: done by an
-earlier run) or analyses it and writes its outputs (``outputs``). A slide that fails (not a
-slide, damaged, no resolution...) gets a one-line reason in ``<slide>/failed.json`` and in
-the table, and the run goes on. Last, ``slides.csv`` (every slide of the full list: ``ok``,
-``failed`` or ``pending`` for slides another shard has not finished), ``report.html`` and,
-with ``patients``, ``patients.csv`` (pN stage per patient) are rebuilt from the slide folders.
+``run_slides(paths, checkpoint, out, ...)`` is the Python API behind ``metastasis slides``.
+First, before any slide is read and with nothing written, it checks everything (``plan_run``):
+the options (``SlideOptions``), the ``--patients`` table, the checkpoint and engine, and the
+output folder, which must not be, hold or lie inside an input (a slide, a slide's data folder,
+the checkpoint, the patients table), and whose slide folders hold nothing this toolkit did not
+write. It lists the slides (files given, and every entry named like a slide in folders given:
+a FIFO or a dangling link becomes a failed row, never a silent gap), keeps this shard's share
+(``shard="I/N"``: slides ``I, I+N, I+2N, ...`` of the sorted list, I from 0), and for each
+slide either skips it (its ``summary.json`` exists: done by an earlier run) or analyses it and
+writes its outputs (``outputs``). A slide that fails (not a slide, damaged, no resolution...)
+gets a one-line reason in ``<slide>/failed.json`` and in the table, and the run goes on. Last,
+``slides.csv`` (every slide of the full list: ``ok``, ``failed`` or ``pending`` for slides
+another shard has not finished), ``report.html`` and, with ``patients``, ``patients.csv`` (pN
+stage per patient) are rebuilt from the slide folders.
 """
 
 from __future__ import annotations
