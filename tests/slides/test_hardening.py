@@ -5,6 +5,7 @@ everything named like a slide accounted for. Files and folders are real, made he
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -179,6 +180,7 @@ def test_resolutions_no_scanner_makes_are_refused(blob_slide: Path) -> None:
         ("slide;patient\nblob;p1\n", "needs the columns slide and patient"),
         ("slide,patient\nblob,\n", "row 2 has an empty slide or patient"),
         (b"slide,patient\n\xff\xfe,p1\n", "not a readable CSV"),
+        ("slide,patient\nblob,p1\nblob,p2\n", "row 3: slide 'blob' is listed twice"),
     ],
 )
 def test_a_bad_patients_table_stops_the_run_before_any_slide(
@@ -259,12 +261,17 @@ def test_a_slide_with_undecodable_tissue_and_no_tumour_found_is_unknown_not_nega
 
 
 def test_everything_named_like_a_slide_in_a_folder_is_a_row_with_its_reason(
-    blob_slide: Path, random_checkpoint: Path, tmp_path: Path
+    blob_slide: Path, random_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     d = tmp_path / "slides"
     names = hc.slide_named_entries(d)
     (d / "blob.tif").write_bytes(blob_slide.read_bytes())
-    table = run_slides([d], random_checkpoint, tmp_path / "out", engine="torch", progress=False)
+    (d / "._blob.tif").write_bytes(b"AppleDouble")  # hidden: left out, and said
+    with caplog.at_level(logging.WARNING, "metastasis"):
+        table = run_slides([d], random_checkpoint, tmp_path / "out", engine="torch",
+                           progress=False)  # fmt: skip
+    assert any("1 hidden files named like slides left out (._blob.tif)" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
     rows = table.set_index("slide")
     assert len(rows) == len(names) + 1 and rows.loc["blob", "status"] == "ok"
     reasons = {sid: rows.loc[sid, "reason"] for sid in ("loop", "gone", "pipe", "folder")}

@@ -122,7 +122,12 @@ def read_patients(path: str | Path) -> pd.DataFrame:
     if missing:
         raise DataError(f"{p}: needs the columns slide and patient (missing: "
                         f"{', '.join(sorted(missing))})")  # fmt: skip
-    blank = links.index[(links["slide"].str.strip() == "") | (links["patient"].str.strip() == "")]
+    links = links[["slide", "patient"]].apply(lambda col: col.str.strip())
+    blank = links.index[(links["slide"] == "") | (links["patient"] == "")]
     if len(blank):
         raise DataError(f"{p}: row {int(blank[0]) + 2} has an empty slide or patient")
-    return links[["slide", "patient"]].apply(lambda col: col.str.strip())
+    twice = links.index[links["slide"].duplicated()]
+    if len(twice):  # one slide is one lymph node, of one patient
+        raise DataError(f"{p}: row {int(twice[0]) + 2}: slide {links.loc[twice[0], 'slide']!r} "
+                        "is listed twice")  # fmt: skip
+    return links

@@ -86,15 +86,18 @@ def list_slides(paths: Sequence[str | Path]) -> list[Path]:
 
     In a folder, anything with a slide or image suffix is listed whatever it is (a dangling
     or looping symbolic link, a FIFO, a folder): each becomes a row of the table, failed with
-    its reason, instead of vanishing from the run."""
+    its reason, instead of vanishing from the run. Hidden names (``.x.tif``) are left out, with
+    a warning that counts them."""
     found: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found += sorted(
-                f for f in p.iterdir()
-                if not f.name.startswith(".") and f.suffix.lower() in SUFFIXES
-            )  # fmt: skip
+            named = [f for f in p.iterdir() if f.suffix.lower() in SUFFIXES]
+            found += sorted(f for f in named if not f.name.startswith("."))
+            hidden = sorted(f.name for f in named if f.name.startswith("."))
+            if hidden:  # temporary copies, macOS "._" files: left out, but said
+                log.warning("%s: %d hidden files named like slides left out (%s)",
+                            display(p), len(hidden), display(hidden[0]))  # fmt: skip
         elif p.exists() or p.is_symlink():
             found.append(p)
         else:
