@@ -22,9 +22,21 @@ class OutputError(MetastasisError):
 
 
 def first_line(exc: BaseException, with_type: bool = False) -> str:
-    """The first non-empty line of an exception's message (its type's name if it has none)."""
+    """The first non-empty line of an exception's message (its type's name if it has none),
+    with ``with_type`` as ``Type: line``. Undecodable bytes carried as surrogates (a file name
+    that is not UTF-8) become U+FFFD, so the line can always be written as UTF-8."""
     lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
+    text = _printable(lines[0]) if lines else ""
     if with_type:
         return f"{type(exc).__name__}: {text}".rstrip(": ")
     return text or type(exc).__name__
+
+
+def _printable(text: str) -> str:
+    """``text`` as it would be written as UTF-8: the bytes ``os.fsdecode`` kept as surrogates
+    are decoded again, and what is still not UTF-8 becomes U+FFFD; other text is unchanged."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate, not an escaped byte
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
