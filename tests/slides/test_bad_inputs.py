@@ -18,7 +18,7 @@ from tests.slides.conftest import mosaic, slide_at_level0, write_pyramid
 from metastasis.cli import main
 from metastasis.errors import DataError, MetastasisError
 from metastasis.slides import run_slides
-from metastasis.slides.reader import open_slide
+from metastasis.slides.readers import open_slide
 
 NON_UTF8 = os.fsdecode(b"caf\xe9 slide.tif")
 

@@ -23,7 +23,7 @@ from metastasis.cli import main
 from metastasis.engine.checkpoint import save_checkpoint
 from metastasis.errors import DataError, MetastasisError, OutputError
 from metastasis.slides import run_slides
-from metastasis.slides.reader import open_slide
+from metastasis.slides.readers import open_slide
 from metastasis.slides.staging import pn_stage
 
 
@@ -125,7 +125,7 @@ def test_slides_declaring_any_size_are_read_in_bounded_memory(
     result = _capped(
         f"""
         from metastasis.errors import DataError
-        from metastasis.slides.reader import open_slide
+        from metastasis.slides.readers import open_slide
         from metastasis.slides.tissue import read_thumbnail
         with open_slide({str(big)!r}) as s:
             t = read_thumbnail(s, 0.972 * 96 / 16)
@@ -287,18 +287,18 @@ def test_everything_named_like_a_slide_in_a_folder_is_a_row_with_its_reason(
 def test_the_pieces_of_a_bounded_read_match_one_read(tmp_path: Path) -> None:
     """Reading in pieces (forced by a small bound) gives the pixels of one read, within the
     rounding of resampling at the pieces' edges."""
-    import metastasis.slides.reader as reader_module
+    import metastasis.slides.readers.resample as resample
 
     tissue = np.ones((4, 4), bool)
     img = mosaic(4, 4, tissue, np.zeros_like(tissue), seed=3)
     path = write_pyramid(tmp_path / "s.tif", img, 0.25, levels=1)
     with open_slide(path) as s:
-        whole = reader_module.read_scaled(s, 0, 3.5, 7.25, 380.0, 360.0, 95, 90).pixels
-        bound = reader_module.MAX_READ_SIDE
+        whole = resample.read_scaled(s, 0, 3.5, 7.25, 380.0, 360.0, 95, 90).pixels
+        bound = resample.MAX_READ_SIDE
         try:
-            reader_module.MAX_READ_SIDE = 64
-            pieces = reader_module.read_scaled(s, 0, 3.5, 7.25, 380.0, 360.0, 95, 90).pixels
+            resample.MAX_READ_SIDE = 64
+            pieces = resample.read_scaled(s, 0, 3.5, 7.25, 380.0, 360.0, 95, 90).pixels
         finally:
-            reader_module.MAX_READ_SIDE = bound
+            resample.MAX_READ_SIDE = bound
     assert pieces.shape == whole.shape
     assert np.abs(pieces.astype(int) - whole.astype(int)).mean() < 2.0

@@ -12,7 +12,7 @@ import pytest
 from tests.hostile_corpus import svs_with_broken_tiles
 
 from metastasis.slides import run_slides
-from metastasis.slides.reader import BACKGROUND, open_slide
+from metastasis.slides.readers import BACKGROUND, open_slide
 
 pytest.importorskip("openslide")
 
@@ -49,7 +49,7 @@ def test_a_failed_region_loses_only_the_broken_stored_tiles_as_with_tifffile(
     svs: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     region = (2, 37, 45, 1000, 700)  # unaligned: the pieces follow the stored tile grid
-    caplog.set_level(logging.WARNING, "metastasis.slides.reader")
+    caplog.set_level(logging.WARNING, "metastasis.slides.readers.openslide")
     with open_slide(svs, reader="openslide") as s:
         assert s.dimensions[2] == (1344, 1344) and s.mpp == pytest.approx(0.25)
         got = s.read_region(*region)
@@ -67,7 +67,9 @@ def test_a_failed_region_loses_only_the_broken_stored_tiles_as_with_tifffile(
     assert diff[~expected].max() <= 2  # the same JPEG tiles: at most decoder rounding
     assert (got.pixels[~expected] == BACKGROUND).all(-1).mean() < 0.01  # real pixels
     assert whole.bad is None
-    warned = [r.getMessage() for r in caplog.records if r.name == "metastasis.slides.reader"]
+    warned = [
+        r.getMessage() for r in caplog.records if r.name == "metastasis.slides.readers.openslide"
+    ]
     assert len(warned) == 2 and all("of 128 x 128 px: 3 failed" in m for m in warned)
     assert all("\n" not in m for m in warned)
 

@@ -1,4 +1,4 @@
-"""slides.reader: pyramidal TIFFs through tifffile and OpenSlide, plain images, resolution."""
+"""slides.readers: pyramidal TIFFs through tifffile and OpenSlide, plain images, resolution."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from tests.slides.conftest import mosaic, write_pyramid
 
 from metastasis.errors import DataError
-from metastasis.slides.reader import open_slide, read_scaled
+from metastasis.slides.readers import open_slide, read_scaled
 from metastasis.slides.tiling import choose_level
 
 

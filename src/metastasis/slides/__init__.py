@@ -1,12 +1,12 @@
 """Whole slides: where the metastases are, and how large (``metastasis slides``).
 
-Modules: ``reader`` and ``tiff_reader`` (OpenSlide / tifffile / PIL, lazy regions read in
-bounded pieces), ``resolution`` (microns per pixel from any metadata), ``options`` (the
-declared options of a run), ``tissue`` (mask on a thumbnail), ``tiling`` (level, scale, tile
-grid, blocks), ``classify`` and ``fullyconv`` (probabilities per tile, one pass per block
-where the model allows), ``regions`` (polygons, sizes, GeoJSON), ``staging`` (node category,
-pN stage), ``analyse`` (one slide), ``outputs`` (files of one slide), ``run`` (folder runs),
-``heatmap`` and ``report`` (figures).
+Modules: ``readers`` (one per backend: OpenSlide / tifffile / PIL, lazy regions read in
+bounded pieces; ``open_slide`` picks one), ``resolution`` (microns per pixel from any
+metadata), ``options`` (the declared options of a run), ``tissue`` (mask on a thumbnail),
+``tiling`` (level, scale, tile grid, blocks), ``classify`` and ``fullyconv`` (probabilities per
+tile, one pass per block where the model allows), ``regions`` (polygons, sizes, GeoJSON),
+``staging`` (node category, pN stage), ``analyse`` (one slide), ``outputs`` (files of one
+slide), ``run`` (folder runs), ``heatmap`` and ``report`` (figures).
 
 Research use only: not a diagnosis.
 """
@@ -20,7 +20,7 @@ __all__ = ["SlideClassifier", "analyse_slide", "open_slide", "run_slides", "writ
 _WHERE = {
     "SlideClassifier": "metastasis.slides.classify",
     "analyse_slide": "metastasis.slides.analyse",
-    "open_slide": "metastasis.slides.reader",
+    "open_slide": "metastasis.slides.readers",
     "run_slides": "metastasis.slides.run",
     "write_slide_outputs": "metastasis.slides.outputs",
 }
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from metastasis.slides.analyse import analyse_slide
     from metastasis.slides.classify import SlideClassifier
     from metastasis.slides.outputs import write_slide_outputs
-    from metastasis.slides.reader import open_slide
+    from metastasis.slides.readers import open_slide
     from metastasis.slides.run import run_slides
 
 

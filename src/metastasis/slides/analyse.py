@@ -25,7 +25,7 @@ from metastasis.errors import DataError
 from metastasis.slides import staging
 from metastasis.slides.classify import SlideClassifier
 from metastasis.slides.options import MIN_TISSUE
-from metastasis.slides.reader import SlideReader, open_slide, read_scaled
+from metastasis.slides.readers import SlideReader, open_slide, read_scaled
 from metastasis.slides.regions import Lesion, find_lesions
 from metastasis.slides.tiling import Block, Geometry, blocks, make_geometry, tissue_fractions
 from metastasis.slides.tissue import Thumbnail, read_thumbnail, tissue_mask

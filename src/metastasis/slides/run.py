@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from metastasis.engine.checkpoint import Bundle, checkpoint_path
-from metastasis.errors import DataError, MetastasisError, OutputError
+from metastasis.errors import DataError, MetastasisError, OutputError, first_line
 from metastasis.io import atomic_path, atomic_write_json, check_outputs, output_dir
 from metastasis.slides import staging
 from metastasis.slides.analyse import analyse_slide
@@ -43,7 +43,7 @@ from metastasis.slides.outputs import (
     read_summary,
     write_slide_outputs,
 )
-from metastasis.slides.reader import (
+from metastasis.slides.readers import (
     IMAGE_SUFFIXES,
     SLIDE_SUFFIXES,
     TIFF_SUFFIXES,
@@ -212,7 +212,7 @@ def _analyse_into(
     except OutputError:  # the output folder itself is broken: every slide would fail
         raise
     except Exception as exc:  # one slide's failure must not stop the others
-        reason = _one_line(exc)
+        reason = first_line(exc, with_type=not isinstance(exc, MetastasisError))
         log.error("%s: failed: %s", sid, reason)
         log.debug("%s: failure details", sid, exc_info=True)
         clear_slide_folder(folder)
@@ -234,14 +234,6 @@ def write_tables(plan: Plan) -> pd.DataFrame:
             stages.to_csv(tmp, index=False)
     write_report(table, plan.out, stages)
     return table
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    msg = text[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace") if text else ""
-    if isinstance(exc, MetastasisError):
-        return msg or type(exc).__name__
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def slides_table(slides: list[tuple[str, Path]], out_dir: Path) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from metastasis.errors import DataError
-from metastasis.slides.reader import SlideReader
+from metastasis.slides.readers import SlideReader
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from metastasis.errors import DataError
-from metastasis.slides.reader import SlideReader, greyscale_error, read_scaled
+from metastasis.slides.readers import SlideReader, greyscale_error, read_scaled
 
 THRESHOLD_RANGE = (0.05, 0.15)  # automatic thresholds are clipped to this saturation range
 GLASS_SIGMAS = 4.0  # the threshold: the glass peak plus this many of its spreads

@@ -3,7 +3,9 @@
 Tiled or stripped, pyramidal (SubIFDs or reduced-resolution pages) and OME-TIFF. Only the
 tiles (or strips) a region touches are read and decoded, through a small LRU cache; a tile
 that fails to decode is reported in the region's ``bad`` mask instead of stopping the slide.
-A file whose tiles run past its end (truncated) is refused in one line.
+A file whose tiles run past its end (truncated) is refused in one line. ``TiffUnsupported``
+says tifffile cannot read the file at all (``open_slide`` may then try OpenSlide); the
+``tifffile`` package is imported only when a slide is opened.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from metastasis.errors import DataError
-from metastasis.slides.reader import (
+from metastasis.errors import DataError, first_line
+from metastasis.slides.readers.base import (
     BACKGROUND,
     MAX_IMAGE_PIXELS,
     Region,
     SlideReader,
-    _first,
     check_dimensions,
     greyscale_error,
 )
@@ -52,7 +53,8 @@ class TiffReader(SlideReader):
                 series = self._tif.series[0]
                 levels = [lv.keyframe for lv in series.levels]
         except Exception as exc:  # TiffFileError, struct errors, ValueError...
-            raise TiffUnsupported(f"{path}: not a readable TIFF ({_first(exc)})") from None
+            reason = first_line(exc, with_type=True)
+            raise TiffUnsupported(f"{path}: not a readable TIFF ({reason})") from None
         try:
             levels = _rgb_levels(path, levels)
             dims = [(int(p.imagewidth), int(p.imagelength)) for p in levels]
