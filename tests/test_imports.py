@@ -3,7 +3,7 @@
 Every ``import metastasis...`` statement counts, at module level or inside a function (a lazy
 import is still a dependency); only ``if TYPE_CHECKING:`` blocks are left out. Data flows one
 way (DESIGN.md): no module imports itself back through others, and the engine never reaches the
-report layers.
+report layers. A private name (``_x``) stays in its module: no ``from <module> import _x``.
 """
 
 from __future__ import annotations
@@ -139,8 +139,6 @@ KNOWN_CYCLES = [
         "metastasis.models.regularised_cnn",
         "metastasis.models.timm_backbones",
     ],
-    # `slides.reader.open_slide` opens a TIFF with `TiffReader`, which subclasses its reader
-    ["metastasis.slides.reader", "metastasis.slides.tiff_reader"],
 ]
 
 
@@ -151,6 +149,55 @@ def test_no_import_cycles() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+READERS = "metastasis.slides.readers"
+
+
+def test_the_slide_readers_import_one_way() -> None:
+    """The backends build on ``base`` and never on ``open_slide``'s package, nor on each other
+    (a lazy import inside a function counts too)."""
+    inside = {m for m in GRAPH if _in(m, (READERS,))}
+    assert {f"{READERS}.{m}" for m in ("base", "openslide", "tifffile", "image")} <= inside
+    assert _cycles({m: GRAPH[m] & inside for m in inside}) == []
+    for module in inside - {READERS}:
+        assert READERS not in GRAPH[module], f"{module} imports the readers' package"
+        others = GRAPH[module] & inside - {f"{READERS}.base"}
+        assert not others, f"{module} imports {sorted(others)}"
+
+
+def private_imports(module: str, path: Path) -> list[str]:
+    """``from <a module of the package> import _name`` statements in ``module``, anywhere in it
+    (``if TYPE_CHECKING:`` included): a private name belongs to its own module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if not (node.level or (node.module or "").split(".")[0] == "metastasis"):
+            continue
+        for alias in node.names:
+            name = alias.name
+            if name.startswith("_") and not (name.startswith("__") and name.endswith("__")):
+                source = "." * node.level + (node.module or "")
+                found.append(f"{module}:{node.lineno}: from {source} import {name}")
+    return found
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    found = [
+        line for module, path in sorted(MODULES.items()) for line in private_imports(module, path)
+    ]
+    assert not found, "private names imported from other modules:\n" + "\n".join(found)
+
+
+def test_the_private_import_finder_finds_one(tmp_path: Path) -> None:
+    code = "from metastasis.a import _b, c\nif x:\n    from .d import _e\nfrom os import _exit\n"
+    (tmp_path / "m.py").write_text(code)
+    found = private_imports("metastasis.m", tmp_path / "m.py")
+    assert [f.split(": ", 1)[1] for f in found] == [
+        "from metastasis.a import _b",
+        "from .d import _e",
+    ]
 
 
 def _in(module: str, packages: tuple[str, ...]) -> bool:
