@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metastasis.models import register_model
+from metastasis.models.registry import register_model
 
 
 class BaselineCNN(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metastasis.models import register_model
+from metastasis.models.registry import register_model
 
 WIDTHS = (32, 64, 128, 256)
 

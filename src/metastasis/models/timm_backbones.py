@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from metastasis.errors import MetastasisError, first_line
-from metastasis.models import register_model
+from metastasis.models.registry import register_model
 from metastasis.transforms.presets import Preprocessing
 
 # name -> the layer Grad-CAM explains: the last feature map before global pooling
