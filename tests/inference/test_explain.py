@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,12 @@ from metastasis.engine.checkpoint import load_checkpoint
 from metastasis.engine.loop import train_one_epoch
 from metastasis.engine.trainer import RunResult
 from metastasis.inference.explain import (
+    EMPTY_BELOW,
+    cam_empty,
     centre_box,
     centre_share,
     explain_to_folder,
+    explained_patches,
     gradcam,
     outline_centre,
     overlay,
@@ -127,6 +131,96 @@ def test_centre_share() -> None:
     assert np.isnan(share[2])
 
 
+def test_cam_empty() -> None:
+    heat = np.zeros((3, 96, 96), dtype=np.float32)
+    heat[0, 40, 40] = 1.0
+    heat[1, 40, 40] = EMPTY_BELOW / 2  # below one step of the colour map: a flat overlay
+    assert cam_empty(heat).tolist() == [False, True, True]
+    assert cam_empty(heat[0]).shape == () and not cam_empty(heat[0])
+    assert cam_empty(np.full((96, 96), np.nan)) and cam_empty(np.zeros((0, 96, 96))).shape == (0,)
+
+
+def test_a_confident_negative_has_an_empty_heat_map(patches: np.ndarray) -> None:
+    """Grad-CAM weighs the target layer by the tumour logit's gradient: a head that ignores
+    the features (zero weights, a strongly negative bias) leaves nothing to show."""
+    model = _confident_negative(create_model("baseline-cnn")).eval()
+    heat = gradcam(model, patches, arch="baseline-cnn")
+    assert (heat == 0).all() and cam_empty(heat).all()
+    with torch.no_grad():
+        logits = model(default_preprocessing("baseline-cnn")(torch.from_numpy(patches)))
+    assert (torch.sigmoid(logits) < 0.01).all()
+
+
+def _confident_negative(model: nn.Module) -> nn.Module:
+    """``model`` with its last linear layer's weights zeroed and its bias at -6 (p = 0.0025)."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        assert last.bias is not None
+        last.bias.fill_(-6.0)
+    return model
+
+
+def _png(path: Path) -> np.ndarray:
+    from matplotlib.image import imread
+
+    return np.asarray(imread(path))
+
+
+def test_explain_says_when_a_heat_map_has_nothing_to_show(
+    trained_run: RunResult, demo_data: Path, tmp_path: Path
+) -> None:
+    """A blank blue overlay reads as a broken image: the CSV flags it and the PNG says so."""
+    from metastasis.engine.checkpoint import save_checkpoint, state_dict_cpu
+    from metastasis.reports.explanations import plot_explanation
+    from metastasis.reports.figures import save_figure
+
+    trained = load_checkpoint(trained_run.run_dir)
+    folder = demo_data / "valid"
+    valid = open_split(folder, progress=False)
+    peaks = gradcam(trained, np.array(valid.images[:])).reshape(len(valid.ids), -1).max(1)
+    assert 0 < (peaks == 0).sum() < len(peaks)  # 55 of 64 seen: a 1-epoch model says little
+    rows = [int(np.argmax(peaks > 0)), int(np.argmax(peaks == 0))]
+    ids = [str(valid.ids[r]) for r in rows]
+    loud = explain_to_folder(
+        trained_run.run_dir, folder, tmp_path / "loud", ids=ids, progress=False
+    )
+    assert loud["cam_empty"].tolist() == [False, True]
+    assert loud["centre_share"].isna().tolist() == [False, True]
+
+    bundle = load_checkpoint(trained_run.run_dir)  # the same model, its head made to ignore all
+    bundle.state_dict = state_dict_cpu(_confident_negative(bundle.build_model()))
+    negative = save_checkpoint(tmp_path / "negative.pt", bundle)
+    quiet = explain_to_folder(negative, folder, tmp_path / "quiet", ids=ids, progress=False)
+    assert (quiet["probability"] < 0.01).all()
+    saved = pd.read_csv(tmp_path / "quiet" / "explanations.csv")
+    assert saved["cam_empty"].tolist() == [True, True] and saved["centre_share"].isna().all()
+
+    # the PNG carries the words: the same picture without them differs, in the overlay only
+    images = np.asarray(valid.images[rows])
+    heats = gradcam(bundle, images)
+    assert (heats == 0).all()
+    item = explained_patches(
+        images,
+        heats,
+        ids,
+        quiet["probability"].to_numpy(),
+        bundle.threshold,
+        valid.labels[rows],
+        bundle.class_names,
+    )[0]
+    assert item.cam_empty
+    written = _png(tmp_path / "quiet" / quiet["png"][0])
+    save_figure(plot_explanation(item), tmp_path / "again.png")
+    plain = save_figure(plot_explanation(replace(item, cam_empty=False)), tmp_path / "plain.png")
+    np.testing.assert_array_equal(written, _png(tmp_path / "again.png"))
+    unlike = np.argwhere((written != _png(plain)).any(-1))
+    assert len(unlike) > 100
+    height, width = written.shape[:2]
+    assert (unlike[:, 1] > width / 2).all()  # right: the Grad-CAM overlay, not the patch
+    assert (abs(unlike[:, 0] - height * 0.55) < height * 0.25).all()  # across its middle
+
+
 @pytest.fixture(scope="module")
 def learned_model() -> nn.Module:
     """regularised-cnn trained for 4 epochs on 320 synthetic patches (in memory, flips)."""
@@ -180,9 +274,12 @@ def test_explain_command_writes_grid_patches_and_table(
         "prediction",
         "truth",
         "centre_share",
+        "cam_empty",
         "png",
     ]
     assert len(table) == 5 and set(table["truth"]) == {0, 1}  # both classes drawn
+    assert table["cam_empty"].dtype == bool
+    assert (table["cam_empty"] == table["centre_share"].isna()).all()  # both say: map empty
     bundle = load_checkpoint(trained_run.run_dir)
     assert (table["prediction"] == (table["probability"] >= bundle.threshold)).all()
     for name in [*table["png"], "grid.png"]:

@@ -5,7 +5,9 @@ registered model names (``metastasis.models``' ``target_layer``), with the tumou
 target, and returns one heat map per patch, scaled to [0, 1] per patch at the patch's own size.
 ``overlay`` blends a heat map onto its patch with the jet colour map and outlines the central
 32 x 32 pixels, the region the label is about. ``centre_share`` says how much of a heat map lies
-there. ``explain_to_folder`` (``metastasis explain``) writes them for patches of a data set.
+there, ``cam_empty`` whether a map has nothing to show (all zeros: nothing in the patch raises the
+tumour logit, as for a confident negative). ``explain_to_folder`` (``metastasis explain``) writes
+them for patches of a data set.
 
 Grad-CAM needs gradients: it runs the PyTorch model in float32 (never an ONNX session), and it
 adds hooks to the model while it runs, so calls from several threads (a web service) take turns.
@@ -42,6 +44,7 @@ CHUNK = 32  # patches per Grad-CAM pass (activations and gradients of a chunk ar
 CENTRE = 32  # side of the label region of a 96 x 96 patch, in pixels
 OUTLINE = (255, 255, 255)  # colour of the centre's outline
 SHADOW = (40, 40, 40)  # the line just outside it
+EMPTY_BELOW = 1 / 255  # a heat map whose maximum is below this has nothing to show (cam_empty)
 
 
 def _resolve(
@@ -194,6 +197,19 @@ def centre_share(heat: np.ndarray) -> np.ndarray:
         return np.where(total > 0, inner / np.where(total > 0, total, 1.0), np.nan)
 
 
+def cam_empty(heat: np.ndarray) -> np.ndarray:
+    """True where a heat map has nothing to show (N x H x W -> N; H x W -> a 0-d array).
+
+    pytorch-grad-cam shifts each map to a minimum of 0 and divides it by its maximum (plus 1e-7),
+    after a ReLU, so a map from `gradcam` either reaches 1 or is zeros everywhere: where every
+    weighted activation is negative (nothing in the patch raises the tumour logit, as for a
+    confident negative) or the map is flat (a blank patch). Empty here: a maximum below
+    ``EMPTY_BELOW``, one step of the overlay's 8-bit colour map, under which the overlay is
+    a uniform blue whatever the map holds."""
+    h = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0)
+    return np.asarray(h.max(axis=(-2, -1), initial=0.0) < EMPTY_BELOW)
+
+
 def explained_patches(
     images: np.ndarray,
     heats: np.ndarray,
@@ -204,7 +220,9 @@ def explained_patches(
     class_names: Sequence[str] = ("normal", "tumour"),
     alpha: float = 0.4,
 ) -> list[Explained]:
-    """What the pictures show of each patch (``truths``: 0/1, -1 or None where unknown)."""
+    """What the pictures show of each patch (``truths``: 0/1, -1 or None where unknown); a
+    patch whose heat map is empty (`cam_empty`) is marked so its overlay says so."""
+    empty = cam_empty(heats)
     items = []
     for k, image in enumerate(images):
         truth = None if truths is None or truths[k] < 0 else class_names[int(truths[k])]
@@ -216,6 +234,7 @@ def explained_patches(
                 probability=float(probabilities[k]),
                 prediction=class_names[int(probabilities[k] >= threshold)],
                 truth=truth,
+                cam_empty=bool(empty[k]),
             )
         )
     return items
@@ -275,16 +294,14 @@ def explain_to_folder(
     """Grad-CAM explanations of patches of ``data`` by a checkpoint (or run folder), in ``out``.
 
     Writes ``grid.png`` (up to ``GRID_MAX`` tiles), one ``patches/NNNN_<id>.png`` per patch and
-    ``explanations.csv`` (``id, probability, prediction, truth, centre_share, png``), all
-    atomically, and returns that table. Patches: ``ids`` when given, else ``n`` drawn at random
-    (``seed``; half of each class in labelled data). Probabilities are the checkpoint's (its
-    test-time augmentation and temperature, as ``predict`` gives them), the prediction is at its
-    threshold, ``truth`` is the label where the data has one; ``centre_share`` is the share of
-    the heat map in the central 32 x 32.
+    ``explanations.csv`` (``id, probability, prediction, truth, centre_share, cam_empty, png``),
+    all atomically, and returns that table. Patches: ``ids`` when given, else ``n`` drawn at
+    random (``seed``; half of each class in labelled data). Probabilities are the checkpoint's
+    (its test-time augmentation and temperature, as ``predict`` gives them), the prediction is at
+    its threshold, ``truth`` is the label where the data has one; ``centre_share`` is the share
+    of the heat map in the central 32 x 32; ``cam_empty`` is True where the heat map is empty
+    (`cam_empty`), and its overlay then says "no activation: nothing to show".
     """
-    from metastasis.reports.explanations import plot_explanation, plot_explanations
-    from metastasis.reports.figures import save_figure
-
     if not 0.0 <= alpha <= 1.0:
         raise MetastasisError(f"alpha must be in 0..1, got {alpha}")
     predictor = Predictor.from_checkpoint(
@@ -306,35 +323,51 @@ def explain_to_folder(
     )
     probs = predictor.predict_proba(images)
     heats = gradcam(predictor, images)
-    items = explained_patches(
-        images,
-        heats,
-        patch_ids,
+    threshold, names = predictor.threshold, predictor.bundle.class_names
+    items = explained_patches(images, heats, patch_ids, probs, threshold, truths, names, alpha)
+    title = f"Grad-CAM of {Path(str(checkpoint)).name} on {cached.name}"
+    pngs = _write_pictures(Path(out), items, title, threshold)
+    table = _explanations_table(patch_ids, probs, threshold, truths, heats, pngs)
+    write_table(table, Path(out) / "explanations.csv")
+    return table
+
+
+def _explanations_table(
+    ids: Sequence[str],
+    probs: np.ndarray,
+    threshold: float,
+    truths: np.ndarray | None,
+    heats: np.ndarray,
+    pngs: Sequence[str],
+) -> pd.DataFrame:
+    """``explanations.csv``: ``id, probability, prediction, truth`` (``truth`` always there,
+    empty for unlabelled data), then ``centre_share, cam_empty, png``."""
+    table = predictions_frame(
+        ids,
         probs,
-        predictor.threshold,
+        threshold,
         truths,
-        predictor.bundle.class_names,
-        alpha,
+        centre_share=centre_share(heats),
+        cam_empty=cam_empty(heats),
+        png=list(pngs),
     )
-    out_dir = Path(out)
-    names = [f"patches/{_file_name(k, i)}" for k, i in enumerate(patch_ids)]
+    if truths is None:
+        table.insert(3, TRUTH, pd.Series(pd.NA, index=table.index, dtype="Int64"))
+    return table
+
+
+def _write_pictures(
+    out_dir: Path, items: Sequence[Explained], title: str, threshold: float
+) -> list[str]:
+    """One ``patches/NNNN_<id>.png`` per item and ``grid.png`` (the first ``GRID_MAX``, under
+    ``title``) in ``out_dir``; returns the patches' PNG paths, relative to ``out_dir``."""
+    from metastasis.reports.explanations import plot_explanation, plot_explanations
+    from metastasis.reports.figures import save_figure
+
+    names = [f"patches/{_file_name(k, item.id)}" for k, item in enumerate(items)]
     for item, name in zip(items, names):
         save_figure(plot_explanation(item), out_dir / name)
     shown = items[:GRID_MAX]
-    title = (
-        f"Grad-CAM of {Path(str(checkpoint)).name} on {cached.name}: "
-        f"{len(shown)} of {len(items)} patches, threshold {predictor.threshold:.3f}"
-    )
+    title = f"{title}: {len(shown)} of {len(items)} patches, threshold {threshold:.3f}"
     save_figure(plot_explanations(shown, ncols=4, title=title), out_dir / "grid.png")
-    table = predictions_frame(
-        patch_ids,
-        probs,
-        predictor.threshold,
-        truths,
-        centre_share=centre_share(heats),
-        png=names,
-    )
-    if truths is None:  # the column is always there, empty for unlabelled data
-        table.insert(3, TRUTH, pd.Series(pd.NA, index=table.index, dtype="Int64"))
-    write_table(table, out_dir / "explanations.csv")
-    return table
+    return names

@@ -1,4 +1,5 @@
-"""`metastasis predict`: one row per patch, or Kaggle's submission file."""
+"""`metastasis predict`: one row per patch, or Kaggle's submission file (its rules are
+`metastasis.inference.kaggle`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 from metastasis.data.cache import open_split
 from metastasis.data.layouts import open_layout
 from metastasis.engine.checkpoint import checkpoint_path
-from metastasis.errors import DataError
+from metastasis.inference import kaggle
 from metastasis.inference.predictor import Predictor
 from metastasis.io import atomic_path, check_outputs
 from metastasis.predictions import predictions_frame, write_table
@@ -48,8 +49,7 @@ def predict_to_csv(
     when some cannot be predicted the command stops, naming them, unless ``fill_unreadable``
     gives the probability to write for them (said in the log, listed in ``OUT.excluded.csv``).
     """
-    if fill_unreadable is not None and not 0.0 <= fill_unreadable <= 1.0:  # NaN too
-        raise DataError(f"--fill-unreadable must be a probability in [0, 1], got {fill_unreadable}")
+    kaggle.check_fill_unreadable(fill_unreadable)
     out_path = Path(out)
     side = out_path.with_name(out_path.name + ".excluded.csv")
     layout = open_layout(data)
@@ -57,11 +57,7 @@ def predict_to_csv(
         files=[out_path, side], inputs=[checkpoint_path(checkpoint)], is_input=layout.is_input
     )
     if kaggle_submission:
-        if layout.kind != "kaggle" or "test" not in layout.splits:
-            raise DataError(
-                f"{data}: --kaggle-submission needs the Kaggle layout with a test/ folder"
-            )
-        split = "test"
+        split = kaggle.submission_split(layout, data)
     predictor = Predictor.from_checkpoint(
         checkpoint, device=device, batch_size=batch_size, tta=tta, engine=engine
     )
@@ -70,36 +66,21 @@ def predict_to_csv(
     )
     idx = cached.usable_indices()
     excluded = cached.excluded()
-    unpredictable = sorted(set(excluded["id"]) - set(cached.ids[idx]))
-    if kaggle_submission and unpredictable:
+    missing = kaggle.missing_ids(excluded, cached.ids[idx]) if kaggle_submission else []
+    if missing:  # listed before anything is predicted, whether the command stops or fills
         _write_excluded(side, excluded)
-        if fill_unreadable is None:
-            shown = ", ".join(unpredictable[:5]) + (" ..." if len(unpredictable) > 5 else "")
-            raise DataError(
-                f"{Path(data) / 'test'}: {len(unpredictable)} test "
-                f"image(s) cannot be predicted ({shown}; all in {side}); Kaggle rejects a "
-                "submission without them: fix them, or give --fill-unreadable P"
-            )
+        kaggle.refuse_incomplete(missing, fill_unreadable, data, side)
     log.info("engine: %s", predictor.engine.describe())  # once the data is known to be good
     probs, labels = predictor.predict_split(cached, idx, progress)
     ids = cached.ids[idx]
     if kaggle_submission:
-        table = pd.DataFrame({"id": ids, "label": probs})
-        if unpredictable:
-            filled = pd.DataFrame({"id": unpredictable, "label": fill_unreadable})
-            table = pd.concat([table, filled], ignore_index=True)
-            log.warning(
-                "%d test images could not be predicted: wrote %g for them (--fill-unreadable); "
-                "listed in %s",
-                len(unpredictable),
-                fill_unreadable,
-                side,
-            )
+        table = kaggle.submission_frame(ids, probs, missing, fill_unreadable, side)
     else:
-        truth = labels if cached.labelled else None
-        table = predictions_frame(ids, probs, predictor.threshold, truth)
+        table = predictions_frame(
+            ids, probs, predictor.threshold, labels if cached.labelled else None
+        )
     write_table(table, out_path)
-    if len(excluded) and not (kaggle_submission and unpredictable):
+    if len(excluded) and not missing:
         _write_excluded(side, excluded)
         log.warning("%d files could not be predicted; listed in %s", len(excluded), side)
     return table

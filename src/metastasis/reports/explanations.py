@@ -1,7 +1,9 @@
 """Pictures of Grad-CAM explanations: patches beside their overlays, with what the model said.
 
 Pure drawing: arrays and captions in, a matplotlib ``Figure`` out (``reports.figures.save_figure``
-writes it atomically). The heat maps and overlays come from ``inference.explain``.
+writes it atomically). The heat maps and overlays come from ``inference.explain``. An overlay
+whose heat map is empty (``Explained.cam_empty``: nothing raised the tumour logit) would be a plain
+blue square that reads as a broken image, so it carries the words ``NOTHING_TO_SHOW``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 WRONG = "#c0392b"  # caption colour of a patch whose prediction is not its truth
 RIGHT = "#222222"
+NOTHING_TO_SHOW = "no activation:\nnothing to show"  # written across an empty overlay
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Explained:
     probability: float
     prediction: str  # class name at the checkpoint's threshold
     truth: str | None = None  # class name, None when unknown
+    cam_empty: bool = False  # the heat map is empty: the overlay has nothing to show
 
     @property
     def wrong(self) -> bool:
@@ -59,6 +64,8 @@ def plot_explanations(items: Sequence[Explained], ncols: int = 4, title: str = "
         item = items[k]
         axes[0].imshow(item.patch, interpolation="nearest")
         axes[1].imshow(item.overlay, interpolation="nearest")
+        if item.cam_empty:
+            _say_nothing_to_show(axes[1], fontsize=6)
         sub.suptitle(item.caption(), fontsize=7.5, color=WRONG if item.wrong else RIGHT, y=0.99)
         sub.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.78, wspace=0.04)
     if not items:
@@ -74,6 +81,23 @@ def plot_explanation(item: Explained) -> Figure:
         ax.imshow(image, interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(name, fontsize=8, color="#666")
+    if item.cam_empty:
+        _say_nothing_to_show(axes[1], fontsize=8)
     fig.suptitle(item.caption(width=48), fontsize=9, color=WRONG if item.wrong else RIGHT)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.74, wspace=0.05)
     return fig
+
+
+def _say_nothing_to_show(ax: Axes, fontsize: float) -> None:
+    """``NOTHING_TO_SHOW`` across the middle of an overlay's axes, on a pale box."""
+    ax.text(
+        0.5,
+        0.5,
+        NOTHING_TO_SHOW,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=fontsize,
+        color=RIGHT,
+        bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "alpha": 0.85, "linewidth": 0},
+    )
