@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
-from metastasis.engine.checkpoint import load_checkpoint
+from metastasis.engine.checkpoint import Bundle, load_checkpoint
 from metastasis.engine.trainer import RunResult
 from metastasis.export.model_card import model_card, read_run_info
+from metastasis.transforms.presets import Preprocessing
 
 
 def _front_matter(card: str) -> dict:
@@ -53,3 +59,94 @@ def test_card_without_run_metrics_says_what_is_unknown(trained_run: RunResult) -
     assert "not known here" in card
     assert "model-index" not in _front_matter(card)
     assert read_run_info(trained_run.run_dir / "nowhere") == ({}, {})
+
+
+# Two cards pinned byte for byte (written by the hand-built Markdown that the template replaced):
+# every branch of the template, and user text (paths, file lines) printed as it is.
+def _pinned_bundle(**changes: Any) -> Bundle:
+    config = {
+        "data": "data/pcam <train> & *more*",
+        "split": "train",
+        "val_data": "data/pcam_valid",
+        "epochs": 3,
+        "batch_size": 64,
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "schedule": "cosine",
+        "augment": "strong",
+        "precision": "bf16-mixed",
+        "seed": 7,
+    }
+    fields: dict[str, Any] = {
+        "arch": "baseline-cnn",
+        "arch_kwargs": {"width": 16, "dropout": 0.25},
+        "state_dict": {},
+        "preprocessing": Preprocessing(input_size=128, mean=(0.7, 0.55, 0.7), std=(0.15, 0.2, 0.1)),
+        "threshold": 0.421337,
+        "temperature": 1.371234,
+        "tta": "d4",
+        "config": config,
+        "metrics": {"threshold_method": "youden", "val_roc_auc": 0.91234567},
+        "versions": {"metastasis": "0.1.0", "torch": "2.4.0", "python": "3.11.7", "numpy": "2"},
+    }
+    return Bundle(**{**fields, **changes})
+
+
+PINNED_METRICS = {
+    "best_epoch": 2,
+    "checkpoint": {"threshold_method": "sensitivity:0.9"},
+    "val": {
+        "n": 1000,
+        "n_positive": 400,
+        "roc_auc": 0.9512345,
+        "pr_auc": 0.93,
+        "accuracy": 0.875,
+        "sensitivity": 0.9,
+        "specificity": 0.858333,
+        "f1": 0.8,
+        "balanced_accuracy": 0.8791665,
+        "ece": 0.031,
+        "brier": None,
+        "ci95": {"roc_auc": {"low": 0.94, "high": 0.96}, "f1": {"low": None, "high": None}},
+    },
+}
+PINNED_DATA = {
+    "train": {"n_used": 12345, "class_counts": {"0": 7000, "1": 5345}, "n_excluded": 12},
+    "val": {"n_used": 1000, "class_counts": {"0": 600, "1": 400}},
+    "validation_protocol": "explicit validation set data/pcam_valid",
+}
+PINNED = {
+    "full": lambda: model_card(
+        _pinned_bundle(),
+        PINNED_METRICS,
+        PINNED_DATA,
+        ["`checkpoint.pt`: the checkpoint", "`model.onnx`: ONNX <graph> & *stuff* | 1e-07"],
+    ),
+    "bare": lambda: model_card(
+        _pinned_bundle(
+            preprocessing=Preprocessing(),
+            threshold=0.5,
+            temperature=1.0,
+            tta="none",
+            config={"data": "synthetic", "seed": 3, "val_fraction": 0.2},
+            metrics={},
+            versions={},
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_card_text_is_pinned(name: str) -> None:
+    expected = (Path(__file__).parent / f"model_card_{name}.md").read_text(encoding="utf-8")
+    assert PINNED[name]() == expected
+
+
+def test_writing_a_card_loads_no_report_layer() -> None:
+    """Training writes the card at its end, and the engine never reaches the reports."""
+    code = (
+        "import sys; from tests.export.test_model_card import PINNED; PINNED['bare']();"
+        "assert not [m for m in sys.modules if m.startswith('metastasis.reports')]"
+    )
+    root = Path(__file__).parents[2]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)

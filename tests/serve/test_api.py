@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -246,3 +247,16 @@ def test_explain_adds_gradcam_overlays(
         assert shown.shape == (96, 96, 3) and shown.dtype == np.uint8
         assert np.abs(shown.astype(int) - overlay(img, h).astype(int)).max() <= 1
         assert not np.array_equal(shown, img)
+
+
+def test_docs_pages_name_only_the_service_s_own_files(live_server: LiveServer) -> None:
+    with live_server.client(key=None) as c:
+        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+            page = c.get(path)
+            assert (
+                page.status_code == 200
+                and "default-src 'self'" in page.headers["content-security-policy"]
+            )
+            assert "http://" not in page.text and "https://" not in page.text, path
+            for url in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+                assert c.get(url).status_code == 200, url

@@ -1,10 +1,12 @@
-"""The web page in a real headless Chromium against the live server: upload, results, CSV."""
+"""The web page in a real headless Chromium against the live server: upload, results, CSV;
+and the API docs pages, which load nothing from outside the service."""
 
 from __future__ import annotations
 
 import csv
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from tests.helpers import patches, write_image
@@ -135,3 +137,39 @@ def test_drop_a_patch_on_the_drop_zone(
     finally:
         page.close()
     assert row == ["dropped.png", 1]  # the patch shown from the browser; no overlay asked
+
+
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [("/docs", ".opblock-summary-path[data-path='{}']"), ("/redoc", 'text="{}"')],
+)
+def test_docs_render_with_the_network_blocked(
+    live_server: LiveServer, browser: object, path: str, operation: str
+) -> None:
+    outside: list[str] = []
+
+    def local_only(route: object) -> None:  # every request but the service's own is refused
+        url = route.request.url  # type: ignore[attr-defined]
+        if urlsplit(url).hostname == "127.0.0.1":
+            route.continue_()  # type: ignore[attr-defined]
+        else:
+            outside.append(url)
+            route.abort()  # type: ignore[attr-defined]
+
+    page = browser.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    failed: list[tuple[str, str]] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfailed", lambda r: failed.append((r.url, r.failure)))
+    try:
+        page.route("**/*", local_only)
+        page.goto(live_server.url + path)
+        for route in ("/v1/predict", "/v1/model", "/healthz"):  # the operations list rendered
+            page.locator(operation.format(route)).first.wait_for(timeout=30_000)
+        page.wait_for_load_state("networkidle")
+    finally:
+        page.close()
+    assert outside == [], outside  # nothing left the machine
+    assert errors == [], errors
+    # what a bundle would fetch from elsewhere (ReDoc's footer logo) the page's policy refuses
+    assert all(why == "csp" and "127.0.0.1" not in url for url, why in failed), failed
