@@ -41,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from metastasis.config import TrainConfig, resolve_config
     from metastasis.errors import MetastasisError
+    from metastasis.extras import require_loggers
     from metastasis.training import train
 
     overrides = setting_values(args, list(TrainConfig.model_fields))
@@ -52,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
                 + ", ".join(given or ["--config"])
             )
         cfg = resolve_config(Path(args.resume) / "config.yaml", cache_dir=args.cache_dir)
+        require_loggers(cfg.loggers)
         result = train(cfg.replace(out=args.resume), progress=progress(args), resume=True)
     else:
-        result = train(training_config(args.config, overrides), progress=progress(args))
+        cfg = training_config(args.config, overrides)
+        require_loggers(cfg.loggers)
+        result = train(cfg, progress=progress(args))
     if not result.is_global_zero:  # DDP: rank 0 reports
         return 0
     val = result.metrics["val"]
