@@ -25,8 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument(
         "--config",
-        metavar="FILE.yaml",
-        help="recipe (see configs/; default: none, the settings' defaults)",
+        metavar="FILE.yaml|NAME",
+        help="recipe: a YAML file, or the name of a shipped one such as fast-cpu (`metastasis "
+        "recipes` lists them; default: none, the settings' defaults)",
     )
     add_setting_flags(p, TrainConfig, list(TrainConfig.model_fields))
     p.add_argument(
