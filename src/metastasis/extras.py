@@ -2,7 +2,7 @@
 to import a package of one: `require`, which imports it or raises `MissingExtra`, a one-line
 `MetastasisError` naming what needs it and the ``pip install`` that brings it::
 
-    serve needs FastAPI: pip install 'metastasis[serve]'
+    the REST service needs FastAPI: pip install 'metastasis[serve]'
 
 Commands call `require` before they import the code that needs an extra (`metastasis.cli`), so
 a missing extra is one line and exit status 2, never a ``ModuleNotFoundError`` traceback.
