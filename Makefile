@@ -11,24 +11,32 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The demo's next steps include `serve`: the base package and the serve extra.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[serve]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
-# Synthetic data -> train the seed's CNN for a few epochs -> evaluate -> print where things are.
+# Synthetic data -> train the seed's CNN for a few epochs -> evaluate -> print where things are
+# and the next commands.
 demo: $(VENV)/.installed
 	$(BIN)/metastasis synth --out $(DEMO_DATA) --n 2000 --n-valid 500
 	$(BIN)/metastasis check $(DEMO_DATA) --no-progress
 	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \
-	$(BIN)/metastasis train --config configs/demo.yaml --data $(DEMO_DATA)/train \
+	$(BIN)/metastasis train --config demo --data $(DEMO_DATA)/train \
 		--val-data $(DEMO_DATA)/valid --out $$run && \
 	$(BIN)/metastasis evaluate --checkpoint $$run --data $(DEMO_DATA)/valid \
 		--out $$run/evaluation --no-progress && \
-	echo "" && echo "Demo finished. Run folder: $$run  Report: $$run/report.html"
+	echo "" && echo "Demo finished. Run folder: $$run" && \
+	echo "" && \
+	echo "Next steps (the command is $(BIN)/metastasis, or run 'source $(BIN)/activate' first):" && \
+	echo "  open the reports:     $$run/report.html and $$run/evaluation/report.html" && \
+	echo "  serve the model:      $(BIN)/metastasis serve --checkpoint $$run   (then http://127.0.0.1:8000)" && \
+	echo "  explore the data:     $(BIN)/metastasis eda $(DEMO_DATA) --out $$run/eda" && \
+	echo "  your own data:        $(BIN)/metastasis train --config fast-cpu --data DATA   ('$(BIN)/metastasis recipes' lists the recipes)"
 
 test: lint pytest
 

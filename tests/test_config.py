@@ -15,11 +15,12 @@ from metastasis.config import (
     options_table,
     read_yaml,
     resolve_config,
+    shipped_recipes,
 )
 from metastasis.errors import MetastasisError
 from metastasis.settings import choices, default_text, flag_name, value_type
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = list(shipped_recipes().values())  # the package's recipes (configs/ in a clone)
 
 
 def test_defaults_are_the_seed_recipe() -> None:

@@ -226,7 +226,8 @@ class TrainConfig(Settings):
         if self.warmup_epochs >= self.epochs:
             raise MetastasisError(
                 f"{source}: warmup_epochs must be in [0, epochs), got {self.warmup_epochs} for "
-                f"{self.epochs} epochs"
+                f"{self.epochs} epochs; set --warmup-epochs below {self.epochs} (0: no warm-up, "
+                "or one-cycle's default rise over 30% of the run)"
             )
         try:
             augment_spec(self.augment, self.augment_kwargs)
@@ -243,6 +244,45 @@ def field_names() -> list[str]:
     return list(TrainConfig.model_fields)
 
 
+# ---------------------------------------------------------------------------- shipped recipes
+
+RECIPES = Path(__file__).resolve().parent / "recipes"  # package data; `configs/` in a clone
+SEARCH_SPACES = RECIPES / "search"  # `metastasis tune --space NAME`
+
+
+def shipped_recipes(folder: Path = RECIPES) -> dict[str, Path]:
+    """The shipped recipes (or, with ``folder=SEARCH_SPACES``, search spaces): name -> file."""
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def recipe_path(name: str | Path, folder: Path = RECIPES) -> Path:
+    """``name`` as a file to read: a path as it is (an existing file, or anything with a folder
+    or a ``.yaml``/``.yml`` ending), else the shipped recipe of that name (``fast-cpu``; ``-``
+    and ``_`` alike). An unknown name is one line listing the known ones."""
+    text = str(name)
+    path = Path(name)
+    looks_like_path = any(sep in text for sep in ("/", "\\")) or path.suffix in (".yaml", ".yml")
+    if path.is_file() or looks_like_path:
+        return path
+    known = shipped_recipes(folder)
+    for stem, file in known.items():
+        if stem.replace("_", "-") == text.replace("_", "-"):
+            return file
+    what = "search space" if folder == SEARCH_SPACES else "recipe"
+    raise MetastasisError(
+        f"{text}: no such file, nor a shipped {what} of that name; known: {', '.join(known)}"
+    )
+
+
+def measured(path: Path) -> str | None:
+    """A recipe's measured numbers: its ``# measured: ...`` comment line (copied from the
+    README's recipe table, where a test keeps them), or None."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# measured:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
@@ -257,10 +297,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the YAML file, then every override that is not None."""
+    """Defaults, then the YAML file (a path, or the name of a shipped recipe: `recipe_path`),
+    then every override that is not None."""
     values: dict[str, Any] = {}
     if path is not None:
-        values.update(read_yaml(path))
+        values.update(read_yaml(recipe_path(path)))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return build_config(values, source=str(path) if path else "options")
 

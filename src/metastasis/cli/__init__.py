@@ -44,12 +44,25 @@ class _DefaultsHelp(argparse.HelpFormatter):
         return text
 
 
+def installed_version() -> str:
+    """The installed package's version (its metadata), else the source's ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("metastasis")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        from metastasis import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metastasis",
         description="Detect metastatic cancer in 96x96 H&E lymph-node patches (PCam / Kaggle).",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--version", action="version", version=f"metastasis {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, mod in command_modules().items():
         p = sub.add_parser(

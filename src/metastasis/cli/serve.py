@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from metastasis.extras import SERVE, require
+
+    require("the REST service", *SERVE)
     from metastasis.serve.app import serve
     from metastasis.serve.uploads import Limits
 

@@ -88,6 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from metastasis.extras import SLIDES, require
+
+    require("whole-slide analysis", *SLIDES)
     from metastasis.slides import run_slides
 
     table = run_slides(

@@ -25,8 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument(
         "--config",
-        metavar="FILE.yaml",
-        help="recipe (see configs/; default: none, the settings' defaults)",
+        metavar="FILE.yaml|NAME",
+        help="recipe: a YAML file, or the name of a shipped one such as fast-cpu (`metastasis "
+        "recipes` lists them; default: none, the settings' defaults)",
     )
     add_setting_flags(p, TrainConfig, list(TrainConfig.model_fields))
     p.add_argument(
@@ -41,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from metastasis.config import TrainConfig, resolve_config
     from metastasis.errors import MetastasisError
+    from metastasis.extras import require_loggers
     from metastasis.training import train
 
     overrides = setting_values(args, list(TrainConfig.model_fields))
@@ -52,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
                 + ", ".join(given or ["--config"])
             )
         cfg = resolve_config(Path(args.resume) / "config.yaml", cache_dir=args.cache_dir)
+        require_loggers(cfg.loggers)
         result = train(cfg.replace(out=args.resume), progress=progress(args), resume=True)
     else:
-        result = train(training_config(args.config, overrides), progress=progress(args))
+        cfg = training_config(args.config, overrides)
+        require_loggers(cfg.loggers)
+        result = train(cfg, progress=progress(args))
     if not result.is_global_zero:  # DDP: rank 0 reports
         return 0
     val = result.metrics["val"]

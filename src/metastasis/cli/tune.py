@@ -48,11 +48,17 @@ TRIAL_FLAGS = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", required=True, metavar="SPACE.yaml", help="search space")
+    p.add_argument(
+        "--space",
+        required=True,
+        metavar="SPACE.yaml|NAME",
+        help="search space: a YAML file, or the name of a shipped one (`metastasis recipes`)",
+    )
     p.add_argument(
         "--config",
-        metavar="BASE.yaml",
-        help="recipe every trial starts from (default: none, the settings' defaults)",
+        metavar="BASE.yaml|NAME",
+        help="recipe every trial starts from: a YAML file or a shipped recipe's name "
+        "(default: none, the settings' defaults)",
     )
     from metastasis.config import TrainConfig
     from metastasis.tune.options import TuneOptions
@@ -67,11 +73,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from metastasis.config import SEARCH_SPACES, recipe_path
     from metastasis.errors import MetastasisError
+    from metastasis.extras import TUNE, require, require_loggers
     from metastasis.settings import validated
     from metastasis.tune import TuneSettings, load_space, tune, write_study_report
     from metastasis.tune.options import TuneOptions
 
+    require("hyper-parameter search", *TUNE)
     opts = validated(
         TuneOptions,
         {
@@ -83,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     )
     flags = setting_values(args, TRIAL_FLAGS) | {"cache_dir": args.cache_dir}
     base = training_config(args.config, flags)
-    space = load_space(args.space)
+    require_loggers(base.loggers)
+    space = load_space(recipe_path(args.space, SEARCH_SPACES))
     # A flag the space also sets would be overridden silently by every trial: refuse instead.
     clash = sorted(k for k, v in flags.items() if v is not None and k in space.settings())
     if clash:
