@@ -102,6 +102,9 @@ def choices(info: FieldInfo) -> tuple[Any, ...]:
     hint = info.annotation
     if get_origin(hint) is list:
         hint = get_args(hint)[0]
+    optional = [a for a in get_args(hint) if a is not type(None)]
+    if type(None) in get_args(hint) and len(optional) == 1:  # Literal[...] | None
+        hint = optional[0]
     return get_args(hint) if get_origin(hint) is Literal else ()
 
 

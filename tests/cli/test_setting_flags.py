@@ -133,3 +133,41 @@ def test_tune_flags_derive_from_the_study_settings(
     )
     assert main(["tune", "--space", str(space), "--trials", "0", "--data", str(tmp_path)]) == 2
     assert "options: trials must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_inference_and_slide_flags_come_from_their_declarations() -> None:
+    """predict, evaluate, explain, serve and slides take their engine (and the rest of
+    ``InferenceOptions``) from one declaration, slides every ``SlideOptions`` setting: the
+    flag, its choices and its ``--help`` default are the declaration's."""
+    from metastasis.inference.options import ENGINES, InferenceOptions
+    from metastasis.settings import default_text, flag_name
+    from metastasis.slides.options import SlideOptions
+
+    parsers = _subparsers()
+    for command in ("predict", "evaluate", "explain", "serve", "slides"):
+        engine = next(a for a in parsers[command]._actions if a.dest == "engine")
+        assert engine.metavar == "{" + ",".join(ENGINES) + "}" and engine.default is None
+    declared = {**InferenceOptions.model_fields, **SlideOptions.model_fields}
+    flags = {a.dest: a for a in parsers["slides"]._actions}
+    for name, info in declared.items():
+        action = flags[name]
+        assert flag_name(name).split("/")[0] in action.option_strings
+        assert f"(default: {default_text(info)})" in (action.help or "").replace("%%", "%")
+    args = build_parser().parse_args(["slides", "s.tif", "--checkpoint", "c", "--out", "o",
+                                      "--min-tissue", "0.5", "--no-resume"])  # fmt: skip
+    from metastasis.slides.options import NAMES, slide_options
+
+    options = slide_options(setting_values(args, NAMES))
+    assert options.min_tissue == 0.5 and options.resume is False and options.itc_mm == 0.2
+
+
+def test_a_bad_slide_or_inference_flag_is_one_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for flag in (["--min-tissue", "2"], ["--engine", "magic"], ["--shard", "3/2"],
+                 ["--itc-mm", "5"], ["--batch-size", "0"], ["--mpp", "0.001"]):  # fmt: skip
+        code = main(["slides", str(tmp_path), "--checkpoint", str(tmp_path / "c.pt"), "--out",
+                     str(tmp_path / "out"), *flag])  # fmt: skip
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("metastasis slides: error:")
+        assert not (tmp_path / "out").exists()

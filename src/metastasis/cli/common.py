@@ -105,6 +105,44 @@ def setting_values(args: argparse.Namespace, names: Sequence[str]) -> dict[str, 
     return out
 
 
+def add_inference_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The flags of ``InferenceOptions`` (engine, tta, batch size, device)."""
+    from metastasis.inference.options import NAMES, InferenceOptions
+
+    add_setting_flags(p, InferenceOptions, NAMES)
+
+
+def inference_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``InferenceOptions`` given on the command line, checked, defaults filled in."""
+    from metastasis.inference.options import NAMES, inference_options
+
+    return inference_options(setting_values(args, NAMES)).to_dict()
+
+
+def add_checkpoint_options(
+    p: argparse.ArgumentParser,
+    out_help: str,
+    split_help: str = "split of --data (default: test, else valid or val, else the only one)",
+) -> None:
+    """--checkpoint, --data, --split, --out, the inference flags and the data options."""
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
+    p.add_argument("--data", required=True, help="Kaggle folder, PCam .h5 files or class folders")
+    p.add_argument("--split", help=split_help)
+    p.add_argument("--out", required=True, help=out_help)
+    add_inference_flags(p)
+    add_data_options(p)
+
+
+def checkpoint_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword options that ``add_checkpoint_options`` added, as the API takes them."""
+    return {
+        "split": args.split,
+        "cache_dir": args.cache_dir,
+        "progress": progress(args),
+        **inference_values(args),
+    }
+
+
 def training_config(config: str | None, overrides: dict[str, Any]) -> TrainConfig:
     """The --config recipe (or the defaults) with the given flags on top; a dict flag's keys
     are set in the recipe's dict, its other keys stay. A bad value is reported as the recipe's

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from metastasis.cli.common import add_data_options, progress
-from metastasis.cli.evaluate import ENGINES
+from metastasis.cli.common import add_data_options, add_setting_flags, inference_values, progress
+from metastasis.inference.options import InferenceOptions
 
 ORDER = 45
 HELP = "Grad-CAM explanations of a checkpoint on patches"
@@ -33,9 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random draw")
     p.add_argument("--alpha", type=float, default=0.4, help="weight of the heat map (0-1)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    p.add_argument("--engine", choices=ENGINES, default="auto", help="engine of the probabilities")
+    add_setting_flags(p, InferenceOptions, ("engine", "batch_size", "device"))
     add_data_options(p)
 
 
@@ -51,11 +49,9 @@ def run(args: argparse.Namespace) -> int:
         n=args.n,
         seed=args.seed,
         alpha=args.alpha,
-        batch_size=args.batch_size,
-        device=args.device,
         cache_dir=args.cache_dir,
         progress=progress(args),
-        engine=args.engine,
+        **{k: v for k, v in inference_values(args).items() if k != "tta"},
     )
     print(f"explained {len(table)} patches: {args.out}/grid.png, {args.out}/explanations.csv")
     return 0

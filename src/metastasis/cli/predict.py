@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from metastasis.cli.evaluate import add_checkpoint_options, checkpoint_options
+from metastasis.cli.common import add_checkpoint_options, checkpoint_options
 
 ORDER = 40
 HELP = "predictions of a checkpoint as CSV"

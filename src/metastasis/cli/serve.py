@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from metastasis.cli.evaluate import ENGINES
+from metastasis.cli.common import add_setting_flags, inference_values
+from metastasis.inference.options import InferenceOptions
 
 ORDER = 45
 HELP = "REST service and web page for a checkpoint"
@@ -23,8 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="every /v1 call must send it (X-API-Key or Authorization: Bearer); "
         "default $METASTASIS_API_KEY, none when unset",
     )
-    p.add_argument("--engine", choices=ENGINES, default="auto", help="as for predict")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    add_setting_flags(p, InferenceOptions, ("engine", "device"))
     p.add_argument("--max-upload-mb", type=float, default=32, help="largest request body")
     p.add_argument("--max-images", type=int, default=256, help="images per request")
     p.add_argument(
@@ -42,14 +42,15 @@ def run(args: argparse.Namespace) -> int:
     from metastasis.serve.app import serve
     from metastasis.serve.uploads import Limits
 
+    inference = inference_values(args)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024**2), max_images=args.max_images)
     serve(
         args.checkpoint,
         args.host,
         args.port,
         api_key=args.api_key or None,
-        engine=args.engine,
-        device=args.device,
+        engine=inference["engine"],
+        device=inference["device"],
         limits=limits,
         max_batch=args.max_batch,
     )

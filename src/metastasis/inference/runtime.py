@@ -37,11 +37,11 @@ from torch import nn
 
 from metastasis.errors import MetastasisError, first_line
 from metastasis.export.onnx import onnx_bytes, onnx_session
+from metastasis.inference.options import ENGINES  # declared once, with the options
 from metastasis.transforms.presets import Preprocessing
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "onnxruntime", "torch", "torch-bf16")
 TOLERANCE = 1e-4  # largest |logit difference| from PyTorch float32 an exact engine may have
 CPU_CHUNK = 32  # patches per forward pass of the PyTorch engines on a CPU (see the notes)
 

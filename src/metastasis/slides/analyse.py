@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from metastasis.errors import DataError
+from metastasis.extras import SLIDES, require
 from metastasis.slides import staging
 from metastasis.slides.classify import SlideClassifier
-from metastasis.slides.options import MIN_TISSUE
+from metastasis.slides.options import SlideOptions, slide_options
 from metastasis.slides.readers import SlideReader, open_slide, read_scaled
 from metastasis.slides.regions import Lesion, find_lesions
 from metastasis.slides.tiling import Block, Geometry, blocks, make_geometry, tissue_fractions
@@ -153,54 +153,50 @@ def _prefetch(
 def analyse_slide(
     path: str | Path,
     classifier: SlideClassifier | str | Path | Any,
+    options: SlideOptions | None = None,
     *,
-    stride: int = 96,
+    slide_id: str | None = None,
     engine: str = "auto",
     tta: str | None = None,
     device: str = "auto",
-    fully_conv: str = "auto",
-    slide_id: str | None = None,
-    mpp: float | None = None,
-    reader: str = "auto",
-    tissue_threshold: float | None = None,
-    min_tissue: float = MIN_TISSUE,
-    itc_mm: float = staging.ITC_MM,
-    micro_mm: float = staging.MICRO_MM,
-    workers: int | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> SlideResult:
     """Classify the tissue of one slide; nothing is written here (``write_slide_outputs``).
 
     ``classifier``: a ``SlideClassifier`` (made once for many slides), or a checkpoint / run
-    folder / ``Bundle``, made into one with ``stride``, ``engine``, ``tta``, ``device`` and
-    ``fully_conv`` (ignored when a classifier is given)."""
+    folder / ``Bundle``, made into one with ``engine``, ``tta``, ``device`` and the options'
+    ``stride`` and ``fully_conv``; ``options``: a ``SlideOptions``, or its settings as keywords
+    (those of a folder run, ``shard``, ``patients`` and the like, do nothing here)."""
+    require("whole-slide analysis", *SLIDES)  # one line naming the extra, not a traceback
     start = time.perf_counter()
+    opts = slide_options({**(options.to_dict() if options is not None else {}), **settings})
     if not isinstance(classifier, SlideClassifier):
         classifier = SlideClassifier.from_checkpoint(
-            classifier, stride=stride, engine=engine, tta=tta, device=device, fully_conv=fully_conv
-        )
+            classifier, stride=opts.stride, engine=engine, tta=tta, device=device,
+            fully_conv=opts.fully_conv, block_tiles=opts.block_tiles,
+        )  # fmt: skip
     p = Path(path)
     sid = slide_id or p.name
     notes: list[str] = []
-    if not 0.0 <= min_tissue <= 1.0:
-        raise DataError(f"--min-tissue must be between 0 and 1, got {min_tissue}")
+    mpp, reader = opts.mpp, opts.reader
     with open_slide(p, mpp, reader) as slide:
         reader_name = slide.name
         geo = make_geometry(slide, classifier.model_mpp, classifier.patch, classifier.stride)
         thumb = read_thumbnail(slide, classifier.model_mpp * classifier.patch / THUMB_PX_PER_TILE)
     tile_px = classifier.patch * classifier.model_mpp / thumb.mpp
     mask, used_threshold = tissue_mask(
-        thumb.pixels, tissue_threshold, int((tile_px / 2) ** 2), thumb.bad
+        thumb.pixels, opts.tissue_threshold, int((tile_px / 2) ** 2), thumb.bad
     )
     fractions = tissue_fractions(geo, mask, thumb.downsample)
-    selected = fractions >= max(min_tissue, 1e-9)
+    selected = fractions >= max(opts.min_tissue, 1e-9)
     if geo.rows == 0 or geo.cols == 0:
         notes.append(f"the slide is smaller than one {geo.patch} px tile: nothing classified")
         log.warning("%s: smaller than one tile; nothing classified", sid)
     elif not selected.any():
         notes.append("no tissue found: nothing classified")
         log.warning("%s: no tissue found; nothing classified", sid)
-    threads = max(1, workers or (1 if classifier.device.type == "cpu" else 4))
+    threads = opts.workers or (1 if classifier.device.type == "cpu" else 4)
     reading = _prefetch(p, mpp, reader, geo, blocks(geo, selected, classifier.n), threads)
     probability, status = _classify_blocks(reading, classifier, geo, selected, sid, progress)
     failed = int((status == STATUS_DECODE_ERROR).sum())
@@ -214,12 +210,12 @@ def analyse_slide(
     )
     largest = lesions[0].diameter_mm if lesions else None
     unread = bool(failed) or (thumb.bad is not None and bool(thumb.bad.any()))
-    category = _category(largest, itc_mm, micro_mm, unread, notes)
+    category = _category(largest, opts.itc_mm, opts.micro_mm, unread, notes)
     seconds = time.perf_counter() - start
     result = SlideResult(
         sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,
         lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
-        classifier.tta, (itc_mm, micro_mm), notes,
+        classifier.tta, (opts.itc_mm, opts.micro_mm), notes,
     )  # fmt: skip
     done_tiles = int((status == STATUS_OK).sum())
     log.info(

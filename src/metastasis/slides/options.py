@@ -1,8 +1,10 @@
 """The options of a slides run, declared once (`Settings`) and checked before any slide is read.
 
 ``SlideOptions`` holds what is particular to whole slides; the classifier's own options
-(checkpoint, engine, test-time augmentation, device, batch size) are checked by building the
-classifier, also before any slide. Every problem is one line naming the option.
+(engine, test-time augmentation, batch size, device: ``inference.options.InferenceOptions``)
+and the checkpoint are checked by building the classifier, also before any slide. The
+command's flags are derived from both declarations. Every problem is one line naming the
+option.
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ class SlideOptions(Settings):
                                   ge=1)  # fmt: skip
     block_tiles: int | None = setting(None, "tiles per block side", default_text="about 640 px",
                                       ge=1)  # fmt: skip
-    batch_size: int = setting(256, "tiles per batch (tile-by-tile mode)", ge=1)
     geojson_tiles: bool = setting(False, "also one GeoJSON feature per tile")
-    shard: str | None = setting(None, "I/N: slides I, I+N, ... of the sorted list",
-                                default_text="every slide")  # fmt: skip
-    patients: str | None = setting(None, "CSV with columns slide,patient: pN stage per patient")
+    shard: str | None = setting(None, "slides I, I+N, ... of the sorted list (I from 0)",
+                                default_text="every slide", metavar="I/N")  # fmt: skip
+    patients: str | None = setting(None, "CSV with columns slide,patient: pN stage per patient",
+                                   metavar="CSV")  # fmt: skip
     resume: bool = setting(True, "skip slides already done")
 
     @field_validator("mpp")
@@ -82,6 +84,9 @@ class SlideOptions(Settings):
     @property
     def shard_index(self) -> tuple[int, int]:
         return parse_shard(self.shard)
+
+
+NAMES = tuple(SlideOptions.model_fields)
 
 
 def slide_options(values: dict[str, Any]) -> SlideOptions:

@@ -30,6 +30,8 @@ import pandas as pd
 
 from metastasis.engine.checkpoint import Bundle, checkpoint_path
 from metastasis.errors import DataError, MetastasisError, OutputError, first_line
+from metastasis.extras import SLIDES, require
+from metastasis.inference.options import inference_options
 from metastasis.io import atomic_path, atomic_write_json, check_outputs, output_dir
 from metastasis.slides import staging
 from metastasis.slides.analyse import analyse_slide
@@ -135,29 +137,27 @@ def run_slides(
     engine: str = "auto",
     tta: str | None = None,
     device: str = "auto",
+    batch_size: int = 256,
     progress: bool = True,
     **settings: Any,
 ) -> pd.DataFrame:
     """Analyse slides into ``out/<slide>/`` and return the table written to ``slides.csv``.
 
-    ``checkpoint``: a checkpoint file, a run folder or a loaded ``Bundle``; ``options``: a
+    ``checkpoint``: a checkpoint file, a run folder or a loaded ``Bundle``; ``engine``,
+    ``tta``, ``device``, ``batch_size``: as ``InferenceOptions``; ``options``: a
     ``SlideOptions``, or its settings as keywords (stride, mpp, reader, tissue_threshold,
-    min_tissue, itc_mm, micro_mm, fully_conv, workers, block_tiles, batch_size, geojson_tiles,
-    shard, patients, resume). Every option, input and output is checked before the first slide
+    min_tissue, itc_mm, micro_mm, fully_conv, workers, block_tiles, geojson_tiles, shard,
+    patients, resume). Every option, input and output is checked before the first slide
     is read. See the module notes for resume, shards and failures; ``analyse_slide`` and
     ``outputs`` for the rest."""
-    opts = options.model_copy(update=settings) if options is not None else None
-    opts = slide_options(opts.to_dict() if opts is not None else settings)
+    require("whole-slide analysis", *SLIDES)  # one line naming the extra, not a traceback
+    opts = slide_options({**(options.to_dict() if options is not None else {}), **settings})
+    run = inference_options(dict(engine=engine, tta=tta, device=device, batch_size=batch_size))
     plan = plan_run([paths] if isinstance(paths, (str, Path)) else paths, checkpoint, out, opts)
+    # the checkpoint, engine and device are checked here too, before any slide
     classifier = SlideClassifier.from_checkpoint(
-        checkpoint,
-        stride=opts.stride,
-        engine=engine,
-        tta=tta,
-        device=device,
-        batch_size=opts.batch_size,
-        fully_conv=opts.fully_conv,
-        block_tiles=opts.block_tiles,
+        checkpoint, stride=opts.stride, fully_conv=opts.fully_conv, block_tiles=opts.block_tiles,
+        **run.to_dict(),
     )  # fmt: skip
     if plan.todo:
         log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text,
@@ -202,11 +202,7 @@ def _analyse_into(
     """Analyse one slide into ``folder``; a failure is written as ``failed.json`` there."""
     clear_slide_folder(folder)  # half-written by a killed run, or failed before: redo
     try:
-        result = analyse_slide(
-            p, classifier, slide_id=sid, mpp=opts.mpp, reader=opts.reader,
-            tissue_threshold=opts.tissue_threshold, min_tissue=opts.min_tissue,
-            itc_mm=opts.itc_mm, micro_mm=opts.micro_mm, workers=opts.workers, progress=progress,
-        )  # fmt: skip
+        result = analyse_slide(p, classifier, opts, slide_id=sid, progress=progress)
         result.path = Path(display(p))
         write_slide_outputs(result, folder, opts.geojson_tiles)
     except OutputError:  # the output folder itself is broken: every slide would fail
