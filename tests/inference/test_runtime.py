@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from metastasis.cli.evaluate import ENGINES as CLI_ENGINES
 from metastasis.engine.trainer import RunResult
 from metastasis.errors import MetastasisError
 from metastasis.export.onnx import export_onnx
@@ -75,8 +74,18 @@ def test_torch_engines_and_bad_names() -> None:
         make_engine(model, pre, torch.device("meta"), "onnxruntime")
 
 
-def test_cli_choices_are_the_engines() -> None:
-    assert CLI_ENGINES == ENGINES
+def test_the_engines_are_declared_once_and_parsing_imports_no_torch() -> None:
+    """The runtime's engines are the declared options' (the flags derive from them), and the
+    declaration imports no torch, so that parsing a command line stays fast."""
+    import subprocess
+    import sys
+
+    from metastasis.inference.options import ENGINES as DECLARED
+
+    assert ENGINES is DECLARED
+    code = "import sys, metastasis.inference.options; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("name", ["torch", "torch-bf16"])
