@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from metastasis.engine.loop import predict, train_one_epoch
+from metastasis.engine.loop import train_one_epoch
+from metastasis.inference.batches import predict
 from metastasis.models import create_model, default_preprocessing
 from metastasis.models.timm_backbones import BACKBONES
 from metastasis.transforms.augment import Augmenter, augment_spec

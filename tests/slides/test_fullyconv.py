@@ -10,7 +10,7 @@ import torch
 from tests.slides.conftest import random_bundle
 
 from metastasis.data import synthetic
-from metastasis.engine.loop import predict
+from metastasis.inference.batches import predict
 from metastasis.slides.classify import SlideClassifier
 from metastasis.slides.fullyconv import (
     FullyConvolutional,

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from metastasis.engine.checkpoint import Bundle, checkpoint_path
+from metastasis.checkpoint import Bundle, checkpoint_path
 from metastasis.errors import DataError, MetastasisError, OutputError, first_line
 from metastasis.io import atomic_path, atomic_write_json, check_outputs, output_dir
 from metastasis.slides import staging
