@@ -26,6 +26,9 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass
 class EpochOutput:
+    """What one pass over a loader gives: a prediction pass, or an epoch of training
+    (``engine.loop.train_one_epoch`` fills the same buffers)."""
+
     loss: float
     probs: np.ndarray
     labels: np.ndarray
