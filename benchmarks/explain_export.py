@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from _common import machine, save
 
+from metastasis.checkpoint import load_checkpoint
 from metastasis.data.cache import open_split
-from metastasis.engine.checkpoint import load_checkpoint
 from metastasis.export.bundle import export_bundle
 from metastasis.inference.explain import centre_share, gradcam
 from metastasis.inference.predictor import Predictor

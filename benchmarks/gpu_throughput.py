@@ -5,8 +5,8 @@
 
 What a cached training run does on a GPU, with the package's own pieces: uint8 NHWC batches
 from a pinned host tensor (random patches, standing in for the cache's memory map), copied with
-``non_blocking=True`` by ``engine.loop.train_one_epoch`` / ``predict``, then augmented
-(``transforms.augment``, preset ``d4`` by default: no kornia needed) and preprocessed
+``non_blocking=True`` by ``engine.loop.train_one_epoch`` / ``inference.batches.predict``, then
+augmented (``transforms.augment``, preset ``d4`` by default: no kornia needed) and preprocessed
 (``default_preprocessing(model)``) on the device. Models are ``create_model(name)`` with random
 weights, in channels_last, with Adam and ``cudnn.benchmark``; bf16 is ``torch.autocast`` around
 the model's forward (as Fabric's ``bf16-mixed`` does). Warm-up steps are not timed, the device
@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from metastasis.engine.loop import predict, train_one_epoch
+from metastasis.engine.loop import train_one_epoch
+from metastasis.inference.batches import predict
 from metastasis.models import create_model, default_preprocessing
 from metastasis.models.timm_backbones import BACKBONES
 from metastasis.transforms.augment import Augmenter, augment_spec
@@ -378,7 +379,7 @@ def markdown(doc: dict[str, Any]) -> str:
         + " host memory, copied a batch at a time (non_blocking)",
         f"- train: `engine.loop.train_one_epoch`, augmentation `{doc['settings']['augment']}` + "
         "the model's preprocessing on the device, Adam, channels_last, bf16 = autocast; "
-        "predict: `engine.loop.predict` (copies each batch's logits back to the host); "
+        "predict: `inference.batches.predict` (copies each batch's logits back to the host); "
         "random weights; warm-up excluded; peak memory = torch.cuda.max_memory_allocated",
     ]
     copy = doc.get("copy")

@@ -74,7 +74,7 @@ def last_json(cmd: list[str]) -> tuple[dict, float]:
 
 
 def untrained_checkpoint(folder: Path) -> Path:
-    from metastasis.engine.checkpoint import Bundle, save_checkpoint, state_dict_cpu
+    from metastasis.checkpoint import Bundle, save_checkpoint, state_dict_cpu
     from metastasis.models import create_model, default_preprocessing
 
     torch.manual_seed(0)
@@ -86,7 +86,7 @@ def untrained_checkpoint(folder: Path) -> Path:
 
 
 def raw_ours(checkpoint: Path, n: int) -> dict:
-    from metastasis.engine.checkpoint import load_checkpoint
+    from metastasis.checkpoint import load_checkpoint
     from metastasis.inference.runtime import make_engine
 
     bundle = load_checkpoint(checkpoint)

@@ -56,7 +56,7 @@ class _Logits2D(nn.Module):
 
 def export_for_wsinfer(checkpoint: str | Path, out: Path) -> tuple[Path, Path, dict[str, Any]]:
     """Write ``model.pt`` (TorchScript) and ``config.json`` for WSInfer into ``out``."""
-    from metastasis.engine.checkpoint import load_checkpoint
+    from metastasis.checkpoint import load_checkpoint
 
     bundle = load_checkpoint(checkpoint)
     pre = bundle.preprocessing

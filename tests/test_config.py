@@ -176,10 +176,11 @@ def test_replace_is_validated_and_the_config_frozen() -> None:
 
 
 def test_allowed_values_are_read_from_the_one_declaration() -> None:
-    from metastasis.engine import loop, schedule, trainer
+    from metastasis.engine import learner, schedule
+    from metastasis.inference import batches
     from metastasis.transforms import augment
 
-    assert trainer.OPTIMIZERS is config.OPTIMIZERS
-    assert trainer.TTA_MODES is loop.TTA_MODES is config.TTA_MODES
+    assert learner.OPTIMIZERS is config.OPTIMIZERS
+    assert batches.TTA_MODES is config.TTA_MODES
     assert schedule.SCHEDULES is config.SCHEDULES
     assert choices(TrainConfig.model_fields["augment"]) == augment.AUGMENT_PRESETS

@@ -2,8 +2,10 @@
 
 Every ``import metastasis...`` statement counts, at module level or inside a function (a lazy
 import is still a dependency); only ``if TYPE_CHECKING:`` blocks are left out. Data flows one
-way (DESIGN.md): no module imports itself back through others, and the engine never reaches the
-report layers. A private name (``_x``) stays in its module: no ``from <module> import _x``.
+way (DESIGN.md): no module imports itself back through others, the engine never reaches the
+report layers nor the exports, and nothing that uses a trained model (checkpoint, inference,
+slides, serve, export) reaches the training package. A private name (``_x``) stays in its module:
+no ``from <module> import _x``.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def _reachable(start: str) -> set[str]:
 
 def test_the_graph_is_read() -> None:
     assert len(MODULES) > 50
-    assert "metastasis.engine.checkpoint" in GRAPH["metastasis.engine.trainer"]
+    assert "metastasis.checkpoint" in GRAPH["metastasis.engine.trainer"]
     assert "metastasis.engine.trainer" in GRAPH["metastasis.training"]
     assert "metastasis.tune.result" in GRAPH["metastasis.tune.report"]  # module-level
     assert "metastasis.training" in GRAPH["metastasis.tune.search"]  # inside a function
@@ -200,6 +202,52 @@ def test_the_engine_never_reaches_the_reports(module: str) -> None:
     direct = {m for m in GRAPH[module] if _in(m, REPORT_LAYERS)}
     assert not direct, f"{module} imports {sorted(direct)}"
     reached = {m for m in _reachable(module) if _in(m, REPORT_LAYERS)}
+    assert not reached, f"{module} reaches {sorted(reached)} through its imports"
+
+
+TRAINING = ("metastasis.engine", "metastasis.training")
+# What inference shares with training (the checkpoint, the prediction loop, the malloc settings,
+# the package versions) lives outside the training package, in rooms of its own ...
+SHARED_ROOMS = (
+    "metastasis.checkpoint",
+    "metastasis.inference.batches",
+    "metastasis.memory",
+    "metastasis.versions",
+)
+# ... so that using a trained model never imports the training package.
+USES_OF_A_MODEL = (
+    *SHARED_ROOMS,
+    "metastasis.inference",
+    "metastasis.slides",
+    "metastasis.serve",
+    "metastasis.export",
+)
+
+
+def test_the_shared_rooms_are_outside_the_training_package() -> None:
+    assert set(SHARED_ROOMS) <= set(MODULES)
+    assert not {m for m in MODULES if _in(m, ("metastasis.engine",))} & {
+        "metastasis.engine.checkpoint",
+        "metastasis.engine.memory",
+    }
+    assert "metastasis.inference.batches" in GRAPH["metastasis.engine.learner"]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, USES_OF_A_MODEL)))
+def test_using_a_model_never_imports_the_training_package(module: str) -> None:
+    direct = {m for m in GRAPH[module] if _in(m, TRAINING)}
+    assert not direct, f"{module} imports {sorted(direct)}"
+    reached = {m for m in _reachable(module) if _in(m, TRAINING)}
+    assert not reached, f"{module} reaches {sorted(reached)} through its imports"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, ("metastasis.engine",))))
+def test_the_engine_never_imports_the_exports(module: str) -> None:
+    """The exports of a run (``model.onnx``, ``MODEL_CARD.md``) are written by
+    ``metastasis.training``, above both."""
+    direct = {m for m in GRAPH[module] if _in(m, ("metastasis.export",))}
+    assert not direct, f"{module} imports {sorted(direct)}"
+    reached = {m for m in _reachable(module) if _in(m, ("metastasis.export",))}
     assert not reached, f"{module} reaches {sorted(reached)} through its imports"
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tests.mounts import fill, tmpfs
 
-from metastasis.engine.checkpoint import Bundle, save_checkpoint, state_dict_cpu
+from metastasis.checkpoint import Bundle, save_checkpoint, state_dict_cpu
 from metastasis.errors import OutputError
 from metastasis.io import (
     atomic_path,

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 import metastasis
-from metastasis.engine.trainer import RunResult, fit
+from metastasis.engine.trainer import RunResult
 from metastasis.reports.run import FIGURES, write_run_report
-from metastasis.training import train
+from metastasis.training import fit, train
 
 
 def test_the_public_api_has_train_and_fit() -> None:

@@ -39,9 +39,9 @@ _WHERE = {
     "open_split": "metastasis.data.cache",
     "create_model": "metastasis.models",
     "list_models": "metastasis.models",
-    "fit": "metastasis.engine.trainer",
+    "fit": "metastasis.training",
     "train": "metastasis.training",
-    "load_checkpoint": "metastasis.engine.checkpoint",
+    "load_checkpoint": "metastasis.checkpoint",
     "evaluate_checkpoint": "metastasis.inference.evaluate",
     "predict_to_csv": "metastasis.inference.predict",
     "explain_to_folder": "metastasis.inference.explain",
@@ -54,12 +54,11 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from metastasis.checkpoint import load_checkpoint
     from metastasis.config import TrainConfig, resolve_config
     from metastasis.data.cache import open_split
     from metastasis.data.checks import check_dataset
     from metastasis.eda.report import write_eda_report
-    from metastasis.engine.checkpoint import load_checkpoint
-    from metastasis.engine.trainer import fit
     from metastasis.export.bundle import export_checkpoint
     from metastasis.inference.evaluate import evaluate_checkpoint
     from metastasis.inference.explain import explain_to_folder, gradcam, overlay
@@ -68,7 +67,7 @@ if TYPE_CHECKING:
     from metastasis.models import create_model, list_models
     from metastasis.slides.analyse import analyse_slide
     from metastasis.slides.run import run_slides
-    from metastasis.training import train
+    from metastasis.training import fit, train
 
 
 def __getattr__(name: str) -> Any:

@@ -46,10 +46,7 @@ else:  # the presets are declared once, with what they do, in transforms/augment
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
-CLASS_BALANCES: tuple[str, ...] = get_args(ClassBalance)
 TTA_MODES: tuple[str, ...] = get_args(Tta)
-PRECISIONS: tuple[str, ...] = get_args(Precision)
-ACCELERATORS: tuple[str, ...] = get_args(Accelerator)
 LOGGERS: tuple[str, ...] = get_args(Logger)
 
 

@@ -1,10 +1,12 @@
 """`metastasis.train`: training and its report, the call behind `metastasis train` and `tune`.
 
-``train`` is ``engine.trainer.fit`` (which writes the run's data files: config, splits,
-history, metrics, predictions, checkpoint, exports) with the experiment trackers of
-``cfg.loggers`` on its epochs (``engine.loggers``), followed by ``reports.run.write_run_report``
-(figures and ``report.html``), whose outputs the trackers then log as artifacts. It lives above
-the engine and the reports, so the engine never imports the reports. ``prepare_tracking``
+``fit`` (``metastasis.fit``) is ``engine.trainer.fit`` (which writes the run's data files:
+config, splits, history, metrics, predictions, checkpoint) followed by the run's exports
+(``export.bundle.write_run_exports``: ``model.onnx`` and ``MODEL_CARD.md``). ``train`` is ``fit``
+with the experiment trackers of ``cfg.loggers`` on its epochs (``engine.loggers``), followed by
+``reports.run.write_run_report`` (figures and ``report.html``), whose outputs the trackers then
+log as artifacts. It lives above the engine, the exports and the reports, so the engine imports
+none of them. ``prepare_tracking``
 (creating the tracking store and experiment once, before a search's workers start) is passed
 on from ``engine.loggers`` for ``tune``, which trains only through this module.
 """
@@ -15,11 +17,36 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from metastasis.config import TrainConfig
 from metastasis.engine.loggers import open_loggers, prepare_tracking
-from metastasis.engine.trainer import RunResult, default_run_dir, fit
+from metastasis.engine.trainer import RunResult, default_run_dir
+from metastasis.engine.trainer import fit as fit_engine
+from metastasis.export.bundle import N_PROBE, write_run_exports
 
-__all__ = ["prepare_tracking", "train"]
+__all__ = ["fit", "prepare_tracking", "train"]
+
+
+def fit(
+    cfg: TrainConfig,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Train ``cfg.model`` on ``cfg.data`` and write the run folder's data files and exports.
+
+    ``engine.trainer.fit`` (``on_epoch_end(epoch, history_row)`` after each epoch's validation,
+    which may raise to stop the run; ``resume`` continues the run in ``cfg.out`` from its last
+    completed epoch, to the same numbers), then ``model.onnx`` (checked on the first ``N_PROBE``
+    validation patches) and ``MODEL_CARD.md``, written by rank 0 only; no figures and no
+    ``report.html`` (:func:`train` adds them).
+    """
+    result = fit_engine(cfg, progress=progress, on_epoch_end=on_epoch_end, resume=resume)
+    if result.is_global_zero and result.data is not None:
+        data = result.data
+        write_run_exports(result.run_dir, np.asarray(data.val.images[data.val_idx[:N_PROBE]]))
+    return result
 
 
 def train(

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from metastasis.checkpoint import load_checkpoint
 from metastasis.config import TrainConfig
 from metastasis.data import synthetic
-from metastasis.engine.checkpoint import load_checkpoint
 from metastasis.engine.trainer import fit
 from metastasis.errors import DataError, MetastasisError
 

@@ -19,10 +19,10 @@ from torch import nn
 
 from metastasis.engine.best import BestEpoch
 from metastasis.engine.ema import EMA
-from metastasis.engine.loop import EpochOutput
 from metastasis.engine.schedule import build_scheduler
 from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError
+from metastasis.inference.batches import EpochOutput
 
 FINGERPRINTS = {"train": "a" * 20, "val": "b" * 20}
 

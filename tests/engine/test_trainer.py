@@ -5,12 +5,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from metastasis.checkpoint import load_checkpoint
 from metastasis.config import TrainConfig, resolve_config
-from metastasis.engine.checkpoint import load_checkpoint
-from metastasis.engine.trainer import RunResult, fit
+from metastasis.engine.trainer import RunResult
 from metastasis.errors import DataError, MetastasisError
+from metastasis.training import fit  # `metastasis.fit`: the engine's fit and the run's exports
 
-# What `fit` (the engine) writes: data only ...
+# What `fit` (the engine, then the exports) writes: data only ...
 DATA_FILES = {
     "config.yaml",
     "data.json",
@@ -108,7 +109,7 @@ def test_seed_split_is_stratified_and_reproducible(
     pd.testing.assert_series_equal(ha["val_roc_auc"], hb["val_roc_auc"])
     pd.testing.assert_series_equal(ha["train_loss"], hb["train_loss"])
     assert list(ha["lr"]) == [1e-3]  # the constant rate of the last step
-    # `fit` alone (the engine) writes the data files, no figures and no page
+    # `fit` alone (the engine and the exports) writes the data files, no figures and no page
     assert {p.name for p in results[0].run_dir.iterdir()} == DATA_FILES
     assert results[0].val is not None and len(results[0].val.probs) == 32
 

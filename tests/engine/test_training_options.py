@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metastasis.checkpoint import load_checkpoint
 from metastasis.config import TrainConfig, resolve_config
 from metastasis.data.cache import open_split
 from metastasis.engine import data as engine_data
 from metastasis.engine import learner as engine_learner
-from metastasis.engine.checkpoint import load_checkpoint
 from metastasis.engine.ema import EMA
 from metastasis.engine.loop import bce_loss
 from metastasis.engine.trainer import RunResult, fit

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from metastasis.checkpoint import Bundle, load_checkpoint, state_dict_cpu
 from metastasis.cli import main
 from metastasis.data import synthetic
-from metastasis.engine.checkpoint import Bundle, load_checkpoint, state_dict_cpu
 from metastasis.engine.trainer import RunResult
 from metastasis.errors import MetastasisError
 from metastasis.export import bundle as export_bundle_module

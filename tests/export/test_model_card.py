@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from metastasis.engine.checkpoint import Bundle, load_checkpoint
+from metastasis.checkpoint import Bundle, load_checkpoint
 from metastasis.engine.trainer import RunResult
 from metastasis.export.model_card import model_card, read_run_info
 from metastasis.transforms.presets import Preprocessing

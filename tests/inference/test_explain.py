@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from metastasis.checkpoint import load_checkpoint
 from metastasis.cli import main
 from metastasis.data import synthetic
 from metastasis.data.cache import open_split
-from metastasis.engine.checkpoint import load_checkpoint
 from metastasis.engine.loop import train_one_epoch
 from metastasis.engine.trainer import RunResult
 from metastasis.inference.explain import (
@@ -171,7 +171,7 @@ def test_explain_says_when_a_heat_map_has_nothing_to_show(
     trained_run: RunResult, demo_data: Path, tmp_path: Path
 ) -> None:
     """A blank blue overlay reads as a broken image: the CSV flags it and the PNG says so."""
-    from metastasis.engine.checkpoint import save_checkpoint, state_dict_cpu
+    from metastasis.checkpoint import save_checkpoint, state_dict_cpu
     from metastasis.reports.explanations import plot_explanation
     from metastasis.reports.figures import save_figure
 

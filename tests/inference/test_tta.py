@@ -8,8 +8,8 @@ import torch
 from tests.helpers import patches
 from torch import nn
 
-from metastasis.engine.checkpoint import Bundle, save_checkpoint, state_dict_cpu
-from metastasis.engine.loop import predict
+from metastasis.checkpoint import Bundle, save_checkpoint, state_dict_cpu
+from metastasis.inference.batches import predict
 from metastasis.inference.predictor import Predictor
 from metastasis.models import create_model, default_preprocessing
 from metastasis.transforms.presets import Preprocessing

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from metastasis.checkpoint import Bundle, load_checkpoint, save_checkpoint, state_dict_cpu
 from metastasis.cli import main
-from metastasis.engine.checkpoint import Bundle, load_checkpoint, save_checkpoint, state_dict_cpu
 from metastasis.errors import MetastasisError
 from metastasis.models import create_model, default_preprocessing, list_models
 from metastasis.models.timm_backbones import BACKBONES, IMAGENET

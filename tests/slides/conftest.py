@@ -11,8 +11,8 @@ import tifffile
 import torch
 from PIL import Image
 
+from metastasis.checkpoint import Bundle, save_checkpoint, state_dict_cpu
 from metastasis.data import synthetic
-from metastasis.engine.checkpoint import Bundle, save_checkpoint, state_dict_cpu
 from metastasis.models import create_model
 from metastasis.transforms.presets import PCAM_MPP, Preprocessing
 

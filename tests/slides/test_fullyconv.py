@@ -10,7 +10,7 @@ import torch
 from tests.slides.conftest import random_bundle
 
 from metastasis.data import synthetic
-from metastasis.engine.loop import predict
+from metastasis.inference.batches import predict
 from metastasis.slides.classify import SlideClassifier
 from metastasis.slides.fullyconv import (
     FullyConvolutional,
@@ -71,7 +71,7 @@ def test_fully_convolutional_logits_equal_per_tile_logits(arch: str, stride: int
 @pytest.mark.parametrize("tta", ["none", "d4"])
 def test_classifier_modes_agree_through_the_engines(tta: str) -> None:
     """Fully convolutional (ONNX Runtime) and per-tile (Predictor) on the same block,
-    with temperature and D4 TTA, against engine.loop.predict on the tiles."""
+    with temperature and D4 TTA, against inference.batches.predict on the tiles."""
     bundle = random_bundle(seed=5)
     bundle.temperature = 1.7
     bundle.preprocessing = replace(bundle.preprocessing, mean=(0.7, 0.5, 0.6), std=(0.2, 0.3, 0.25))

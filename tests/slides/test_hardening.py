@@ -19,8 +19,8 @@ import pytest
 from tests import hostile_corpus as hc
 from tests.slides.conftest import mosaic, random_bundle, write_pyramid
 
+from metastasis.checkpoint import save_checkpoint
 from metastasis.cli import main
-from metastasis.engine.checkpoint import save_checkpoint
 from metastasis.errors import DataError, MetastasisError, OutputError
 from metastasis.slides import run_slides
 from metastasis.slides.readers import open_slide

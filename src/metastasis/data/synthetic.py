@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from metastasis.data.synthetic_render import PATCH, render
+from metastasis.data.decode import PATCH_SIZE
+from metastasis.data.synthetic_render import render
 from metastasis.errors import OutputError
 from metastasis.io import (
     atomic_path,
@@ -58,7 +59,7 @@ def make_patches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(images, labels)``: ``(n, 96, 96, 3)`` uint8 and ``(n,)`` int64."""
     _check_args(n, seed, positive_fraction)
-    images = np.empty((n, PATCH, PATCH, 3), np.uint8)
+    images = np.empty((n, PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
     labels = np.empty(n, np.int64)
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)
@@ -73,7 +74,7 @@ def make_tumour_masks(n: int, seed: int = 0, positive_fraction: float = 0.4) -> 
     labelled 1 exactly when its mask touches the central 32x32 region.
     """
     _check_args(n, seed, positive_fraction)
-    out = np.empty((n, PATCH, PATCH), bool)
+    out = np.empty((n, PATCH_SIZE, PATCH_SIZE), bool)
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)
         out[start:stop] = render(seed, start, stop, positive_fraction, masks=True)[2]
@@ -89,7 +90,7 @@ def iter_patches(
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        images = np.empty((stop - start, PATCH, PATCH, 3), np.uint8)
+        images = np.empty((stop - start, PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
         labels = np.empty(stop - start, np.int64)
         for lo in range(start, stop, _BLOCK):
             hi = min(stop, lo + _BLOCK)
@@ -293,7 +294,8 @@ def _write_h5_pair(x_path: Path, y_path: Path, n: int, seed: int) -> None:
 
     with h5py.File(x_path, "w") as fx, h5py.File(y_path, "w") as fy:
         x = fx.create_dataset(
-            "x", (n, PATCH, PATCH, 3), np.uint8, chunks=(1, PATCH, PATCH, 3) if n else None,
+            "x", (n, PATCH_SIZE, PATCH_SIZE, 3), np.uint8,
+            chunks=(1, PATCH_SIZE, PATCH_SIZE, 3) if n else None,
             compression="gzip", compression_opts=1,
         )  # fmt: skip
         y = fy.create_dataset("y", (n, 1, 1, 1), np.uint8)

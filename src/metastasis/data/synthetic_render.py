@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-PATCH = 96
+from metastasis.data.decode import PATCH_SIZE
 
 _MAX_LYMPH, _MAX_FIBRO, _GRID = 380, 28, 14
 _WAVES = 5  # sinusoids summed into the eosin texture
@@ -31,7 +31,7 @@ _T_VES, _T_VAR = 3, 24  # vesicular (pale-centre) levels, variants per (radius, 
 _L_RBINS, _L_VAR = 4, 16
 _F_ANGLES, _F_VAR = 16, 8
 _PAD = 16  # canvas margin: half the largest sprite + nucleus centres just off the patch
-_CANVAS = PATCH + 2 * _PAD
+_CANVAS = PATCH_SIZE + 2 * _PAD
 _H_OD = np.array([0.80, 1.00, 0.40], np.float32)  # optical density per unit haematoxylin
 _E_OD = np.array([0.10, 0.50, 0.22], np.float32)  # ... per unit eosin
 _GLASS_OD = np.array([0.035, 0.055, 0.035], np.float32)  # empty glass, slightly grey
@@ -50,7 +50,7 @@ def _lerp(lo: float, hi: float, t: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _upsampler(k: int) -> np.ndarray:
     """``(96, k)`` Gaussian interpolation matrix: ``U @ grid @ U.T`` maps k x k to 96 x 96."""
-    pos = (np.arange(PATCH) + 0.5) * k / PATCH - 0.5
+    pos = (np.arange(PATCH_SIZE) + 0.5) * k / PATCH_SIZE - 0.5
     u = np.exp(-0.5 * ((pos[:, None] - np.arange(k)[None, :]) / 0.75) ** 2)
     return (u / np.sqrt((u**2).sum(1, keepdims=True))).astype(np.float32)
 
@@ -162,12 +162,14 @@ def render(
     """Render patches ``start:stop`` of the ``seed`` stream: images, labels, tumour masks."""
     b = stop - start
     u = np.empty((b, _N_DRAWS), np.float32)
-    noise = np.empty((b, 2 * PATCH * PATCH), np.uint8)
+    noise = np.empty((b, 2 * PATCH_SIZE * PATCH_SIZE), np.uint8)
     for j in range(b):
         rng = np.random.default_rng([seed, start + j])
         u[j] = rng.random(_N_DRAWS, np.float32)
-        noise[j] = np.frombuffer(rng.bytes(2 * PATCH * PATCH), np.uint8)
-    unit = (noise.reshape(b, 2, PATCH, PATCH).astype(np.float32) - 127.5) / 73.9  # mean 0, sd 1
+        noise[j] = np.frombuffer(rng.bytes(2 * PATCH_SIZE * PATCH_SIZE), np.uint8)
+    unit = (
+        noise.reshape(b, 2, PATCH_SIZE, PATCH_SIZE).astype(np.float32) - 127.5
+    ) / 73.9  # mean 0, sd 1
     grain, pixel_noise = unit[:, 0], unit[:, 1]
     sc = _draws(u, "scalar").T[:, :, None, None]  # sc[k]: (b, 1, 1)
     labels = (sc[0, :, 0, 0] < positive_fraction).astype(np.int64)
@@ -210,7 +212,7 @@ def render(
     e_od = _E_OD * _lerp(0.65, 1.35, jit[:, 4:5]) * np.exp(_lerp(-0.25, 0.25, jit[:, 5:8]))
     glass = _GLASS_OD * _lerp(0.5, 1.8, jit[:, 8:9])
     dither = _lerp(1.5, 4.0, sc[14]) * pixel_noise + 0.5
-    images = np.empty((b, PATCH, PATCH, 3), np.uint8)
+    images = np.empty((b, PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
     for ch in range(3):  # one channel at a time: contiguous (b, 96, 96) maths is much faster
         od = haema * h_od[:, ch, None, None]
         od += eosin * e_od[:, ch, None, None]
@@ -222,7 +224,7 @@ def render(
     return images, labels, tumour
 
 
-_XS = np.arange(PATCH, dtype=np.float32)[None, None, :]  # pixel x and y, for broadcasting
+_XS = np.arange(PATCH_SIZE, dtype=np.float32)[None, None, :]  # pixel x and y, for broadcasting
 _YS = _XS.transpose(0, 2, 1)
 _BOX = np.maximum(np.abs(_XS - 47.5), np.abs(_YS - 47.5))  # Chebyshev distance to the centre
 _ROUND = ((_XS - 47.5) ** 4 + (_YS - 47.5) ** 4) ** 0.25  # rounded-square distance

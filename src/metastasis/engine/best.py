@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from metastasis.checkpoint import Bundle, save_checkpoint
 from metastasis.config import TrainConfig
-from metastasis.engine.checkpoint import Bundle, save_checkpoint
-from metastasis.engine.loop import EpochOutput
+from metastasis.inference.batches import EpochOutput
 from metastasis.transforms.presets import Preprocessing
 
 log = logging.getLogger("metastasis.engine.trainer")  # the lines are the trainer's

@@ -4,34 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
-from importlib import metadata
 from typing import Any
 
 import torch
 
-PACKAGES = (
-    "metastasis",
-    "torch",
-    "torchvision",
-    "lightning",
-    "timm",
-    "numpy",
-    "pandas",
-    "scikit-learn",
-    "Pillow",
-    "h5py",
-)
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+from metastasis.versions import package_versions
 
 
 def loader_workers(device: torch.device | str, requested: int | None = None) -> int:

@@ -1,9 +1,10 @@
-"""The end of a run: the kept checkpoint finalised on validation, the results and the exports.
+"""The end of a run: the kept checkpoint finalised on validation, and the results.
 
 Test-time augmentation, temperature and decision threshold are chosen on the validation set
 and written into ``checkpoint.pt``; ``metrics.json`` and ``val_predictions.csv`` hold the
-validation numbers they give; ``last.pt`` is removed (the run is complete); ``model.onnx`` and
-``MODEL_CARD.md`` are exported.
+validation numbers they give; ``last.pt`` is removed (the run is complete). The exports
+(``model.onnx``, ``MODEL_CARD.md``) are written above the engine, by ``metastasis.training``:
+the engine never imports ``metastasis.export``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from metastasis.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from metastasis.config import TrainConfig
 from metastasis.data.dataset import PatchDataset, passthrough
-from metastasis.engine.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from metastasis.engine.data import TrainingData
 from metastasis.engine.environment import eval_batch_size
-from metastasis.engine.loop import EpochOutput, predict
 from metastasis.engine.run_folder import write_results
 from metastasis.engine.state import FILENAME as STATE_FILE
-from metastasis.export.bundle import N_PROBE, write_run_exports
+from metastasis.inference.batches import EpochOutput, predict
 from metastasis.metrics.calibration import fit_temperature, logits_from_probs
 from metastasis.metrics.thresholds import select_threshold
 
@@ -42,8 +42,8 @@ def finalise_run(
     fabric: Any,
     progress: bool,
 ) -> tuple[dict[str, Any], EpochOutput]:
-    """Finalise the checkpoint, write the results and exports; (metrics.json's content, the
-    final validation output)."""
+    """Finalise the checkpoint and write the results; (metrics.json's content, the final
+    validation output)."""
     final, calibration = finalise_checkpoint(
         run_dir, cfg, best, data.val_dataset(), fabric, progress
     )
@@ -51,8 +51,6 @@ def finalise_run(
         run_dir, cfg, data.val, data.val_idx, final, best_epoch, history, calibration
     )
     (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
-    # model.onnx (checked on validation patches) and MODEL_CARD.md
-    write_run_exports(run_dir, np.asarray(data.val.images[data.val_idx[:N_PROBE]]))
     return metrics, final
 
 

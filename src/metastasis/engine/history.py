@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from metastasis.engine.loop import EpochOutput
+from metastasis.inference.batches import EpochOutput
 from metastasis.io import atomic_path
 from metastasis.metrics.classification import binary_metrics
 

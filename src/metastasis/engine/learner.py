@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from metastasis.checkpoint import state_dict_cpu
 from metastasis.config import OPTIMIZERS, TrainConfig
-from metastasis.engine.checkpoint import state_dict_cpu
 from metastasis.engine.ema import EMA
-from metastasis.engine.loop import Batch, EpochOutput, predict, train_one_epoch
+from metastasis.engine.loop import train_one_epoch
 from metastasis.engine.schedule import build_scheduler
 from metastasis.errors import MetastasisError
+from metastasis.inference.batches import Batch, EpochOutput, predict
 from metastasis.models import create_model, default_preprocessing
 from metastasis.transforms.augment import Augmenter
 

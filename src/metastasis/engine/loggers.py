@@ -116,10 +116,6 @@ class RunLoggers:
     def active(self) -> bool:
         return self.tensorboard is not None or self.mlflow is not None
 
-    @property
-    def mlflow_run_id(self) -> str | None:
-        return None if self.mlflow is None else str(self.mlflow.run_id)
-
     def chain(self, hook: EpochHook | None) -> EpochHook:
         """``on_epoch_end`` followed by ``hook`` (e.g. a search's pruning report)."""
 

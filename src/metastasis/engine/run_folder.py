@@ -17,7 +17,7 @@ from metastasis.config import TrainConfig, dump_config
 from metastasis.data.cache import CachedSplit
 from metastasis.engine.data import TrainingData
 from metastasis.engine.environment import environment
-from metastasis.engine.loop import EpochOutput
+from metastasis.inference.batches import EpochOutput
 from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
 from metastasis.metrics.evaluation import evaluation_metrics
 from metastasis.predictions import labels_frame, predictions_frame, write_table

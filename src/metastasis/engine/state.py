@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from metastasis.checkpoint import state_dict_cpu
 from metastasis.engine.best import BestEpoch
-from metastasis.engine.checkpoint import state_dict_cpu
-from metastasis.engine.loop import EpochOutput
 from metastasis.errors import CheckpointError, DataError, first_line
+from metastasis.inference.batches import EpochOutput
 from metastasis.io import atomic_path
 
 if TYPE_CHECKING:

@@ -4,9 +4,10 @@
 sampler, loss), ``learner.py`` (model, optimiser, schedule, EMA; one epoch of training and a
 validation pass), ``best.py`` (which epoch's checkpoint is kept), ``state.py`` (what a resumed
 run needs: ``TrainState.capture`` / ``restore``), ``history.py`` (the log line, ``history.csv``
-and the ``on_epoch_end`` hooks), ``finalise.py`` (calibration, threshold, results, exports).
-Devices and precision come from Lightning Fabric. Figures and ``report.html`` are not written
-here: ``metastasis.train`` adds them (``reports/run.py``).
+and the ``on_epoch_end`` hooks), ``finalise.py`` (calibration, threshold, results).
+Devices and precision come from Lightning Fabric. The exports (``model.onnx``, ``MODEL_CARD.md``),
+figures and ``report.html`` are not written here: ``metastasis.fit`` and ``metastasis.train``
+add them (``training.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from metastasis.config import CLASS_BALANCES, OPTIMIZERS, TTA_MODES, TrainConfig
+from metastasis.checkpoint import FILENAME
+from metastasis.config import TrainConfig
 from metastasis.engine.best import BestEpoch, save_best_checkpoint
-from metastasis.engine.checkpoint import FILENAME
 from metastasis.engine.data import (
     Loaders,
     TrainingData,
@@ -37,20 +38,17 @@ from metastasis.engine.data import (
     make_loss,
     open_training_data,
 )
-from metastasis.engine.environment import eval_batch_size
 from metastasis.engine.finalise import finalise_run
 from metastasis.engine.history import EpochLog, history_row
 from metastasis.engine.learner import Learner
-from metastasis.engine.loop import EpochOutput
-from metastasis.engine.memory import configure_malloc
 from metastasis.engine.progress import ThroughputLog
 from metastasis.engine.run_folder import write_environment, write_run_inputs
-from metastasis.engine.schedule import check_schedule
 from metastasis.engine.state import FILENAME as STATE_FILE
 from metastasis.engine.state import TrainState, load_train_state, save_train_state
 from metastasis.errors import DataError, MetastasisError
+from metastasis.inference.batches import EpochOutput
 from metastasis.io import atomic_write_text, output_dir
-from metastasis.metrics.thresholds import select_threshold
+from metastasis.memory import configure_malloc
 from metastasis.models import list_models
 from metastasis.transforms.augment import Augmenter, augment_spec
 
@@ -94,7 +92,9 @@ def fit(
     """
     if cfg.data is None:
         raise MetastasisError("no training data: pass --data DIR or set `data:` in the config")
-    augmenter = _check_options(cfg)
+    # Every other option was refused by `TrainConfig` (metastasis.config) when it was built.
+    _check_model(cfg.model)
+    augmenter = Augmenter(augment_spec(cfg.augment, cfg.augment_kwargs))
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.model)
     # Several processes (DDP): Fabric first, so that only rank 0 claims the folder, builds the
     # cache and writes files. One process: Lightning is imported after the data is open, so a
@@ -259,42 +259,13 @@ def _make_fabric(cfg: TrainConfig) -> Any:
     return fabric
 
 
-def _check_options(cfg: TrainConfig) -> Augmenter:
-    """Every option that can be wrong, checked before any data is read; the augmenter."""
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise MetastasisError("epochs and batch_size must be at least 1")
-    try:
-        eval_batch_size("cpu", cfg.eval_batch_size)  # its own check, before any data is read
-    except ValueError as err:
-        raise MetastasisError(str(err)) from None
-    check_schedule(cfg.schedule, cfg.epochs, cfg.warmup_epochs)
-    if cfg.class_balance not in CLASS_BALANCES:
+def _check_model(name: str) -> None:
+    """The one option the config cannot refuse: the models register when their package is
+    imported, which ``TrainConfig`` does not do. Checked before any data is read."""
+    if name not in list_models():
         raise MetastasisError(
-            f"unknown class_balance {cfg.class_balance!r}; known: {', '.join(CLASS_BALANCES)}"
+            f"unknown model {name!r}; known: {', '.join(list_models())} (metastasis models)"
         )
-    if cfg.tta not in TTA_MODES:
-        raise MetastasisError(f"unknown tta {cfg.tta!r}; known: {', '.join(TTA_MODES)}")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise MetastasisError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise MetastasisError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    if cfg.early_stopping < 0:
-        raise MetastasisError("early_stopping must be 0 (off) or a number of epochs")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise MetastasisError(
-            f"unknown optimizer {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}"
-        )
-    if cfg.model not in list_models():
-        raise MetastasisError(
-            f"unknown model {cfg.model!r}; known: {', '.join(list_models())} (metastasis models)"
-        )
-    if cfg.input_size is not None and cfg.input_size < 32:
-        raise MetastasisError(f"input_size must be at least 32, got {cfg.input_size}")
-    if not 0.01 <= cfg.mpp <= 100:  # also refuses NaN
-        raise MetastasisError(f"mpp (microns per pixel) must be in 0.01..100, got {cfg.mpp}")
-    if cfg.threshold_method != "fixed":  # parse it now, not after hours of training
-        select_threshold([0, 1], [0.25, 0.75], cfg.threshold_method)
-    return Augmenter(augment_spec(cfg.augment, cfg.augment_kwargs))
 
 
 def _resumable_state(run_dir: Path) -> TrainState | None:

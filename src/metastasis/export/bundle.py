@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metastasis.engine.checkpoint import FILENAME, Bundle, checkpoint_path, load_checkpoint
+from metastasis.checkpoint import FILENAME, Bundle, checkpoint_path, load_checkpoint
 from metastasis.errors import MetastasisError, first_line
 from metastasis.export.metadata import INPUT_NAME, export_metadata
 from metastasis.export.model_card import FILENAME as CARD

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from metastasis.engine.checkpoint import Bundle
+from metastasis.checkpoint import Bundle
 
 FORMAT = "metastasis-export/1"
 INPUT_NAME = "image"

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from metastasis.engine.checkpoint import Bundle
+from metastasis.checkpoint import Bundle
 from metastasis.io import atomic_write_text
 
 FILENAME = "MODEL_CARD.md"

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metastasis.checkpoint import checkpoint_path
 from metastasis.data.cache import CachedSplit, open_split
 from metastasis.data.layouts import open_layout
-from metastasis.engine.checkpoint import checkpoint_path
 from metastasis.errors import DataError, MetastasisError
 from metastasis.inference.error_gallery import GALLERY_SIZE, ErrorGallery, write_error_gallery
 from metastasis.inference.predictor import Predictor

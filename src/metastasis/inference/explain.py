@@ -51,7 +51,7 @@ def _resolve(
     bundle_or_model: Any, preprocessing: Preprocessing | None, arch: str | None
 ) -> tuple[nn.Module, Preprocessing, str]:
     """(model, preprocessing, arch) from a Bundle, a Predictor or a bare module."""
-    from metastasis.engine.checkpoint import Bundle
+    from metastasis.checkpoint import Bundle
 
     if isinstance(bundle_or_model, Bundle):
         b = bundle_or_model

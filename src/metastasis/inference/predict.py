@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from metastasis.checkpoint import checkpoint_path
 from metastasis.data.cache import open_split
 from metastasis.data.layouts import open_layout
-from metastasis.engine.checkpoint import checkpoint_path
 from metastasis.inference import kaggle
 from metastasis.inference.predictor import Predictor
 from metastasis.io import atomic_path, check_outputs

@@ -19,15 +19,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from metastasis.checkpoint import FILENAME, Bundle, checkpoint_path, load_checkpoint
+from metastasis.config import TTA_MODES
 from metastasis.data.cache import CachedSplit
 from metastasis.data.dataset import PatchDataset, passthrough
-from metastasis.engine.checkpoint import FILENAME, Bundle, checkpoint_path, load_checkpoint
-from metastasis.engine.loop import TTA_MODES, EpochOutput, predict
-from metastasis.engine.memory import configure_malloc
 from metastasis.errors import DataError, MetastasisError
 from metastasis.export.onnx import RUN_ONNX
 from metastasis.inference import inputs as read
+from metastasis.inference.batches import Batch, EpochOutput, predict, scaled_logits
 from metastasis.inference.runtime import Engine, make_engine
+from metastasis.memory import configure_malloc
 from metastasis.predictions import predictions_frame
 from metastasis.transforms.presets import Preprocessing
 
@@ -141,11 +142,38 @@ class Predictor:
         x = read.as_patch_batch(images, resize)  # type: ignore[arg-type]
         if len(x) == 0:
             return np.zeros(0, np.float32)
-        batches = [
+        return self._predict(self._batches(x)).probs
+
+    def logits(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Logits before the temperature (test-time augmentation included), one per patch of
+        uint8 ``images`` (N x 96 x 96 x 3): `probabilities` turns them into the numbers
+        `predict_proba` gives."""
+        x = read.as_patch_batch(images)
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
+        out = self._predict(self._batches(x))
+        assert out.logits is not None
+        return np.asarray(out.logits, dtype=np.float32)
+
+    def probabilities(self, logits: np.ndarray, temperature: float | None = None) -> np.ndarray:
+        """Probabilities of `logits`' logits, computed exactly as `predict_proba` computes them:
+        after this predictor's temperature, or after ``temperature`` (1: the model's own,
+        uncalibrated probability)."""
+        t = self.temperature if temperature is None else temperature
+        raw = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+        return torch.sigmoid(scaled_logits(raw, t)).numpy()
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """1 where a probability reaches this predictor's threshold, else 0: the ``prediction``
+        column of `predict`'s table (compared in float64, as `predictions_frame` compares)."""
+        return (np.asarray(probabilities, dtype=np.float64) >= self.threshold).astype(np.int64)
+
+    def _batches(self, x: torch.Tensor) -> list[Batch]:
+        """``x`` in batches of ``batch_size``, unlabelled (-1)."""
+        return [
             (x[i : i + self.batch_size], torch.full((min(self.batch_size, len(x) - i),), -1))
             for i in range(0, len(x), self.batch_size)
         ]
-        return self._predict(batches).probs
 
     def predict(
         self,

@@ -1,6 +1,6 @@
 """The figures and the page of a training run folder, drawn from what ``fit`` returned.
 
-The engine writes a run's data (config, splits, ``history.csv``, ``metrics.json``,
+``metastasis.fit`` writes a run's data (config, splits, ``history.csv``, ``metrics.json``,
 ``val_predictions.csv``, checkpoint, exports); this adds ``history.png``, ``roc.png``,
 ``pr.png``, ``confusion_matrix.png``, ``reliability.png``, ``augmentations.png`` and
 ``report.html``. ``metastasis.train`` calls it after ``fit``.
@@ -9,17 +9,20 @@ The engine writes a run's data (config, splits, ``history.csv``, ``metrics.json`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from metastasis.config import TrainConfig
-from metastasis.engine.data import TrainingData
-from metastasis.engine.trainer import RunResult
 from metastasis.metrics.plots import plot_history
 from metastasis.reports.augment_preview import write_augmentation_preview
 from metastasis.reports.evaluation import write_evaluation_plots, write_html_report
 from metastasis.reports.figures import save_figure
 from metastasis.transforms.augment import Augmenter, augment_spec
+
+if TYPE_CHECKING:  # what `engine.trainer.fit` returned; only `metastasis.training` calls this
+    from metastasis.engine.data import TrainingData
+    from metastasis.engine.trainer import RunResult
 
 __all__ = ["FIGURES", "write_run_report"]
 

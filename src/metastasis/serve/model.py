@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from metastasis.engine.checkpoint import Bundle, checkpoint_path
-from metastasis.engine.loop import predict
+from metastasis.checkpoint import Bundle, checkpoint_path
 from metastasis.inference.predictor import Predictor
 
 MODEL_CARD = "MODEL_CARD.md"
@@ -41,25 +40,18 @@ class ServedModel:
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Logits before the temperature (TTA included) for uint8 N x 96 x 96 x 3 patches."""
-        p = self.predictor
-        x = torch.from_numpy(np.ascontiguousarray(images))
-        batches = [
-            (part, torch.full((len(part),), -1, dtype=torch.long)) for part in x.split(p.batch_size)
-        ]
-        out = predict(p.engine, batches, p.preprocessing, p.device, p.tta, temperature=1.0)
-        assert out.logits is not None
-        return np.asarray(out.logits, dtype=np.float32)
+        return self.predictor.logits(images)
 
     def rows(self, ids: list[str], logits: np.ndarray) -> list[dict[str, Any]]:
-        """One JSON row per patch: probabilities computed exactly as `predict` computes them."""
-        raw = torch.from_numpy(np.asarray(logits, dtype=np.float32))
-        t = self.bundle.temperature
-        calibrated = torch.sigmoid(raw / t if t != 1.0 else raw).numpy()
-        uncalibrated = torch.sigmoid(raw).numpy()
+        """One JSON row per patch: probabilities and labels as the predictor computes them."""
+        p = self.predictor
+        calibrated = p.probabilities(logits)
+        uncalibrated = p.probabilities(logits, temperature=1.0)
+        labels = p.decide(calibrated)
         names = self.bundle.class_names
         out = []
         for i, name in enumerate(ids):
-            label = int(calibrated[i] >= self.bundle.threshold)
+            label = int(labels[i])
             out.append(
                 {
                     "id": name,
@@ -67,7 +59,7 @@ class ServedModel:
                     "uncalibrated_probability": float(uncalibrated[i]),
                     "label": label,
                     "class_name": names[label] if label < len(names) else str(label),
-                    "threshold": float(self.bundle.threshold),
+                    "threshold": float(p.threshold),
                     "engine": self.engine,
                 }
             )

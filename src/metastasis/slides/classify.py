@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from metastasis.engine.checkpoint import Bundle, load_checkpoint
-from metastasis.engine.loop import TTA_MODES
+from metastasis.checkpoint import Bundle, load_checkpoint
+from metastasis.config import TTA_MODES
+from metastasis.data.decode import PATCH_SIZE
 from metastasis.errors import MetastasisError
 from metastasis.inference.predictor import Predictor, auto_device
 from metastasis.inference.runtime import make_engine
@@ -32,7 +33,6 @@ from metastasis.slides.tiling import tiles_per_block
 
 log = logging.getLogger(__name__)
 
-PATCH = 96
 FULLY_CONV = ("auto", "on", "off")
 
 
@@ -60,7 +60,7 @@ class SlideClassifier:
             raise MetastasisError(f"--stride must be >= 1 model pixel, got {stride}")
         self.bundle = bundle
         self.stride = stride
-        self.patch = PATCH
+        self.patch = PATCH_SIZE
         self.tta = tta
         self.threshold = bundle.threshold
         self.model_mpp = bundle.preprocessing.mpp
@@ -70,12 +70,14 @@ class SlideClassifier:
                                              stride)  # fmt: skip
         if fully_conv == "on" and reason:
             raise MetastasisError(f"the fully convolutional pass cannot be used: {reason}")
-        self.n = block_tiles or tiles_per_block(PATCH, stride)
-        self.side = fullyconv.block_side(stride, self.n) if stride <= PATCH else 0
+        self.n = block_tiles or tiles_per_block(PATCH_SIZE, stride)
+        self.side = fullyconv.block_side(stride, self.n) if stride <= PATCH_SIZE else 0
         self.block: fullyconv.BlockClassifier | None = None
         self.predictor: Predictor | None = None
-        if fully_conv == "auto" and not reason and stride >= PATCH:
-            reason = f"stride {stride} >= {PATCH}: tiles share no pixels, tile by tile is faster"
+        if fully_conv == "auto" and not reason and stride >= PATCH_SIZE:
+            reason = (
+                f"stride {stride} >= {PATCH_SIZE}: tiles share no pixels, tile by tile is faster"
+            )
         if fully_conv != "off" and not reason:
             self.mode = "fully-convolutional"
             fc = fullyconv.FullyConvolutional(bundle.build_model(), stride, prep)
@@ -101,13 +103,10 @@ class SlideClassifier:
         bundle = checkpoint if isinstance(checkpoint, Bundle) else load_checkpoint(checkpoint)
         return cls(bundle, **kwargs)  # type: ignore[arg-type]
 
-    def block_side(self, n: int) -> int:
-        return self.patch + self.stride * (n - 1)
-
     def classify(self, pixels: np.ndarray, selected: np.ndarray) -> np.ndarray:
         """Probabilities of the selected tiles of a block (NaN elsewhere).
 
-        ``pixels``: the block (``block_side(n)`` square, uint8 RGB); ``selected``: ``n x n``."""
+        ``pixels``: the block (``self.side`` square, uint8 RGB); ``selected``: ``n x n``."""
         out = np.full(selected.shape, np.nan, np.float32)
         if not selected.any():
             return out

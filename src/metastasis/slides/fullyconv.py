@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from metastasis.data.decode import PATCH_SIZE
 from metastasis.transforms.augment import d4_inverse, d4_view
 from metastasis.transforms.presets import Preprocessing
 
-PATCH = 96
 NET_STRIDE = 8  # the product of the three 2x2 pools
 FEATURE_SIDE = 10  # the last feature map of a 96 px patch
 FULLY_CONV_ARCHS = ("baseline-cnn", "regularised-cnn")
@@ -50,8 +50,8 @@ def fully_conv_reason(arch: str, arch_kwargs: dict[str, Any], input_size: int, s
         return f"{arch} is not one of {', '.join(FULLY_CONV_ARCHS)}"
     if arch_kwargs.get("fourth_block"):
         return "regularised-cnn with a 4th block"
-    if input_size != PATCH or int(arch_kwargs.get("in_size", PATCH)) != PATCH:
-        return f"input size {input_size} is not the patch size {PATCH}"
+    if input_size != PATCH_SIZE or int(arch_kwargs.get("in_size", PATCH_SIZE)) != PATCH_SIZE:
+        return f"input size {input_size} is not the patch size {PATCH_SIZE}"
     if stride % NET_STRIDE:
         return f"stride {stride} is not a multiple of {NET_STRIDE}"
     return ""
@@ -122,7 +122,7 @@ def raw_input(x: torch.Tensor) -> torch.Tensor:
 
 
 def block_side(stride: int, n: int) -> int:
-    return PATCH + stride * (n - 1)
+    return PATCH_SIZE + stride * (n - 1)
 
 
 class BlockClassifier:

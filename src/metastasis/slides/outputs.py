@@ -48,11 +48,6 @@ FILES = (
 STATUS_NAMES = {STATUS_OK: "ok", STATUS_DECODE_ERROR: "decode_error"}
 
 
-def is_complete(folder: Path) -> bool:
-    """True when ``folder`` holds a finished slide (a readable ``summary.json``)."""
-    return read_summary(folder) is not None
-
-
 def check_clearable(folder: Path) -> None:
     """Refuse (``OutputError``) a slide folder holding anything this toolkit did not write:
     a run deletes only its own files, never a user's (or a slide's own data folder)."""

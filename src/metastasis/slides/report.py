@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from metastasis.reports.html import frame_table, render_page, write_page
+from metastasis.reports.html import frame_table, write_page
 
 NOTICE = (
     "Research use only: these maps, sizes, categories and stages come from a patch classifier "
@@ -46,10 +46,6 @@ def _context(table: pd.DataFrame, out_dir: Path, stages: pd.DataFrame | None) ->
         "stages": patients,
         "slides": slides,
     }
-
-
-def render_report(table: pd.DataFrame, out_dir: Path, stages: pd.DataFrame | None = None) -> str:
-    return render_page("slides.html", **_context(table, out_dir, stages))
 
 
 def write_report(table: pd.DataFrame, out_dir: Path, stages: pd.DataFrame | None = None) -> Path:

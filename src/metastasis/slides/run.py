@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from metastasis.engine.checkpoint import Bundle, checkpoint_path
+from metastasis.checkpoint import Bundle, checkpoint_path
 from metastasis.errors import DataError, MetastasisError, OutputError, first_line
 from metastasis.extras import SLIDES, require
 from metastasis.inference.options import inference_options

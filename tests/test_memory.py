@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from metastasis.engine.memory import configure_malloc, fix_mmap_threshold
+from metastasis.memory import configure_malloc, fix_mmap_threshold
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")

@@ -2,7 +2,8 @@
 
 One file, written with ``torch.save`` and read with ``torch.load(weights_only=True)``: it holds
 only tensors and plain values (no pickled classes), so loading never runs code from the file.
-A run folder is accepted wherever a checkpoint is.
+A run folder is accepted wherever a checkpoint is. Training writes it; inference, slides, serve
+and export read it, without importing the training package (``metastasis.engine``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from metastasis.engine.environment import package_versions
+from metastasis.config import TTA_MODES
 from metastasis.errors import CheckpointError, first_line
 from metastasis.io import atomic_path
 from metastasis.models import create_model, list_models
 from metastasis.transforms.presets import PCAM_MPP, Preprocessing
+from metastasis.versions import package_versions
 
 FORMAT = "metastasis-checkpoint/1"
 FILENAME = "checkpoint.pt"
@@ -125,8 +127,6 @@ def load_checkpoint(path: str | Path) -> Bundle:
 
 def _bundle_from_raw(raw: dict[str, Any]) -> Bundle:
     """The bundle of a loaded dict, each field checked; errors name the field."""
-    from metastasis.engine.loop import TTA_MODES
-
     arch = raw.get("arch")
     if arch not in list_models():
         raise CheckpointError(f"unknown architecture {arch!r}")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from metastasis.engine.checkpoint import Bundle, load_checkpoint, save_checkpoint, state_dict_cpu
+from metastasis.checkpoint import Bundle, load_checkpoint, save_checkpoint, state_dict_cpu
 from metastasis.errors import CheckpointError
 from metastasis.models import create_model
 from metastasis.transforms.presets import Preprocessing
