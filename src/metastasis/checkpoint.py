@@ -27,6 +27,7 @@ from metastasis.versions import package_versions
 FORMAT = "metastasis-checkpoint/1"
 FILENAME = "checkpoint.pt"
 CLASS_NAMES = ("normal", "tumour")
+SYNTHETIC_WARNING = "trained on synthetic drawings, not tissue: not for real slides"
 
 
 @dataclass
@@ -42,6 +43,12 @@ class Bundle:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=package_versions)
+    synthetic: bool = False  # trained on the built-in synthetic drawings (``data.synthetic``)
+
+    @property
+    def warning(self) -> str | None:
+        """What every place that shows this model must say first, if anything."""
+        return SYNTHETIC_WARNING if self.synthetic else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +64,7 @@ class Bundle:
             "config": self.config,
             "metrics": self.metrics,
             "versions": self.versions,
+            "synthetic": bool(self.synthetic),
         }
 
     def build_model(self) -> nn.Module:
@@ -156,6 +164,7 @@ def _bundle_from_raw(raw: dict[str, Any]) -> Bundle:
         config=dict(_field(raw, "config", dict, {})),
         metrics=dict(_field(raw, "metrics", dict, {})),
         versions=dict(_field(raw, "versions", dict, {})),
+        synthetic=_field(raw, "synthetic", bool, False),
     )
 
 

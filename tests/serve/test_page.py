@@ -173,3 +173,24 @@ def test_docs_render_with_the_network_blocked(
     assert errors == [], errors
     # what a bundle would fetch from elsewhere (ReDoc's footer logo) the page's policy refuses
     assert all(why == "csp" and "127.0.0.1" not in url for url, why in failed), failed
+
+
+def test_a_model_trained_on_synthetic_drawings_says_so_first(
+    live_server: LiveServer, browser: object
+) -> None:
+    """The tiny served model learned the built-in drawings: the page says so above all else,
+    as /healthz and /v1/model do."""
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(live_server.url + "/")
+        warning = page.locator("#model-warning")
+        warning.wait_for(state="visible", timeout=15_000)
+        assert warning.inner_text() == (
+            "This model was trained on synthetic drawings, not tissue: not for real slides."
+        )
+    finally:
+        page.close()
+    with live_server.client() as c:
+        model = c.get("/v1/model").json()
+        assert c.get("/healthz").json()["warning"] == model["warning"]
+    assert model["synthetic"] is True and "not for real slides" in model["warning"]

@@ -46,7 +46,7 @@ CENTRE = slice(32, 64)  # label 1 = tumour cells in images[:, CENTRE, CENTRE]
 VALID_SEED_OFFSET = 1_000_003  # valid/test splits draw from other seed streams than train
 TEST_SEED_OFFSET = 2_000_029
 FOLDER_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF", "tiff": "TIFF"}
-DEMO_META = "synthetic.json"
+DEMO_META = "synthetic.json"  # written into every data set made here: what says it is drawn
 
 _BLOCK = 32  # patches rendered together: work arrays stay small enough for the CPU caches
 
@@ -113,6 +113,7 @@ def write_folder_dataset(
         raise ValueError(f"fmt must be one of {sorted(FOLDER_FORMATS)}, got {fmt!r}")
     with _staged_dir(out_dir) as tmp:
         _write_class_folders(tmp, n, seed, positive_fraction, ext)
+        _mark(tmp, "folder", n=n, seed=seed)
     return Path(out_dir)
 
 
@@ -172,6 +173,7 @@ def write_kaggle_dataset(
                     Image.fromarray(images[k]).save(tmp / "test" / f"{pid}.tif", format="TIFF")
                     sub.append(f"{pid},0")
             atomic_write_text(tmp / "sample_submission.csv", "\n".join(sub) + "\n")
+        _mark(tmp, "kaggle", n=n_train, seed=seed)
     return Path(out_dir)
 
 
@@ -209,7 +211,28 @@ def write_pcam_h5(
                 _write_h5_pair(x_h5, y_h5, n, seed + offsets[split])
         else:
             _write_h5_pair(x_tmp, y_tmp, n, seed + offsets[split])
+    _mark(out, "pcam", seed=seed)
     return x_path, y_path
+
+
+def is_synthetic(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (a data set, one of its splits or files) was written here: its folder,
+    or one of the two above it, holds the ``DEMO_META`` marker."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    for candidate in (folder, *list(folder.parents)[:2]):
+        try:
+            meta = json.loads((candidate / DEMO_META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and (meta.get("synthetic") is True or "kind" in meta):
+            return True
+    return False
+
+
+def _mark(folder: Path, kind: str, **params: object) -> None:
+    """The marker that says a data set is synthetic drawings (read by ``is_synthetic``)."""
+    atomic_write_json(folder / DEMO_META, {"kind": kind, "synthetic": True, **params})
 
 
 # ----------------------------------------------------------------------------- writers

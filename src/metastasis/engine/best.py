@@ -20,6 +20,7 @@ import torch
 
 from metastasis.checkpoint import Bundle, save_checkpoint
 from metastasis.config import TrainConfig
+from metastasis.data.synthetic import is_synthetic
 from metastasis.inference.batches import EpochOutput
 from metastasis.transforms.presets import Preprocessing
 
@@ -80,5 +81,6 @@ def save_best_checkpoint(
         threshold=cfg.threshold,
         config=cfg.to_dict(),
         metrics={"epoch": epoch, SELECTED_BY: row[SELECTED_BY]},
+        synthetic=cfg.data is not None and is_synthetic(cfg.data),
     )
     save_checkpoint(path, bundle)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from metastasis.config import TrainConfig, dump_config
 from metastasis.data.cache import CachedSplit
+from metastasis.data.synthetic import is_synthetic
 from metastasis.engine.data import TrainingData
 from metastasis.engine.environment import environment
 from metastasis.inference.batches import EpochOutput
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 def data_summary(data: CachedSplit, n_used: int) -> dict[str, Any]:
     return {
         "source": data.meta["source"],
+        "synthetic": is_synthetic(data.meta["source"]),
         "layout": data.meta["layout"],
         "split": data.meta["split"],
         "fingerprint": data.fingerprint,

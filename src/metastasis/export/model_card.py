@@ -75,9 +75,12 @@ def _front_matter(bundle: Bundle, val: Mapping[str, Any], val_name: str, split: 
     meta: dict[str, Any] = {
         "library_name": "metastasis",
         "pipeline_tag": "image-classification",
-        "tags": ["histopathology", "lymph-node", "metastasis", "patch-classification", "pcam"],
+        "tags": ["histopathology", "lymph-node", "metastasis", "patch-classification"]
+        + (["synthetic-data"] if bundle.synthetic else ["pcam"]),
         "metrics": [r["type"] for r in results],
     }
+    if bundle.warning:
+        meta["warning"] = bundle.warning
     if results:
         meta["model-index"] = [
             {
@@ -142,6 +145,7 @@ def card_values(
     recipe = ("epochs", "batch_size", "optimizer", "lr", "schedule", "augment", "precision", "seed")
     return {
         "front_matter": _front_matter(bundle, val, val_name, "validation"),
+        "warning": bundle.warning,
         "arch": bundle.arch,
         "arch_kwargs": json.dumps(bundle.arch_kwargs),
         "input_size": p.input_size,

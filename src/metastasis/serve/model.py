@@ -65,9 +65,9 @@ class ServedModel:
             )
         return out
 
-    def overlays(self, images: np.ndarray) -> list[dict[str, str]]:
+    def overlays(self, images: np.ndarray) -> list[dict[str, Any]]:
         """Grad-CAM overlays and the patches themselves, as PNG data URLs."""
-        from metastasis.inference.explain import gradcam, overlay
+        from metastasis.inference.explain import cam_empty, gradcam, overlay
 
         if self._explain_model is None:  # eager PyTorch, whatever engine predicts
             self._explain_model = self.bundle.build_model().to(self.predictor.device)
@@ -78,7 +78,11 @@ class ServedModel:
             arch=self.bundle.arch,
         )
         return [
-            {"overlay": png_data_url(overlay(img, h)), "patch": png_data_url(img)}
+            {
+                "overlay": png_data_url(overlay(img, h)),
+                "patch": png_data_url(img),
+                "cam_empty": bool(cam_empty(h)),  # a zero map: nothing to show, said in words
+            }
             for img, h in zip(images, heat, strict=True)
         ]
 
@@ -90,6 +94,8 @@ class ServedModel:
         pre = b.preprocessing.to_dict()
         return {
             "architecture": b.arch,
+            "synthetic": b.synthetic,
+            "warning": b.warning,
             "arch_kwargs": jsonable(b.arch_kwargs),
             "checkpoint": self.path.name,
             "preprocessing": {

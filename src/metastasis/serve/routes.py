@@ -150,6 +150,7 @@ def healthz(
     return {
         "status": "ok",
         "architecture": model.bundle.arch,
+        "warning": model.bundle.warning,
         "engine": model.engine,
         "api_key_required": request.app.state.api_key is not None,
         "model_calls": batcher.calls,

@@ -59,6 +59,7 @@ class SlideResult:
     tta: str
     cutoffs_mm: tuple[float, float]
     notes: list[str] = field(default_factory=list)
+    model_warning: str | None = None  # what the checkpoint says of itself (synthetic data)
 
     @property
     def cell_origin(self) -> tuple[float, float]:
@@ -102,6 +103,7 @@ class SlideResult:
             "tiles_per_s": round(classified / self.seconds, 1) if self.seconds > 0 else None,
             "notes": self.notes,
             "research_use_only": "not a diagnosis",
+            "model_warning": self.model_warning,
         }
 
 
@@ -178,7 +180,7 @@ def analyse_slide(
         )  # fmt: skip
     p = Path(path)
     sid = slide_id or p.name
-    notes: list[str] = []
+    notes = [f"the model was {classifier.bundle.warning}"] if classifier.bundle.warning else []
     mpp, reader = opts.mpp, opts.reader
     with open_slide(p, mpp, reader) as slide:
         reader_name = slide.name
@@ -215,7 +217,7 @@ def analyse_slide(
     result = SlideResult(
         sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,
         lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
-        classifier.tta, (opts.itc_mm, opts.micro_mm), notes,
+        classifier.tta, (opts.itc_mm, opts.micro_mm), notes, classifier.bundle.warning,
     )  # fmt: skip
     done_tiles = int((status == STATUS_OK).sum())
     log.info(

@@ -28,6 +28,8 @@ async function loadModel() {
     state.limits = health.limits || state.limits;
     $("key-field").hidden = !health.api_key_required;
     $("model-info").textContent = `Model: ${health.architecture} on ${health.engine}.`;
+    $("model-warning").textContent = health.warning ? `This model was ${health.warning}.` : "";
+    $("model-warning").hidden = !health.warning;
     const needKey = health.api_key_required && !$("api-key").value.trim();
     if (needKey) {
       $("model-info").textContent += " This server needs an API key.";
@@ -143,7 +145,15 @@ function addRow(row) {
   const tr = document.createElement("tr");
   tr.dataset.id = row.id;
   cell(tr, image(row.patch || row.localUrl, `patch ${row.id}`));
-  cell(tr, image(row.overlay, `Grad-CAM overlay of ${row.id}`), "overlay");
+  const empty = row.cam_empty ? "no activation: nothing to show" : "";
+  const overlayCell = cell(tr, image(row.overlay, empty || `Grad-CAM overlay of ${row.id}`),
+    "overlay");
+  if (empty) {
+    const note = document.createElement("div");
+    note.className = "help";
+    note.textContent = empty;
+    overlayCell.appendChild(note);
+  }
   cell(tr, row.id, "file");
   const prob = document.createElement("div");
   prob.textContent = row.probability.toFixed(4);
