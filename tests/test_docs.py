@@ -195,3 +195,17 @@ def test_a_notebook_sidebar_entry_is_pointed_at_its_heading() -> None:
     assert _hook("notebook_toc").align_toc(toc, html) == 1
     assert (toc[1].id, toc[1].title) == ("check-what-is-wrong", "check: what is wrong")
     assert (toc[0].id, toc[0].children[0].id) == ("intro", "nowhere")
+
+
+def test_every_page_citing_pcam_jpeg_points_to_what_it_is() -> None:
+    # numbers a reader can reproduce: each page that cites the team's PCam-JPEG set says where
+    # it is described (docs/data.md), and that section says how to rebuild it
+    section = "PCam-JPEG: what it is and how to rebuild it"
+    data = (ROOT / "docs/data.md").read_text()
+    assert f"## {section}" in data and "benchmarks/make_pcam_jpeg.py" in data
+    pages = [ROOT / "README.md", ROOT / "benchmarks/README.md", *sorted(ROOT.glob("docs/**/*.md"))]
+    citing = [p for p in pages if "pcam-jpeg" in p.read_text().lower() and p.name != "data.md"]
+    assert len(citing) >= 4
+    for page in citing:
+        text = page.read_text()
+        assert "#pcam-jpeg-what-it-is-and-how-to-rebuild-it" in text or section in text, page
