@@ -48,8 +48,9 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check src tests benchmarks docs/hooks
 	$(BIN)/mypy
 
-# The documentation site (mkdocs.yml, docs/) into site/, with --strict: any warning fails. The
-# notebooks are executed once here for their figures (never stored with outputs).
+# The documentation site (mkdocs.yml, docs/) into site/, with --strict: any warning fails, and so
+# does any broken internal link or anchor of the built pages (docs/hooks/links.py runs after the
+# build). The notebooks are executed once here for their figures (never stored with outputs).
 docs: $(VENV)/.installed-dev
 	METASTASIS_DOCS_EXECUTE=true $(BIN)/mkdocs build --strict --site-dir site
 

@@ -19,12 +19,16 @@ from metastasis.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _commands_hook():  # docs/hooks/commands.py is an mkdocs hook, not a package module
-    spec = importlib.util.spec_from_file_location("commands_hook", ROOT / "docs/hooks/commands.py")
+def _hook(name: str):  # docs/hooks/*.py are mkdocs hooks, not package modules
+    spec = importlib.util.spec_from_file_location(f"{name}_hook", ROOT / f"docs/hooks/{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _commands_hook():
+    return _hook("commands")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -120,3 +124,88 @@ def test_generated_and_included_pages(site: Path) -> None:
 def test_notebooks_are_rendered_from_the_stored_files(site: Path) -> None:
     page = _text(site / "notebooks/02_train_and_evaluate/index.html")
     assert "YOUR DATA" in page and "metastasis.fit" in page
+
+
+def test_the_built_site_has_no_broken_internal_link(site: Path) -> None:
+    # the build itself fails on one (docs/hooks/links.py); this says so where it is read
+    assert _hook("links").broken_links(site) == []
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert "docs/hooks/links.py" in config and "docs/hooks/notebook_toc.py" in config
+    # notebook 1's sidebar points at its "`check`: what is wrong with the data" heading
+    page = (site / "notebooks/01_data_and_eda/index.html").read_text()
+    assert 'id="check-what-is-wrong-with-the-data"' in page
+    assert 'href="#check-what-is-wrong-with-the-data" class="md-nav__link"' in page
+    assert 'href="#what-is-wrong-with-the-data"' not in page
+
+
+def test_code_blocks_wrap_on_the_site(site: Path) -> None:
+    css = (site / "assets/extra.css").read_text()
+    assert "white-space: pre-wrap" in css and ".highlight-ipynb pre" in css
+    assert 'href="../assets/extra.css"' in (site / "data/index.html").read_text()
+
+
+def _fake_site(root: Path, pages: dict[str, str]) -> Path:
+    for name, body in pages.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"<!doctype html><html><body>{body}</body></html>")
+    return root
+
+
+def test_the_link_check_finds_a_broken_anchor_and_passes_good_links(tmp_path: Path) -> None:
+    from mkdocs.exceptions import PluginError
+
+    links = _hook("links")
+    good = {
+        "index.html": '<h2 id="top">Top</h2><a href="#top">here</a> <a href="#">page top</a>'
+        '<a href="guide/#step-2">step 2</a> <a href="https://example.org/#x">out</a>'
+        '<img src="img/a%20b.png"> <a href="mailto:x@y.z">mail</a>',
+        "guide/index.html": '<h3 id="step-2">2</h3><a href="../">home</a><a name="old"></a>'
+        '<a href="../index.html#top">top</a> <a href="#old">old name</a>',
+        "img/a b.png": "",
+    }
+    site = _fake_site(tmp_path / "good", good)
+    assert links.broken_links(site) == []
+    links.on_post_build({"site_dir": str(site)})  # passes
+
+    bad = {**good, "guide/index.html": good["guide/index.html"] + '<a href="#step-3">3</a>'}
+    site = _fake_site(tmp_path / "bad", bad)
+    assert links.broken_links(site) == [
+        "guide/index.html: #step-3 (no id 'step-3' in guide/index.html)"
+    ]
+    (site / "img/a b.png").unlink()
+    assert links.broken_links(site) == [
+        "guide/index.html: #step-3 (no id 'step-3' in guide/index.html)",
+        "index.html: img/a%20b.png (no such file)",
+    ]
+    with pytest.raises(PluginError, match="2 broken internal links"):
+        links.on_post_build({"site_dir": str(site)})
+
+
+def test_a_notebook_sidebar_entry_is_pointed_at_its_heading() -> None:
+    from mkdocs.structure.toc import AnchorLink
+
+    toc = [AnchorLink("Intro", "intro", 1), AnchorLink(": what is wrong", "what-is-wrong", 2)]
+    toc[0].children.append(AnchorLink("kept", "nowhere", 3))  # no unique match: left as it is
+    html = (
+        '<h1 id="intro">Intro<a class="anchor-link" href="#intro">¶</a></h1>'
+        '<h2 id="check-what-is-wrong"><code>check</code>: what is wrong'
+        '<a class="anchor-link" href="#check-what-is-wrong">¶</a></h2>'
+    )
+    assert _hook("notebook_toc").align_toc(toc, html) == 1
+    assert (toc[1].id, toc[1].title) == ("check-what-is-wrong", "check: what is wrong")
+    assert (toc[0].id, toc[0].children[0].id) == ("intro", "nowhere")
+
+
+def test_every_page_citing_pcam_jpeg_points_to_what_it_is() -> None:
+    # numbers a reader can reproduce: each page that cites the team's PCam-JPEG set says where
+    # it is described (docs/data.md), and that section says how to rebuild it
+    section = "PCam-JPEG: what it is and how to rebuild it"
+    data = (ROOT / "docs/data.md").read_text()
+    assert f"## {section}" in data and "benchmarks/make_pcam_jpeg.py" in data
+    pages = [ROOT / "README.md", ROOT / "benchmarks/README.md", *sorted(ROOT.glob("docs/**/*.md"))]
+    citing = [p for p in pages if "pcam-jpeg" in p.read_text().lower() and p.name != "data.md"]
+    assert len(citing) >= 4
+    for page in citing:
+        text = page.read_text()
+        assert "#pcam-jpeg-what-it-is-and-how-to-rebuild-it" in text or section in text, page

@@ -22,7 +22,7 @@ def test_train_adds_the_figures_and_the_page(trained_run: RunResult) -> None:
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     page = (run / "report.html").read_text()
     assert all(re.search(rf'src="{re.escape(name)}"', page) for name in FIGURES)
-    assert re.search(r"<th[^>]*>lr</th>", page)  # the history table, with the learning rate
+    assert re.search(r"<th[^>]*>learning rate</th>", page)  # the history table, with the lr
     assert list(pd.read_csv(run / "history.csv")["lr"]) == [1e-3]
 
 

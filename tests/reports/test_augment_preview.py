@@ -137,3 +137,32 @@ def test_describe_spec_lists_what_acts() -> None:
     strong = describe_spec(PRESETS["strong"])
     assert strong.startswith("strong: d4, hed_scale=0.1")
     assert "affine_p=0.5" in strong and "noise_std=0.02" in strong and "flips" not in strong
+
+
+def _row_texts(ax: Axes) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_rows_say_their_class() -> None:
+    images, _ = patches(4, seed=6)
+    fig = plot_augmentations(images, Augmenter(PRESETS["d4"]), n_views=2, labels=[0, 0, 1, 1])
+    grid = _grid(fig.axes, rows=4, cols=3)
+    assert [_row_texts(row[0]) for row in grid] == [
+        ["normal (0)"], ["normal (0)"], ["tumour (1)"], ["tumour (1)"],
+    ]  # fmt: skip
+    assert all(_row_texts(ax) == [] for row in grid for ax in row[1:])
+    named = plot_augmentations(images[:1], Augmenter(PRESETS["d4"]), labels=[1],
+                               class_names=("benign", "metastasis"))  # fmt: skip
+    assert _row_texts(named.axes[0]) == ["metastasis (1)"]
+    unlabelled = plot_augmentations(images, Augmenter(PRESETS["d4"]), n_views=1)
+    assert all(_row_texts(ax) == [] for ax in unlabelled.axes)
+    with pytest.raises(ValueError, match="3 labels for 4 patches"):
+        plot_augmentations(images, Augmenter(PRESETS["d4"]), labels=[0, 1, 1])
+
+
+def test_the_labelled_preview_is_written(tmp_path: Path) -> None:
+    images, _ = patches(2, seed=7)
+    out = write_augmentation_preview(
+        tmp_path / "a.png", images, Augmenter(PRESETS["flips"]), labels=np.array([0, 1])
+    )
+    assert out.read_bytes().startswith(b"\x89PNG")

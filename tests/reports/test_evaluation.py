@@ -21,6 +21,7 @@ from metastasis.reports.evaluation import write_evaluation, write_html_report
 Y = [0, 0, 1, 1]
 P = [0.1, 0.4, 0.35, 0.8]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROC_AUC = '<th scope="row" title="roc_auc"><span class="word">ROC-AUC</span></th>'
 
 
 def test_write_evaluation(tmp_path: Path) -> None:
@@ -81,9 +82,15 @@ def test_write_html_report(tmp_path: Path) -> None:
     page = path.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     assert "<h1>Run &lt;1&gt;</h1>" in page
-    assert "<th>roc_auc</th><td>0.7500</td>" in page
-    assert "<th>pr_auc</th><td>0.8333</td>" in page
-    assert "<th>n</th><td>4</td>" in page
+    # metric names in words (the key as the tooltip); metrics.json keeps the keys
+    assert f"{ROC_AUC}<td>0.7500</td>" in page
+    assert (
+        '<th scope="row" title="pr_auc"><span class="word">PR-AUC</span></th><td>0.8333</td>'
+        in page
+    )
+    assert '<th scope="row" title="n">patches</th><td>4</td>' in page
+    assert '<th scope="row">model</th><td class="text">&lt;cnn&gt;</td>' in page
+    assert '<th scope="col">split</th><th scope="col" title="roc_auc">' in page  # extra table
     assert "&lt;cnn&gt;" in page and "per_class" not in page
     for name in ("roc.png", "pr.png", "confusion_matrix.png"):
         assert f'<img src="{name}"' in page
@@ -109,10 +116,10 @@ def test_write_html_report_shows_confidence_intervals(tmp_path: Path) -> None:
         },
     }
     page = write_html_report(tmp_path / "r.html", "t", metrics, ["reliability.png"]).read_text()
-    assert "<th>roc_auc</th><td>0.7500 (0.5000–1.0000)</td>" in page
-    assert "<th>accuracy</th><td>0.7500 (0.2500–1.0000)</td>" in page
-    assert "<th>sensitivity</th><td>0.5000</td>" in page  # no interval: shown bare
-    assert "<th>pr_auc</th><td>0.8333</td>" in page and "<th>ece</th><td>0.2500</td>" in page
+    assert f"{ROC_AUC}<td>0.7500 (0.5000–1.0000)</td>" in page
+    assert '<th scope="row">accuracy</th><td>0.7500 (0.2500–1.0000)</td>' in page
+    assert '<th scope="row">sensitivity</th><td>0.5000</td>' in page  # no interval: bare
+    assert "expected calibration error (ECE)</th><td>0.2500</td>" in page
     assert "95% confidence interval" in page and "n_skipped" not in page
     assert '<img src="reliability.png"' in page
 

@@ -69,7 +69,8 @@ def plot_class_balance(counts: Mapping[str, Mapping[str, int]], ax: Axes | None 
     ax.set_ylim(0, top * 1.25 + 1)
     ax.set(xlabel="split", ylabel="patches")
     ax.set_title("Class balance")
-    ax.legend(loc="upper right", fontsize=8)
+    # beside the axes, never over a bar's count (constrained layout makes room for it)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, fontsize=8)
     return fig
 
 

@@ -2,7 +2,8 @@
 
 One row per patch: the original, then ``n_views`` independent draws of the augmentation, each
 with a faint dashed box around the centre 32x32 region that PCam's label refers to (so one can
-see that the labelled tissue stays in the box). Object-oriented matplotlib only (``Figure``,
+see that the labelled tissue stays in the box). Given the patches' labels, each row says its
+class at its left ("normal (0)", "tumour (1)"). Object-oriented matplotlib only (``Figure``,
 never ``pyplot``): no global state, no display; :func:`write_augmentation_preview` saves it as a
 PNG atomically.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,20 @@ def _as_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x[:MAX_PATCHES].cpu()
 
 
+def _row_labels(
+    labels: Sequence[int] | np.ndarray | None, rows: int, class_names: Sequence[str]
+) -> list[str]:
+    """Each row's class in words, e.g. ``"tumour (1)"``; empty strings without labels."""
+    if labels is None:
+        return [""] * rows
+    values = [int(v) for v in np.asarray(labels).reshape(-1)[:MAX_PATCHES]]
+    if len(values) != rows:
+        raise ValueError(f"{len(values)} labels for {rows} patches")
+    return [
+        f"{class_names[v]} ({v})" if 0 <= v < len(class_names) else f"label {v}" for v in values
+    ]
+
+
 def _outline_centre(ax: Axes, height: int, width: int) -> None:
     """A faint dashed box around the central third (PCam's labelled 32x32 of a 96x96 patch)."""
     h, w = height // 3, width // 3
@@ -91,13 +107,17 @@ def plot_augmentations(
     augmenter: Augmenter,
     n_views: int = 5,
     generator: torch.Generator | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    class_names: Sequence[str] = ("normal", "tumour"),
 ) -> Figure:
     """A grid: one row per patch (the first :data:`MAX_PATCHES` of ``images``, uint8 NHWC),
     the original in the first column, then ``n_views`` augmented versions. View ``k`` of every
-    row comes from the ``k``-th call ``augmenter(batch, generator)``."""
+    row comes from the ``k``-th call ``augmenter(batch, generator)``. ``labels`` (one per patch)
+    name each row's class at its left, from ``class_names``."""
     if n_views < 1:
         raise ValueError(f"n_views must be at least 1, got {n_views}")
     x = _as_batch(images)
+    row_labels = _row_labels(labels, x.shape[0], class_names)
     columns = [x] + [augmenter(x, generator).cpu() for _ in range(n_views)]
     titles = ["original"] + [f"augmented {k}" for k in range(1, n_views + 1)]
     rows, cols = x.shape[0], len(columns)
@@ -115,6 +135,9 @@ def plot_augmentations(
             ax.set_axis_off()
             if r == 0:
                 ax.set_title(title, fontsize=8)
+            if c == 0 and row_labels[r]:
+                ax.text(-0.06, 0.5, row_labels[r], transform=ax.transAxes, rotation=90,
+                        ha="right", va="center", fontsize=8)  # fmt: skip
     fig.suptitle("\n".join(heading), fontsize=9)
     return fig
 
@@ -125,9 +148,18 @@ def write_augmentation_preview(
     augmenter: Augmenter,
     seed: int = 0,
     n_views: int = 5,
+    labels: Sequence[int] | np.ndarray | None = None,
+    class_names: Sequence[str] = ("normal", "tumour"),
 ) -> Path:
-    """Save :func:`plot_augmentations` (draws seeded by ``seed``) as a PNG at ``path``,
-    atomically, and return the path."""
+    """Save :func:`plot_augmentations` (draws seeded by ``seed``; rows named by ``labels``) as a
+    PNG at ``path``, atomically, and return the path."""
     generator = torch.Generator().manual_seed(seed)
-    fig = plot_augmentations(images, augmenter, n_views=n_views, generator=generator)
+    fig = plot_augmentations(
+        images,
+        augmenter,
+        n_views=n_views,
+        generator=generator,
+        labels=labels,
+        class_names=class_names,
+    )
     return save_figure(fig, path)

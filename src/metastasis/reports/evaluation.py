@@ -96,12 +96,19 @@ def write_html_report(
     *,
     class_names: Sequence[str] = ("normal", "tumour"),
     image_sections: Mapping[str, tuple[Sequence[str], str]] | None = None,
+    split: str | None = None,
 ) -> Path:
     """Write a small HTML page (template ``evaluation.html``): metrics table (scalar metrics,
     one row each, a ``ci95`` interval in parentheses), confusion matrix, images (by relative
     name), ``image_sections`` (heading -> (images, caption)), extra tables and notes. Returns
-    the path written."""
+    the path written.
+
+    Metrics are named in words with the split they were measured on (``split="val"``:
+    "validation ROC-AUC"); without ``split``, ``metrics["split"]`` where it is a name. The
+    names are the page's only: the keys of ``metrics`` stay what they are."""
     ci = metrics.get("ci95")
+    if split is None and isinstance(metrics.get("split"), str):
+        split = str(metrics["split"])
     rows = [
         (str(key), value, _interval(ci, key) if isinstance(value, float) else "")
         for key, value in metrics.items()
@@ -112,6 +119,7 @@ def write_html_report(
         path,
         "evaluation.html",
         title=title,
+        split=split,
         metrics=rows,
         has_intervals=any(interval for _, _, interval in rows),
         class_names=list(class_names),

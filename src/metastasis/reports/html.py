@@ -4,7 +4,10 @@
 report is a single self-contained file (its figures are PNG files beside it, by relative name)
 that opens offline. Autoescaping is on for every template: ids, paths, class names, titles and
 notes are text, never markup. :func:`render_page` returns a page, :func:`write_page` writes it
-atomically. The filters format numbers the same way in every report.
+atomically. The filters format numbers the same way in every report, and name things the same
+way: ``words`` turns a machine key (``val_roc_auc``) into what a person reads ("validation
+ROC-AUC", :mod:`metastasis.reports.names`); ``breakable`` lets long paths wrap after each ``/`` so
+that tables fit the page.
 """
 
 from __future__ import annotations
@@ -19,10 +22,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from metastasis.io import atomic_write_text
+from metastasis.reports.names import figure_caption, split_words, words
 
-__all__ = ["fixed", "frame_table", "render_page", "significant", "write_page"]
+__all__ = [
+    "breakable",
+    "fixed",
+    "frame_table",
+    "render_page",
+    "significant",
+    "unbroken",
+    "write_page",
+]
 
 
 def _missing(value: Any) -> bool:
@@ -56,6 +69,22 @@ def significant(value: Any) -> str:
     return fixed(value)
 
 
+def breakable(value: Any) -> Markup:
+    """``value`` as escaped text that may wrap after each ``/`` (a ``<wbr>`` there): a long
+    path then wraps inside its table cell instead of widening the table."""
+    text = escape(str(value))
+    return text.replace("/", Markup("/<wbr>"))
+
+
+def unbroken(value: Any) -> Markup:
+    """``value`` as escaped text whose hyphenated words never break at the hyphen ("ROC-AUC"
+    stays whole when a table header wraps)."""
+    parts = str(value).split(" ")
+    return Markup(" ").join(
+        Markup('<span class="word">{}</span>').format(p) if "-" in p else escape(p) for p in parts
+    )
+
+
 def frame_table(frame: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
     """A table's header and rows of plain values (missing as None), without the index."""
     cells = frame.astype(object).where(frame.notna(), None)
@@ -78,7 +107,15 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(fixed=fixed, significant=significant)
+    env.filters.update(
+        fixed=fixed,
+        significant=significant,
+        words=words,
+        split_words=split_words,
+        figure_caption=figure_caption,
+        breakable=breakable,
+        unbroken=unbroken,
+    )
     env.tests["text"] = is_text
     return env
 

@@ -47,8 +47,9 @@ def write_run_report(result: RunResult, cfg: TrainConfig) -> Path:
     write_evaluation_plots(run_dir, result.val.labels, result.val.probs, metrics_val)
     save_figure(plot_history(history), run_dir / "history.png")
     augmenter = Augmenter(augment_spec(cfg.augment, cfg.augment_kwargs))
+    images, labels = preview_patches(result.data)
     write_augmentation_preview(
-        run_dir / "augmentations.png", preview_patches(result.data), augmenter, seed=cfg.seed
+        run_dir / "augmentations.png", images, augmenter, seed=cfg.seed, labels=labels
     )
     threshold = float(calibration["threshold"])
     return write_html_report(
@@ -57,6 +58,7 @@ def write_run_report(result: RunResult, cfg: TrainConfig) -> Path:
         metrics_val,
         list(FIGURES),
         extra_tables={"History": history},
+        split="val",
         notes=[
             f"Best epoch {result.best_epoch} of {len(history)} by validation ROC-AUC.",
             f"Threshold {threshold:.4f} ({calibration['threshold_method']}); "
@@ -67,9 +69,11 @@ def write_run_report(result: RunResult, cfg: TrainConfig) -> Path:
     )
 
 
-def preview_patches(data: TrainingData) -> np.ndarray:
-    """3 training patches of each class (the first ones, in row order), uint8 NHWC."""
+def preview_patches(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
+    """3 training patches of each class (the first ones, in row order), normal ones first:
+    uint8 NHWC images and their labels."""
     labels = data.train_labels
-    picked = [data.train_idx[labels == c][:3] for c in (0, 1)]
-    rows = np.sort(np.concatenate(picked))
-    return np.asarray(data.train.images[rows])
+    picked = [np.sort(data.train_idx[labels == c][:3]) for c in (0, 1)]
+    rows = np.concatenate(picked)
+    classes = np.concatenate([np.full(len(p), c, dtype=np.int64) for c, p in zip((0, 1), picked)])
+    return np.asarray(data.train.images[rows]), classes
