@@ -67,3 +67,24 @@ def test_the_flag_survives_a_checkpoint_round_trip(synthetic_flag: bool, tmp_pat
     loaded = load_checkpoint(save_checkpoint(tmp_path / "c.pt", bundle))
     assert loaded.synthetic is synthetic_flag
     assert (loaded.warning is not None) is synthetic_flag
+
+
+def test_the_run_evaluation_and_slides_reports_say_it_first(
+    trained_run: RunResult, demo_data: Path, tmp_path: Path
+) -> None:
+    from tests.slides.conftest import mosaic, write_pyramid
+
+    from metastasis.inference.evaluate import evaluate_checkpoint
+    from metastasis.slides import run_slides
+
+    banner = f"<strong>Warning:</strong> the model was {SYNTHETIC_WARNING}."
+    run_page = (Path(trained_run.run_dir) / "report.html").read_text(encoding="utf-8")
+    assert run_page.index(banner) < run_page.index("<table")
+    run = Path(trained_run.run_dir)
+    evaluate_checkpoint(run, demo_data / "valid", tmp_path / "eval", gallery=0, progress=False)
+    page = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
+    assert banner in page and "Evaluated on the built-in synthetic drawings" in page
+    tissue = np.ones((2, 2), bool)
+    slide = write_pyramid(tmp_path / "s.tif", mosaic(2, 2, tissue, ~tissue), 0.972, levels=1)
+    run_slides([slide], run, tmp_path / "slides", engine="torch", progress=False)
+    assert banner in (tmp_path / "slides" / "report.html").read_text(encoding="utf-8")

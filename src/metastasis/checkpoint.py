@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from metastasis.config import TTA_MODES
+from metastasis.data.synthetic import SYNTHETIC_WARNING
 from metastasis.errors import CheckpointError, first_line
 from metastasis.io import atomic_path
 from metastasis.models import create_model, list_models
@@ -27,7 +28,6 @@ from metastasis.versions import package_versions
 FORMAT = "metastasis-checkpoint/1"
 FILENAME = "checkpoint.pt"
 CLASS_NAMES = ("normal", "tumour")
-SYNTHETIC_WARNING = "trained on synthetic drawings, not tissue: not for real slides"
 
 
 @dataclass

@@ -47,6 +47,7 @@ VALID_SEED_OFFSET = 1_000_003  # valid/test splits draw from other seed streams 
 TEST_SEED_OFFSET = 2_000_029
 FOLDER_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF", "tiff": "TIFF"}
 DEMO_META = "synthetic.json"  # written into every data set made here: what says it is drawn
+SYNTHETIC_WARNING = "trained on synthetic drawings, not tissue: not for real slides"
 
 _BLOCK = 32  # patches rendered together: work arrays stay small enough for the CPU caches
 

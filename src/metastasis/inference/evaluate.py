@@ -143,8 +143,12 @@ def _write_report(
     metrics: dict[str, Any],
     sections: dict[str, tuple[list[str], str]],
 ) -> None:
+    from metastasis.data.synthetic import is_synthetic
     from metastasis.reports.evaluation import write_html_report
 
+    drawn = (
+        ["Evaluated on the built-in synthetic drawings, not tissue."] if is_synthetic(data) else []
+    )
     write_html_report(
         out_dir / "report.html",
         f"Evaluation on {data}",
@@ -156,5 +160,7 @@ def _write_report(
             f"Threshold: {predictor.threshold}; temperature {predictor.temperature:.3f}; "
             f"test-time augmentation: {predictor.tta}",
             f"Excluded files: {metrics['n_excluded']}",
+            *drawn,
         ],
+        warning=predictor.bundle.warning if predictor.bundle is not None else None,
     )

@@ -97,11 +97,13 @@ def write_html_report(
     class_names: Sequence[str] = ("normal", "tumour"),
     image_sections: Mapping[str, tuple[Sequence[str], str]] | None = None,
     split: str | None = None,
+    warning: str | None = None,
 ) -> Path:
     """Write a small HTML page (template ``evaluation.html``): metrics table (scalar metrics,
     one row each, a ``ci95`` interval in parentheses), confusion matrix, images (by relative
-    name), ``image_sections`` (heading -> (images, caption)), extra tables and notes. Returns
-    the path written.
+    name), ``image_sections`` (heading -> (images, caption)), extra tables and notes, under a
+    ``warning`` first where the model has one (trained on synthetic drawings). Returns the
+    path written.
 
     Metrics are named in words with the split they were measured on (``split="val"``:
     "validation ROC-AUC"); without ``split``, ``metrics["split"]`` where it is a name. The
@@ -119,6 +121,7 @@ def write_html_report(
         path,
         "evaluation.html",
         title=title,
+        warning=warning,
         split=split,
         metrics=rows,
         has_intervals=any(interval for _, _, interval in rows),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from metastasis.config import TrainConfig
+from metastasis.data.synthetic import SYNTHETIC_WARNING, is_synthetic
 from metastasis.metrics.plots import plot_history
 from metastasis.reports.augment_preview import write_augmentation_preview
 from metastasis.reports.evaluation import write_evaluation_plots, write_html_report
@@ -59,6 +60,7 @@ def write_run_report(result: RunResult, cfg: TrainConfig) -> Path:
         list(FIGURES),
         extra_tables={"History": history},
         split="val",
+        warning=SYNTHETIC_WARNING if cfg.data is not None and is_synthetic(cfg.data) else None,
         notes=[
             f"Best epoch {result.best_epoch} of {len(history)} by validation ROC-AUC.",
             f"Threshold {threshold:.4f} ({calibration['threshold_method']}); "

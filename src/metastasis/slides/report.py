@@ -48,5 +48,12 @@ def _context(table: pd.DataFrame, out_dir: Path, stages: pd.DataFrame | None) ->
     }
 
 
-def write_report(table: pd.DataFrame, out_dir: Path, stages: pd.DataFrame | None = None) -> Path:
-    return write_page(out_dir / "report.html", "slides.html", **_context(table, out_dir, stages))
+def write_report(
+    table: pd.DataFrame,
+    out_dir: Path,
+    stages: pd.DataFrame | None = None,
+    warning: str | None = None,
+) -> Path:
+    """``report.html`` of a folder run, under the model's ``warning`` where it has one."""
+    context = _context(table, out_dir, stages)
+    return write_page(out_dir / "report.html", "slides.html", warning=warning, **context)

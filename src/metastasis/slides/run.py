@@ -164,7 +164,7 @@ def run_slides(
                  opts.stride)  # fmt: skip
     for sid, p in plan.todo:
         _analyse_into(p, sid, plan.out / sid, classifier, opts, progress)
-    return write_tables(plan)
+    return write_tables(plan, classifier.bundle.warning)
 
 
 def plan_run(
@@ -215,7 +215,7 @@ def _analyse_into(
         atomic_write_json(folder / FAILED, {"slide": sid, "path": display(p), "reason": reason})
 
 
-def write_tables(plan: Plan) -> pd.DataFrame:
+def write_tables(plan: Plan, warning: str | None = None) -> pd.DataFrame:
     """``slides.csv``, ``patients.csv`` (with a patients table) and ``report.html``, rebuilt
     from the slide folders of every shard."""
     from metastasis.slides.report import write_report
@@ -228,7 +228,7 @@ def write_tables(plan: Plan) -> pd.DataFrame:
         stages = patient_stages(table, plan.patients)
         with atomic_path(plan.out / PATIENTS_CSV) as tmp:
             stages.to_csv(tmp, index=False)
-    write_report(table, plan.out, stages)
+    write_report(table, plan.out, stages, warning)
     return table
 
 
