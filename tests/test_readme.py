@@ -33,3 +33,29 @@ def test_the_readme_example_runs(
     accuracy = float(out.rsplit("accuracy", 1)[1])
     assert 0.5 < accuracy <= 1.0  # two epochs learn the synthetic task, at Youden's threshold
     assert (tmp_path / "runs/example/checkpoint.pt").is_file()
+
+
+MAKEFILE = README.with_name("Makefile")
+
+
+def demo_next_steps() -> list[list[str]]:
+    """The ``metastasis ...`` commands ``make demo`` prints as next steps, as argument lists
+    (the venv's path and the make variables replaced by plain words)."""
+    target = MAKEFILE.read_text().split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    steps = target.split("Next steps", 1)[1]
+    found = []
+    for line in re.findall(r'echo "([^"]*)"', steps):
+        line = line.replace("$$run", "RUN").replace("$(DEMO_DATA)", "DATA")
+        found += [c.split() for c in re.findall(r"\$\(BIN\)/metastasis ([^(']+)", line)]
+    return found
+
+
+def test_make_demo_shows_next_steps_that_are_real_commands() -> None:
+    """``make demo`` ends with the next commands to type: each is a command the CLI has, with
+    options it takes (parsed by the real parser, nothing run)."""
+    from metastasis.cli import build_parser
+
+    steps = demo_next_steps()
+    assert {s[0] for s in steps} >= {"serve", "eda", "train"}
+    for words in steps:
+        build_parser().parse_args(words)
