@@ -63,7 +63,8 @@ def test_train_evaluate_predict_through_the_cli(
         == 0
     )
     out = capsys.readouterr().out
-    assert f"run folder: {run}" in out and "val ROC-AUC" in out
+    assert f"run folder: {run}" in out and "validation ROC-AUC" in out
+    assert "note:       the model was trained on synthetic drawings" in out
     resolved = (run / "config.yaml").read_text()
     assert "lr: 0.002" in resolved and "seed: 3" in resolved and "batch_size: 64" in resolved
     assert (

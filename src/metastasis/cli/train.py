@@ -41,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from metastasis.config import TrainConfig, resolve_config
+    from metastasis.data.synthetic import SYNTHETIC_WARNING, is_synthetic
     from metastasis.errors import MetastasisError
     from metastasis.extras import require_loggers
     from metastasis.training import train
@@ -66,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"report:     {result.run_dir / 'report.html'}")
     print(
-        f"best epoch {result.best_epoch}: val ROC-AUC {val['roc_auc']:.4f}, "
+        f"best epoch {result.best_epoch}: validation ROC-AUC {val['roc_auc']:.4f}, "
         f"accuracy {val['accuracy']:.4f}"
     )
+    if cfg.data is not None and is_synthetic(cfg.data):
+        print(f"note:       the model was {SYNTHETIC_WARNING}")
     return 0
