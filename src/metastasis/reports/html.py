@@ -2,8 +2,9 @@
 
 ``base.html`` holds the page frame and inlines ``report.css``, the one stylesheet, so each
 report is a single self-contained file (its figures are PNG files beside it, by relative name)
-that opens offline. Autoescaping is on for every template: ids, paths, class names, titles and
-notes are text, never markup. :func:`render_page` returns a page, :func:`write_page` writes it
+that opens offline. Autoescaping is on for every HTML template: ids, paths, class names, titles
+and notes are text, never markup (``model_card.md``, Markdown, is rendered without it by
+``export.model_card``). :func:`render_page` returns a page, :func:`write_page` writes it
 atomically. The filters format numbers the same way in every report, and name things the same
 way: ``words`` turns a machine key (``val_roc_auc``) into what a person reads ("validation
 ROC-AUC", :mod:`metastasis.reports.names`); ``breakable`` lets long paths wrap after each ``/`` so
