@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import nn
 
 from metastasis.data import synthetic
 
@@ -19,3 +21,22 @@ def write_image(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
 
 def patches(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return synthetic.make_patches(n, seed=seed)
+
+
+def tiny_batches(n: int, batch: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` random 8 x 8 uint8 NHWC patches in batches, labelled by their mean brightness."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 8, 8, 3), dtype=torch.uint8, generator=g)
+    y = (x.float().mean((1, 2, 3)) > 127.5).long()
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
+
+
+def to_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1]."""
+    return x.permute(0, 3, 1, 2).float() / 255.0
+
+
+def tiny_linear_model() -> nn.Module:
+    """One logit per 8 x 8 patch from a seeded linear layer."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 3, 1), nn.Flatten(0))
