@@ -23,6 +23,7 @@ MODULES: dict[str, tuple[str, str]] = {
     "fastapi": ("serve", "FastAPI"),
     "uvicorn": ("serve", "Uvicorn"),
     "python_multipart": ("serve", "python-multipart"),
+    "fastapi_offline": ("serve", "fastapi-offline (Swagger UI and ReDoc served locally)"),
     "tifffile": ("wsi", "tifffile"),
     "shapely": ("wsi", "Shapely"),
     "skimage": ("wsi", "scikit-image"),
@@ -32,7 +33,7 @@ MODULES: dict[str, tuple[str, str]] = {
 }
 
 # What each command (or option) needs, imported up front by the CLI.
-SERVE = ("fastapi", "uvicorn", "python_multipart")
+SERVE = ("fastapi", "uvicorn", "python_multipart", "fastapi_offline")
 SLIDES = ("shapely", "skimage", "tifffile")  # OpenSlide only for its formats: the reader asks
 TUNE = ("optuna",)
 LOGGERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # --logger NAME -> module
