@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,3 +172,32 @@ def test_a_bad_slide_or_inference_flag_is_one_line_before_any_work(
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("metastasis slides: error:")
         assert not (tmp_path / "out").exists()
+
+
+def test_the_threshold_override_decides_in_every_command(
+    trained_run: Any, demo_data: Path, tmp_path: Path
+) -> None:
+    """``--threshold`` (declared once, in ``InferenceOptions``) replaces the checkpoint's in
+    predict, evaluate, and the service; the slides' classifier takes it the same way."""
+    import json
+
+    import pandas as pd
+
+    from metastasis.checkpoint import load_checkpoint
+    from metastasis.serve.model import ServedModel
+    from metastasis.slides.classify import SlideClassifier
+
+    run = Path(trained_run.run_dir)
+    for threshold, label in (("0", 1), ("1", 0)):
+        out = tmp_path / f"p{threshold}.csv"
+        common = ["--checkpoint", str(run), "--data", str(demo_data / "valid"), "--no-progress"]
+        assert main(["predict", *common, "--out", str(out), "--threshold", threshold]) == 0
+        assert set(pd.read_csv(out)["prediction"]) == {label}
+    ev = tmp_path / "ev"
+    assert main(["evaluate", *common, "--out", str(ev), "--threshold", "0", "--gallery", "0"]) == 0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["sensitivity"] == 1.0 and metrics["specificity"] == 0.0
+    served = ServedModel(run, engine="torch", threshold=0.25).describe()
+    assert served["threshold"] == 0.25
+    assert served["checkpoint_threshold"] == load_checkpoint(run).threshold
+    assert SlideClassifier.from_checkpoint(run, engine="torch", threshold=0.3).threshold == 0.3

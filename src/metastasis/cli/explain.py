@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random draw")
     p.add_argument("--alpha", type=float, default=0.4, help="weight of the heat map (0-1)")
-    add_setting_flags(p, InferenceOptions, ("engine", "batch_size", "device"))
+    add_setting_flags(p, InferenceOptions, ("engine", "batch_size", "device", "threshold"))
     add_data_options(p)
 
 

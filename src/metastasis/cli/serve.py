@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="every /v1 call must send it (X-API-Key or Authorization: Bearer); "
         "default $METASTASIS_API_KEY, none when unset",
     )
-    add_setting_flags(p, InferenceOptions, ("engine", "device"))
+    add_setting_flags(p, InferenceOptions, ("engine", "device", "threshold"))
     p.add_argument("--max-upload-mb", type=float, default=32, help="largest request body")
     p.add_argument("--max-images", type=int, default=256, help="images per request")
     p.add_argument(
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key or None,
         engine=inference["engine"],
         device=inference["device"],
+        threshold=inference["threshold"],
         limits=limits,
         max_batch=args.max_batch,
     )

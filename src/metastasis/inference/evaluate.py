@@ -36,6 +36,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     tta: str | None = None,
     engine: str = "auto",
+    threshold: float | None = None,
     gallery: int = GALLERY_SIZE,
 ) -> dict[str, Any]:
     """Write ``metrics.json`` (top-level metric keys), plots, ``predictions.csv`` (``id,
@@ -56,8 +57,9 @@ def evaluate_checkpoint(
         is_input=open_layout(data).is_input,
     )
     predictor = Predictor.from_checkpoint(
-        checkpoint, device=device, batch_size=batch_size, tta=tta, engine=engine
-    )
+        checkpoint, device=device, batch_size=batch_size, tta=tta, engine=engine,
+        threshold=threshold,
+    )  # fmt: skip
     cached, idx = _labelled_rows(data, split, cache_dir, progress)
     log.info("engine: %s", predictor.engine.describe())  # once the data is known to be good
     probs, labels = predictor.predict_split(cached, idx, progress)

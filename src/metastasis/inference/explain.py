@@ -290,6 +290,7 @@ def explain_to_folder(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     engine: str = "auto",
+    threshold: float | None = None,
 ) -> pd.DataFrame:
     """Grad-CAM explanations of patches of ``data`` by a checkpoint (or run folder), in ``out``.
 
@@ -305,7 +306,7 @@ def explain_to_folder(
     if not 0.0 <= alpha <= 1.0:
         raise MetastasisError(f"alpha must be in 0..1, got {alpha}")
     predictor = Predictor.from_checkpoint(
-        checkpoint, device=device, batch_size=batch_size, engine=engine
+        checkpoint, device=device, batch_size=batch_size, engine=engine, threshold=threshold
     )
     assert predictor.bundle is not None
     cached = open_split(

@@ -15,7 +15,8 @@ ENGINES: tuple[str, ...] = get_args(Engine)
 
 
 class InferenceOptions(Settings):
-    """How a checkpoint is run: engine, test-time augmentation, batch size and device."""
+    """How a checkpoint is run: engine, test-time augmentation, batch size, device, and the
+    decision threshold where the checkpoint's is not wanted."""
 
     engine: Engine = setting(
         "auto",
@@ -31,6 +32,13 @@ class InferenceOptions(Settings):
     )
     batch_size: int = setting(256, "patches (or tiles) per batch", ge=1)
     device: str = setting("auto", "auto, cpu, cuda, mps (or cuda:N)")
+    threshold: float | None = setting(
+        None,
+        "decision threshold on the probability: label 1 at or above it",
+        default_text="the checkpoint's",
+        ge=0,
+        le=1,
+    )
 
 
 NAMES = tuple(InferenceOptions.model_fields)

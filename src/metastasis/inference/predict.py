@@ -35,6 +35,7 @@ def predict_to_csv(
     tta: str | None = None,
     engine: str = "auto",
     fill_unreadable: float | None = None,
+    threshold: float | None = None,
 ) -> pd.DataFrame:
     """Predict every usable patch of ``data`` and write ``out`` (CSV, atomically).
 
@@ -59,8 +60,9 @@ def predict_to_csv(
     if kaggle_submission:
         split = kaggle.submission_split(layout, data)
     predictor = Predictor.from_checkpoint(
-        checkpoint, device=device, batch_size=batch_size, tta=tta, engine=engine
-    )
+        checkpoint, device=device, batch_size=batch_size, tta=tta, engine=engine,
+        threshold=threshold,
+    )  # fmt: skip
     cached = open_split(
         data, split, PREDICT_SPLITS, Path(cache_dir) if cache_dir else None, progress
     )

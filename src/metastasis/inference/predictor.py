@@ -107,17 +107,19 @@ class Predictor:
         batch_size: int = 256,
         tta: str | None = None,
         engine: str = "auto",
+        threshold: float | None = None,
     ) -> Predictor:
-        """The checkpoint's model, preprocessing, threshold, temperature and (unless ``tta`` is
-        given) test-time augmentation; ONNX Runtime runs the run folder's ``model.onnx`` where
-        training wrote one (checked against the checkpoint first)."""
+        """The checkpoint's model, preprocessing, threshold (unless ``threshold`` is given),
+        temperature and (unless ``tta`` is given) test-time augmentation; ONNX Runtime runs the
+        run folder's ``model.onnx`` where training wrote one (checked against the checkpoint
+        first)."""
         bundle = load_checkpoint(path)
         ckpt = checkpoint_path(path)
         onnx_file = ckpt.parent / RUN_ONNX if ckpt.name == FILENAME else None
         self = cls(
             bundle.build_model(),
             bundle.preprocessing,
-            bundle.threshold,
+            bundle.threshold if threshold is None else threshold,
             device,
             batch_size,
             tta=bundle.tta if tta is None else tta,

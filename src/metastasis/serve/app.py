@@ -53,6 +53,7 @@ def create_app(
     *,
     engine: str = "auto",
     device: str = "auto",
+    threshold: float | None = None,
     api_key: str | None = None,
     limits: Limits | None = None,
     max_batch: int = 64,
@@ -63,7 +64,7 @@ def create_app(
     ``max_batch`` patches at most per model call across concurrent requests (0: each request
     on its own), waiting at most ``max_wait_ms`` for more requests to arrive.
     """
-    model = ServedModel(checkpoint, engine=engine, device=device)
+    model = ServedModel(checkpoint, engine=engine, device=device, threshold=threshold)
     app = FastAPI(
         title="metastasis",
         version=__version__,
@@ -131,6 +132,7 @@ def serve(
     api_key: str | None = None,
     engine: str = "auto",
     device: str = "auto",
+    threshold: float | None = None,
     limits: Limits | None = None,
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
@@ -144,6 +146,7 @@ def serve(
         checkpoint,
         engine=engine,
         device=device,
+        threshold=threshold,
         api_key=api_key,
         limits=limits,
         max_batch=max_batch,

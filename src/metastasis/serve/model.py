@@ -30,9 +30,18 @@ METRICS = "metrics.json"  # the run folder's, beside checkpoint.pt
 class ServedModel:
     """A checkpoint (or run folder) loaded once for the service."""
 
-    def __init__(self, checkpoint: str | Path, engine: str = "auto", device: str = "auto") -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        engine: str = "auto",
+        device: str = "auto",
+        threshold: float | None = None,
+    ) -> None:
+        """``threshold`` replaces the checkpoint's decision threshold (None: keep it)."""
         self.path = checkpoint_path(checkpoint)
-        self.predictor = Predictor.from_checkpoint(self.path, device=device, engine=engine)
+        self.predictor = Predictor.from_checkpoint(
+            self.path, device=device, engine=engine, threshold=threshold
+        )
         assert self.predictor.bundle is not None
         self.bundle: Bundle = self.predictor.bundle
         self.engine = self.predictor.engine.describe()
@@ -104,7 +113,8 @@ class ServedModel:
                 "scaling": "pixels / 255, then (x - mean) / std per channel, "
                 f"resized to {pre['input_size']}x{pre['input_size']}",
             },
-            "threshold": float(b.threshold),
+            "threshold": float(self.predictor.threshold),
+            "checkpoint_threshold": float(b.threshold),
             "temperature": float(b.temperature),
             "tta": b.tta,
             "class_names": list(b.class_names),

@@ -161,22 +161,24 @@ def analyse_slide(
     engine: str = "auto",
     tta: str | None = None,
     device: str = "auto",
+    threshold: float | None = None,
     progress: bool = True,
     **settings: Any,
 ) -> SlideResult:
     """Classify the tissue of one slide; nothing is written here (``write_slide_outputs``).
 
     ``classifier``: a ``SlideClassifier`` (made once for many slides), or a checkpoint / run
-    folder / ``Bundle``, made into one with ``engine``, ``tta``, ``device`` and the options'
-    ``stride`` and ``fully_conv``; ``options``: a ``SlideOptions``, or its settings as keywords
-    (those of a folder run, ``shard``, ``patients`` and the like, do nothing here)."""
+    folder / ``Bundle``, made into one with ``engine``, ``tta``, ``device``, ``threshold``
+    and the options' ``stride`` and ``fully_conv``; ``options``: a ``SlideOptions``, or its
+    settings as keywords (those of a folder run, ``shard``, ``patients`` and the like, do
+    nothing here)."""
     require("whole-slide analysis", *SLIDES)  # one line naming the extra, not a traceback
     start = time.perf_counter()
     opts = slide_options({**(options.to_dict() if options is not None else {}), **settings})
     if not isinstance(classifier, SlideClassifier):
         classifier = SlideClassifier.from_checkpoint(
             classifier, stride=opts.stride, engine=engine, tta=tta, device=device,
-            fully_conv=opts.fully_conv, block_tiles=opts.block_tiles,
+            fully_conv=opts.fully_conv, block_tiles=opts.block_tiles, threshold=threshold,
         )  # fmt: skip
     p = Path(path)
     sid = slide_id or p.name

@@ -49,8 +49,10 @@ class SlideClassifier:
         batch_size: int = 256,
         fully_conv: str = "auto",
         block_tiles: int | None = None,
+        threshold: float | None = None,
     ) -> None:
-        """``block_tiles``: tiles per block side (default: blocks of about 640 model px)."""
+        """``block_tiles``: tiles per block side (default: blocks of about 640 model px);
+        ``threshold``: replaces the checkpoint's decision threshold (None: keep it)."""
         tta = bundle.tta if tta is None else tta
         if tta not in TTA_MODES:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
@@ -62,7 +64,7 @@ class SlideClassifier:
         self.stride = stride
         self.patch = PATCH_SIZE
         self.tta = tta
-        self.threshold = bundle.threshold
+        self.threshold = bundle.threshold if threshold is None else threshold
         self.model_mpp = bundle.preprocessing.mpp
         self.device = auto_device(device)
         prep = bundle.preprocessing

@@ -138,13 +138,14 @@ def run_slides(
     tta: str | None = None,
     device: str = "auto",
     batch_size: int = 256,
+    threshold: float | None = None,
     progress: bool = True,
     **settings: Any,
 ) -> pd.DataFrame:
     """Analyse slides into ``out/<slide>/`` and return the table written to ``slides.csv``.
 
     ``checkpoint``: a checkpoint file, a run folder or a loaded ``Bundle``; ``engine``,
-    ``tta``, ``device``, ``batch_size``: as ``InferenceOptions``; ``options``: a
+    ``tta``, ``device``, ``batch_size``, ``threshold``: as ``InferenceOptions``; ``options``: a
     ``SlideOptions``, or its settings as keywords (stride, mpp, reader, tissue_threshold,
     min_tissue, itc_mm, micro_mm, fully_conv, workers, block_tiles, geojson_tiles, shard,
     patients, resume). Every option, input and output is checked before the first slide
@@ -152,7 +153,9 @@ def run_slides(
     ``outputs`` for the rest."""
     require("whole-slide analysis", *SLIDES)  # one line naming the extra, not a traceback
     opts = slide_options({**(options.to_dict() if options is not None else {}), **settings})
-    run = inference_options(dict(engine=engine, tta=tta, device=device, batch_size=batch_size))
+    run = inference_options(
+        dict(engine=engine, tta=tta, device=device, batch_size=batch_size, threshold=threshold)
+    )
     plan = plan_run([paths] if isinstance(paths, (str, Path)) else paths, checkpoint, out, opts)
     # the checkpoint, engine and device are checked here too, before any slide
     classifier = SlideClassifier.from_checkpoint(
