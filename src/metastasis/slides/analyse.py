@@ -174,7 +174,9 @@ def analyse_slide(
     nothing here)."""
     require("whole-slide analysis", *SLIDES)  # one line naming the extra, not a traceback
     start = time.perf_counter()
-    opts = slide_options({**(options.to_dict() if options is not None else {}), **settings})
+    if options is None or settings:  # a given SlideOptions is already checked: use it as is
+        options = slide_options({**(options.to_dict() if options is not None else {}), **settings})
+    opts = options
     if not isinstance(classifier, SlideClassifier):
         classifier = SlideClassifier.from_checkpoint(
             classifier, stride=opts.stride, engine=engine, tta=tta, device=device,

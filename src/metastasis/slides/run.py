@@ -162,6 +162,7 @@ def run_slides(
         checkpoint, stride=opts.stride, fully_conv=opts.fully_conv, block_tiles=opts.block_tiles,
         **run.to_dict(),
     )  # fmt: skip
+    output_dir(plan.out)  # the first thing written, once everything is known to be good
     if plan.todo:
         log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text,
                  opts.stride)  # fmt: skip
@@ -194,7 +195,6 @@ def plan_run(
         check_clearable(out_dir / sid)  # never delete what this toolkit did not write
     if len(todo) < len(mine):
         log.info("%d of %d slides already done; skipping them", len(mine) - len(todo), len(mine))
-    output_dir(out_dir)
     return Plan(everything, todo, out_dir, patients)
 
 
