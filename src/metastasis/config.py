@@ -154,7 +154,8 @@ class TrainConfig(Settings):
     threshold: float = setting(0.5, "decision threshold when threshold_method is fixed", ge=0, le=1)
     threshold_method: str = setting(
         "fixed",
-        "fixed (uses threshold), youden or sensitivity:S: the decision threshold, "
+        "fixed (uses threshold), youden, sensitivity:S, screening:S (sensitivity S with 95% "
+        "confidence) or bagged:M (median over bootstrap resamples): the decision threshold, "
         "chosen on validation",
     )
     calibrate: bool = setting(
@@ -208,10 +209,10 @@ class TrainConfig(Settings):
     @classmethod
     def _known_threshold_method(cls, value: str) -> str:
         if value != "fixed":  # parsed by the code that uses it, now rather than after training
-            from metastasis.metrics.thresholds import select_threshold
+            from metastasis.metrics.thresholds import parse_threshold_method
 
             try:
-                select_threshold([0, 1], [0.25, 0.75], value)
+                parse_threshold_method(value)
             except MetastasisError as err:
                 raise ValueError(str(err)) from None
         return value

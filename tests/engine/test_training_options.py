@@ -250,6 +250,12 @@ def test_full_run_threshold_is_youden_on_the_saved_validation_probabilities(
     bundle = load_checkpoint(full_run.checkpoint)
     assert bundle.threshold == chosen["threshold"]
     assert bundle.metrics["threshold_method"] == "youden"
+    # how the threshold holds on validation folds it was not chosen on, recorded beside it
+    transfer = chosen["threshold_transfer"]
+    assert transfer == bundle.metrics["threshold_transfer"]
+    assert transfer["threshold"] == pytest.approx(chosen["threshold"])
+    assert len(transfer["fold_thresholds"]) == 5
+    assert 0.0 <= transfer["cross_fitted_sensitivity"] <= 1.0
 
 
 def test_full_run_checkpoint_carries_tta_and_the_fitted_temperature(

@@ -8,6 +8,9 @@ import pytest
 from metastasis.errors import MetastasisError
 from metastasis.metrics.classification import binary_metrics
 from metastasis.metrics.thresholds import (
+    cross_fitted_operating_point,
+    parse_threshold_method,
+    screening_threshold,
     select_threshold,
     threshold_for_sensitivity,
     youden_threshold,
@@ -123,3 +126,73 @@ def test_select_threshold_reports_data_problems_as_metastasis_errors() -> None:
         select_threshold([1, 1, 1], [0.2, 0.5, 0.9], "youden")
     with pytest.raises(MetastasisError, match=r"sensitivity:0\.9.*differ in length"):
         select_threshold([0, 1], [0.2], "sensitivity:0.9")
+
+
+# ----------------------------------------------------------------- thresholds that transfer
+def test_screening_threshold_hand_worked() -> None:
+    # 100 tumour patches with distinct probabilities 0.01..1.00 and 100 normal ones below them:
+    # k of 100 at or above a threshold; the 95% one-sided Clopper-Pearson lower bound of k/100
+    # first reaches 0.9 at k = 96 (0.9108; scipy.stats.binomtest agrees), the 96th highest: 0.05.
+    from scipy.stats import binomtest
+
+    pos = np.arange(1, 101) / 100
+    y = np.r_[np.ones(100), np.zeros(100)]
+    p = np.r_[pos, np.zeros(100)]
+    t = screening_threshold(y, p, 0.9)
+    k = int((pos >= t).sum())
+    bound = binomtest(k, 100).proportion_ci(0.90, method="exact").low  # one-sided 95%
+    assert bound >= 0.9
+    below = binomtest(k - 1, 100).proportion_ci(0.90, method="exact").low
+    assert below < 0.9
+    assert (k, t) == (96, 0.05)
+    assert select_threshold(y, p, "screening:0.9") == (0.05, "screening:0.9")
+    # the plain method sits on the edge: 90 of 100
+    assert select_threshold(y, p, "sensitivity:0.9")[0] == pytest.approx(0.11)
+
+
+def test_screening_threshold_needs_enough_tumour_patches() -> None:
+    with pytest.raises(MetastasisError, match=r"20 tumour patches .* \(at least 59 are needed\)"):
+        select_threshold([1] * 20 + [0] * 5, [0.9] * 20 + [0.1] * 5, "screening:0.95")
+
+
+def test_bagged_youden_is_a_data_value_near_youden() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 600)
+    p = np.clip(rng.normal(0.35 + 0.3 * y, 0.15), 0, 1).round(3)
+    t, method = select_threshold(y, p, "Bagged: Youden")
+    assert method == "bagged:youden"
+    assert t in set(p.tolist())
+    assert abs(t - youden_threshold(y, p)) < 0.1
+    assert select_threshold(y, p, "bagged:youden") == (t, method)  # seeded: repeatable
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ("bagged:fixed:0.5", "unknown threshold method"),
+        ("bagged:", "unknown threshold method"),
+        ("screening:1", "below 1"),
+        ("screening", "unknown threshold method"),
+    ],
+)
+def test_new_method_errors(method: str, message: str) -> None:
+    with pytest.raises(MetastasisError, match=message):
+        parse_threshold_method(method)
+
+
+def test_cross_fitting_measures_the_optimism_of_an_edge_threshold() -> None:
+    # Scores drawn from two overlapping normals: `sensitivity:0.95` meets 0.95 exactly where it
+    # was chosen and falls short on held-out folds; `screening:0.95` keeps it there.
+    rng = np.random.default_rng(7)
+    y = np.r_[np.ones(1500, dtype=int), np.zeros(1500, dtype=int)]
+    p = 1 / (1 + np.exp(-np.r_[rng.normal(1.5, 1, 1500), rng.normal(-1.5, 1, 1500)]))
+    edge = cross_fitted_operating_point(y, p, "sensitivity:0.95", folds=5, seed=0)
+    assert edge["sensitivity"] >= 0.95
+    assert edge["cross_fitted_sensitivity"] < edge["sensitivity"]
+    assert len(edge["fold_thresholds"]) == 5
+    assert edge["optimism"]["sensitivity"] == pytest.approx(
+        edge["sensitivity"] - edge["cross_fitted_sensitivity"]
+    )
+    safe = cross_fitted_operating_point(y, p, "screening:0.95", folds=5, seed=0)
+    assert safe["cross_fitted_sensitivity"] >= 0.95
+    assert safe["threshold"] < edge["threshold"]

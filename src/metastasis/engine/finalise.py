@@ -25,9 +25,10 @@ from metastasis.engine.data import TrainingData
 from metastasis.engine.environment import eval_batch_size
 from metastasis.engine.run_folder import write_results
 from metastasis.engine.state import FILENAME as STATE_FILE
+from metastasis.errors import MetastasisError
 from metastasis.inference.batches import EpochOutput, predict
 from metastasis.metrics.calibration import fit_temperature, logits_from_probs
-from metastasis.metrics.thresholds import select_threshold
+from metastasis.metrics.thresholds import cross_fitted_operating_point, select_threshold
 
 log = logging.getLogger("metastasis.engine.trainer")  # the lines are the trainer's
 
@@ -87,10 +88,12 @@ def finalise_checkpoint(
         probs = torch.sigmoid(torch.from_numpy(logits) / temperature).numpy()
         out = EpochOutput(out.loss, probs, out.labels, out.seconds, logits)
     threshold, method = cfg.threshold, "fixed"
+    transfer: dict[str, Any] = {}
     if cfg.threshold_method != "fixed":
         threshold, method = select_threshold(out.labels, out.probs, cfg.threshold_method)
+        transfer = _transfer(out.labels, out.probs, method)
     bundle.threshold, bundle.temperature, bundle.tta = threshold, temperature, cfg.tta
-    bundle.metrics = {**bundle.metrics, "threshold_method": method}
+    bundle.metrics = {**bundle.metrics, "threshold_method": method, **transfer}
     save_checkpoint(run_dir / FILENAME, bundle)
     log.info(
         "checkpoint: threshold %.4f (%s), temperature %.3f, tta %s",
@@ -104,4 +107,15 @@ def finalise_checkpoint(
         "threshold_method": method,
         "temperature": temperature,
         "tta": cfg.tta,
+        **transfer,
     }
+
+
+def _transfer(labels: Any, probs: Any, method: str) -> dict[str, Any]:
+    """The cross-fitted sensitivity and specificity of a data-chosen threshold (how it holds on
+    patches it was not chosen on), or nothing when the validation set is too small to split."""
+    try:
+        return {"threshold_transfer": cross_fitted_operating_point(labels, probs, method)}
+    except MetastasisError as err:
+        log.info("threshold transfer not estimated: %s", err)
+        return {}

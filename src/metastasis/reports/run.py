@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -67,8 +67,21 @@ def write_run_report(result: RunResult, cfg: TrainConfig) -> Path:
             f"test-time augmentation: {calibration.get('tta', 'none')}; "
             f"temperature {calibration.get('temperature', 1.0):.3f}.",
             f"Training data: {cfg.data}; validation: {cfg.val_data or 'split of training data'}.",
+            *_transfer_note(calibration.get("threshold_transfer")),
         ],
     )
+
+
+def _transfer_note(transfer: dict[str, Any] | None) -> list[str]:
+    """How the chosen threshold holds on validation patches it was not chosen on (or nothing)."""
+    if not transfer:
+        return []
+    return [
+        f"Threshold transfer ({transfer['protocol']}): sensitivity "
+        f"{transfer['cross_fitted_sensitivity']:.3f}, specificity "
+        f"{transfer['cross_fitted_specificity']:.3f} on held-out folds, against "
+        f"{transfer['sensitivity']:.3f} and {transfer['specificity']:.3f} where it was chosen."
+    ]
 
 
 def preview_patches(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
