@@ -145,7 +145,8 @@ class TrainConfig(Settings):
     augment: AugmentPreset = setting(
         "flips",
         "augmentation preset: flips (the seed's), d4 (all 8 rotations/flips), pathology (d4 + "
-        "light HED stain and colour jitter), strong (adds shifts, zoom, blur, noise)",
+        "light HED stain and colour jitter), stain (d4 + stain amounts 0.6-1.4x, stain colours, "
+        "gamma: other labs' staining), strong (adds shifts, zoom, blur, noise)",
         noun="augmentation preset",
     )
     augment_kwargs: dict[str, Any] = setting(
