@@ -39,6 +39,7 @@ Tta = Literal["none", "d4"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "cuda", "mps", "gpu"]
 Logger = Literal["csv", "tensorboard", "mlflow"]
+StainNormalisation = Literal["none", "macenko", "reinhard"]  # transforms/stain.py
 if TYPE_CHECKING:
     AugmentPreset = str
 else:  # the presets are declared once, with what they do, in transforms/augment_presets.py
@@ -151,6 +152,12 @@ class TrainConfig(Settings):
     )
     augment_kwargs: dict[str, Any] = setting(
         {}, "overrides of the preset's strengths, e.g. hed_scale=0.1"
+    )
+    stain_normalisation: StainNormalisation = setting(
+        "none",
+        "stain normalisation before the model (macenko or reinhard), its reference fitted on "
+        "256 training patches and kept in the checkpoint: predict, evaluate, serve and slides "
+        "apply it the same way",
     )
     threshold: float = setting(0.5, "decision threshold when threshold_method is fixed", ge=0, le=1)
     threshold_method: str = setting(
