@@ -12,13 +12,21 @@ gamma on RGB. The copies are written once as PNG (lossless) under ``OUT/shifted/
 copy, and ``OUT/stain_shift.csv`` / ``OUT/stain_shift.md`` get one row per checkpoint and shift:
 ROC-AUC, accuracy and sensitivity at the checkpoint's own threshold, and their drops from the
 original; the worst-case drop per checkpoint is printed last.
+
+``--time-predict TRAIN`` instead times ``Predictor.predict`` (the call behind ``metastasis
+predict``) on ``--data`` for each checkpoint as it is and with a Macenko and a Reinhard
+reference (fitted on 256 patches of TRAIN) put into a copy of it: same weights, same engine;
+the variants are run in turn, ``--repeats`` rounds, wall and CPU seconds of each
+(``OUT/predict_timing.csv``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +35,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from metastasis.checkpoint import load_checkpoint, save_checkpoint
+from metastasis.data.cache import open_split
 from metastasis.inference.evaluate import evaluate_checkpoint
+from metastasis.inference.predictor import Predictor
 from metastasis.transforms.augment import HED_FROM_RGB, RGB_FROM_HED
+from metastasis.transforms.stain import sample_reference
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
@@ -122,9 +134,8 @@ def run(data: Path, out: Path, checkpoints: list[Path], engine: str = "auto") ->
             where = out / "evaluations" / ckpt.name / name
             shutil.rmtree(where, ignore_errors=True)
             metrics = evaluate_checkpoint(
-                ckpt, folder, where, progress=False, engine=engine, gallery=0,
-                cache_dir=out / "cache",
-            )  # fmt: skip
+                ckpt, folder, where, progress=False, engine=engine, gallery=0
+            )
             rows.append({"checkpoint": str(ckpt), **_row(metrics, name)})
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
@@ -134,16 +145,54 @@ def run(data: Path, out: Path, checkpoints: list[Path], engine: str = "auto") ->
     return table
 
 
+def time_predict(
+    data: Path, out: Path, checkpoints: list[Path], train: Path, repeats: int
+) -> pd.DataFrame:
+    """Wall and CPU seconds of ``Predictor.predict(data)`` per checkpoint and stain method."""
+    cached = open_split(train, progress=False)
+    rows = []
+    for ckpt in checkpoints:
+        bundle = load_checkpoint(ckpt)
+        variants = {}
+        for method in ("none", "macenko", "reinhard"):
+            ref = sample_reference(method, cached.images, cached.usable_indices(), seed=0)
+            bundle.preprocessing = dataclasses.replace(bundle.preprocessing, stain=ref)
+            path = out / "timing" / f"{ckpt.name}-{method}" / "checkpoint.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(path, bundle)
+            variants[method] = Predictor.from_checkpoint(path)
+            variants[method].predict(data, cache_dir=out / "cache")  # warm: cache, engine
+        for r in range(repeats):
+            for method, predictor in variants.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                table = predictor.predict(data)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                rows.append({"checkpoint": str(ckpt), "stain": method, "round": r,
+                             "patches": len(table), "wall_s": wall, "cpu_s": cpu,
+                             "engine": predictor.engine.describe()})  # fmt: skip
+                print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="labelled patch folder (0/, 1/)")
     ap.add_argument("--out", type=Path, required=True, help="shifted copies and results")
     ap.add_argument("--checkpoints", type=Path, nargs="+", required=True, help="runs to evaluate")
     ap.add_argument("--engine", default="auto", help="inference engine (default auto)")
+    ap.add_argument("--time-predict", type=Path, metavar="TRAIN", help="time predict instead")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of --time-predict")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
         sys.exit(f"--data {args.data}: not a folder")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.time_predict is not None:
+        timing = time_predict(args.data, args.out, args.checkpoints, args.time_predict,
+                              args.repeats)  # fmt: skip
+        timing.to_csv(args.out / "predict_timing.csv", index=False, float_format="%.3f")
+        summary = timing.groupby(["checkpoint", "stain"])[["wall_s", "cpu_s"]].median()
+        print(summary.to_string(float_format="%.3f"))
+        return timing
     table = run(args.data, args.out, args.checkpoints, args.engine)
     table.to_csv(args.out / "stain_shift.csv", index=False, float_format="%.4f")
     (args.out / "stain_shift.md").write_text(table.to_markdown(index=False, floatfmt=".4f"))
