@@ -161,7 +161,7 @@ def time_predict(
             path.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(path, bundle)
             variants[method] = Predictor.from_checkpoint(path)
-            variants[method].predict(data, cache_dir=out / "cache")  # warm: cache, engine
+            variants[method].predict(data)  # warm: cache, engine
         for r in range(repeats):
             for method, predictor in variants.items():
                 wall, cpu = time.perf_counter(), time.process_time()
