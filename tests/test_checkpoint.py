@@ -9,6 +9,7 @@ from metastasis.checkpoint import Bundle, load_checkpoint, save_checkpoint, stat
 from metastasis.errors import CheckpointError
 from metastasis.models import create_model
 from metastasis.transforms.presets import Preprocessing
+from metastasis.transforms.stain import StainReference
 
 
 def _bundle(**kw: object) -> Bundle:
@@ -179,3 +180,16 @@ def test_loading_never_moves_the_global_random_generator(tmp_path: Path) -> None
     torch.manual_seed(3)
     load_checkpoint(tmp_path / "c.pt")
     torch.testing.assert_close(torch.rand(4), expected)
+
+
+def test_the_stain_reference_round_trips_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    ref = StainReference("reinhard", mean=(-0.45, -0.07, 0.02), std=(0.31, 0.05, 0.014))
+    bundle = _bundle()
+    bundle.preprocessing = Preprocessing(stain=ref)
+    save_checkpoint(tmp_path / "checkpoint.pt", bundle)
+    assert load_checkpoint(tmp_path).preprocessing == Preprocessing(stain=ref)
+    raw = bundle.to_dict()
+    raw["preprocessing"]["stain"] = {**ref.to_dict(), "std": [0.3, 0.0, 0.1]}  # type: ignore[index]
+    torch.save(raw, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"preprocessing\.stain: std"):
+        load_checkpoint(tmp_path / "bad.pt")

@@ -23,6 +23,7 @@ from metastasis.errors import CheckpointError, first_line
 from metastasis.io import atomic_path
 from metastasis.models import create_model, list_models
 from metastasis.transforms.presets import PCAM_MPP, Preprocessing
+from metastasis.transforms.stain import StainReference
 from metastasis.versions import package_versions
 
 FORMAT = "metastasis-checkpoint/1"
@@ -218,7 +219,11 @@ def _preprocessing(pre: Any) -> Preprocessing:
     if min(stats["std"]) <= 0:
         raise CheckpointError(f"preprocessing.std: must be positive, got {stats['std']}")
     mpp = _number(pre, "mpp", PCAM_MPP, low=0.0, high=1000.0, open_low=True)
-    return Preprocessing(size, stats["mean"], stats["std"], mpp)  # type: ignore[arg-type]
+    try:  # stain normalisation's reference (transforms.stain); older checkpoints have none
+        stain = None if pre.get("stain") is None else StainReference.from_dict(pre["stain"])
+    except ValueError as exc:
+        raise CheckpointError(f"preprocessing.stain: {exc}") from None
+    return Preprocessing(size, stats["mean"], stats["std"], mpp, stain)  # type: ignore[arg-type]
 
 
 def _probe(bundle: Bundle) -> None:

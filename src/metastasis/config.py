@@ -39,6 +39,7 @@ Tta = Literal["none", "d4"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "cuda", "mps", "gpu"]
 Logger = Literal["csv", "tensorboard", "mlflow"]
+StainNormalisation = Literal["none", "macenko", "reinhard"]  # transforms/stain.py
 if TYPE_CHECKING:
     AugmentPreset = str
 else:  # the presets are declared once, with what they do, in transforms/augment_presets.py
@@ -145,11 +146,18 @@ class TrainConfig(Settings):
     augment: AugmentPreset = setting(
         "flips",
         "augmentation preset: flips (the seed's), d4 (all 8 rotations/flips), pathology (d4 + "
-        "light HED stain and colour jitter), strong (adds shifts, zoom, blur, noise)",
+        "light HED stain and colour jitter), stain (d4 + stain amounts 0.6-1.4x, stain colours, "
+        "gamma: other labs' staining), strong (adds shifts, zoom, blur, noise)",
         noun="augmentation preset",
     )
     augment_kwargs: dict[str, Any] = setting(
         {}, "overrides of the preset's strengths, e.g. hed_scale=0.1"
+    )
+    stain_normalisation: StainNormalisation = setting(
+        "none",
+        "stain normalisation before the model (macenko or reinhard), its reference fitted on "
+        "256 training patches and kept in the checkpoint: predict, evaluate, serve and slides "
+        "apply it the same way",
     )
     threshold: float = setting(0.5, "decision threshold when threshold_method is fixed", ge=0, le=1)
     threshold_method: str = setting(

@@ -19,7 +19,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -51,6 +51,7 @@ from metastasis.io import atomic_write_text, output_dir
 from metastasis.memory import configure_malloc
 from metastasis.models import list_models
 from metastasis.transforms.augment import Augmenter, augment_spec
+from metastasis.transforms.stain import sample_reference
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,9 @@ def _setup(
     malloc = configure_malloc()
     seed_everything(cfg.seed, verbose=False)
     learner = Learner(cfg, fabric, augmenter)
+    # stain normalisation: its reference, fitted on training patches, joins the preprocessing
+    stain = sample_reference(cfg.stain_normalisation, data.train.images, data.train_idx, cfg.seed)
+    learner.preprocessing = replace(learner.preprocessing, stain=stain)
     loaders = make_loaders(cfg, data, fabric)
     loss_fn = make_loss(cfg, data.train_labels)
     learner.schedule(cfg, len(loaders.train))

@@ -38,6 +38,7 @@ def export_metadata(bundle: Bundle) -> dict[str, Any]:
         "resize": "bilinear (align_corners=False, no antialiasing) to input_size, "
         "only when the patch differs",
         "preprocessing": "x = (uint8 / 255 - mean) / std per channel, NHWC -> NCHW",
+        "stain_normalisation": None if p.stain is None else p.stain.to_dict(),
         "mpp": p.mpp,
         "output_name": OUTPUT_NAME,
         "output": "logit of class_names[1], shape N; probability = sigmoid(logit / "

@@ -70,6 +70,8 @@ class SlideClassifier:
         prep = bundle.preprocessing
         reason = fullyconv.fully_conv_reason(bundle.arch, bundle.arch_kwargs, prep.input_size,
                                              stride)  # fmt: skip
+        if prep.stain is not None and not reason:  # normalised patch by patch, as in predict
+            reason = f"{prep.stain.method} stain normalisation is applied to each tile"
         if fully_conv == "on" and reason:
             raise MetastasisError(f"the fully convolutional pass cannot be used: {reason}")
         self.n = block_tiles or tiles_per_block(PATCH_SIZE, stride)

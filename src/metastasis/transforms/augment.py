@@ -15,6 +15,10 @@ the same numbers), and every step is vectorised over the batch:
   (scikit-image's ``rgb2hed`` is one numpy image at a time, and since 0.19 it divides optical
   density by -log(1e-6) = 13.8, which would make a shift of 0.05 thirteen times stronger), so it
   is written here; the tests check it against ``skimage.color.rgb2hed``/``hed2rgb``.
+  ``stain_vectors`` also varies the stains' colours (random stain matrices: each stain's unit
+  optical-density vector plus N(0, v) noise, renormalised, per patch: another lab's dyes), and
+  ``gamma`` raises RGB to ``exp(U(-g, g))`` per patch (a scanner's tone curve). The ``stain``
+  preset covers the shifts of ``benchmarks/stain_shift.py`` (stain amounts 0.65-1.4x).
 - **Colour jitter**: brightness, contrast, saturation and hue, each drawn per patch as in
   ``torchvision.transforms.ColorJitter``. Saturation and hue are one 3 x 3 colour matrix per patch
   (hue rotates the chroma plane of YIQ, a linear stand-in for HSV's hue wheel). kornia's
@@ -112,25 +116,42 @@ def hed_jitter(
     scale: float,
     shift: float,
     generator: torch.Generator | None = None,
+    vectors: float = 0.0,
 ) -> torch.Tensor:
     """Tellez' HED augmentation on float NCHW RGB in [0, 1] (returned unclamped).
 
     Per patch and stain: ``s' = s * U(1 - scale, 1 + scale) + U(-shift, shift)``, where ``s`` is
     the stain's optical density (``-ln(rgb) @ hed_from_rgb``, which is scikit-image's
-    ``rgb2hed`` times -ln(1e-6), before its clip at 0). The whole map is affine in optical
-    density, so it is one 3 x 3 matrix and offset per patch.
+    ``rgb2hed`` times -ln(1e-6), before its clip at 0). With ``vectors`` > 0 the stains are
+    mixed back with their colours changed (each row of ``RGB_FROM_HED`` plus N(0, vectors),
+    renormalised, per patch). The whole map is affine in optical density, so it is one 3 x 3
+    matrix and offset per patch.
     """
     n = x.shape[0]
     alpha = _uniform(3 * n, 1 - scale, 1 + scale, generator, x).view(n, 3)
     beta = _uniform(3 * n, -shift, shift, generator, x).view(n, 3)
     hed_from_rgb = HED_FROM_RGB.to(device=x.device, dtype=x.dtype)
-    rgb_from_hed = RGB_FROM_HED.to(device=x.device, dtype=x.dtype)
+    rgb_from_hed: torch.Tensor = RGB_FROM_HED.to(device=x.device, dtype=x.dtype)
+    if vectors:
+        noise = torch.randn(n, 3, 3, generator=generator, dtype=torch.float64) * vectors
+        rows = (RGB_FROM_HED + noise).clamp_min(1e-3)
+        rows = rows / rows.norm(dim=2, keepdim=True) * RGB_FROM_HED.norm(dim=1).view(1, 3, 1)
+        rgb_from_hed = rows.to(device=x.device, dtype=x.dtype)  # (n, 3, 3)
     # Row-vector convention (as scikit-image): od' = od @ H @ diag(alpha) @ R + beta @ R
     mix = hed_from_rgb.unsqueeze(0) * alpha.unsqueeze(1) @ rgb_from_hed  # (n, 3, 3)
-    offset = beta @ rgb_from_hed  # (n, 3)
+    offset = (beta.unsqueeze(1) @ rgb_from_hed).view(n, 3)  # (n, 3)
     od = torch.log(x.clamp_min(_MIN_RGB)).neg_()  # (n, 3, h, w)
     od = torch.einsum("nchw,ncd->ndhw", od, mix) + offset.view(n, 3, 1, 1)
     return torch.exp(od.neg_())
+
+
+def gamma_jitter(
+    x: torch.Tensor, gamma: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``x ** exp(U(-gamma, gamma))`` per patch, on float NCHW RGB in [0, 1]."""
+    n = x.shape[0]
+    g = torch.exp(_uniform(n, -gamma, gamma, generator, x)).view(n, 1, 1, 1)
+    return x.clamp_min(0).pow(g)
 
 
 def colour_jitter(
@@ -219,8 +240,12 @@ class Augmenter:
         if not spec.needs_float or x.shape[0] == 0:
             return x
         y = x.permute(0, 3, 1, 2).float().div_(255.0)
-        if spec.hed_scale or spec.hed_shift:
-            y = hed_jitter(y, spec.hed_scale, spec.hed_shift, generator).clamp_(0, 1)
+        if spec.hed_scale or spec.hed_shift or spec.stain_vectors:
+            y = hed_jitter(y, spec.hed_scale, spec.hed_shift, generator, spec.stain_vectors).clamp_(
+                0, 1
+            )
+        if spec.gamma:
+            y = gamma_jitter(y, spec.gamma, generator)
         if spec.colour:
             y = colour_jitter(
                 y, spec.brightness, spec.contrast, spec.saturation, spec.hue, generator

@@ -21,6 +21,8 @@ class AugmentSpec:
     d4: bool = False  # flips plus transposes: all 8 dihedral views
     hed_scale: float = 0.0  # per-stain factor U(1 - s, 1 + s)
     hed_shift: float = 0.0  # per-stain shift U(-b, b) of the stain's optical density
+    stain_vectors: float = 0.0  # per-patch N(0, v) change of each stain's colour (unit OD vector)
+    gamma: float = 0.0  # scanner-like gamma: rgb ** exp(U(-g, g)) per patch
     brightness: float = 0.0  # factor U(1 - b, 1 + b)
     contrast: float = 0.0
     saturation: float = 0.0
@@ -38,7 +40,7 @@ class AugmentSpec:
             v = getattr(self, f.name)
             if isinstance(v, float) and (v < 0 or not math.isfinite(v)):
                 raise MetastasisError(f"augmentation setting {f.name} must be >= 0, got {v}")
-        for name in ("brightness", "contrast", "saturation", "hed_scale", "scale"):
+        for name in ("brightness", "contrast", "saturation", "hed_scale", "scale", "gamma"):
             if getattr(self, name) >= 1:
                 raise MetastasisError(f"augmentation setting {name} must be < 1")
         if self.hue > 0.5:
@@ -56,6 +58,8 @@ class AugmentSpec:
         return bool(
             self.hed_scale
             or self.hed_shift
+            or self.stain_vectors
+            or self.gamma
             or self.colour
             or ((self.translate or self.scale) and self.affine_p)
             or (self.blur_p and self.blur_sigma)
@@ -72,6 +76,19 @@ PRESETS: dict[str, AugmentSpec] = {
         d4=True,
         hed_scale=0.05,
         hed_shift=0.05,
+        brightness=0.1,
+        contrast=0.1,
+        saturation=0.1,
+        hue=0.02,
+    ),
+    # D4 + stain variation of the size seen between labs (issue 21, benchmarks/stain_shift.py):
+    # each stain's amount x U(0.6, 1.4) and shifted, the stains' colours varied, a scanner gamma.
+    "stain": AugmentSpec(
+        d4=True,
+        hed_scale=0.4,
+        hed_shift=0.05,
+        stain_vectors=0.05,
+        gamma=0.2,
         brightness=0.1,
         contrast=0.1,
         saturation=0.1,
