@@ -97,7 +97,7 @@ def lesion_sizes(rng: np.random.Generator, category: str) -> list[float]:
         extra = [float(rng.uniform(0.1, 0.45)) for _ in range(int(rng.integers(0, 3)))]
         return [float(rng.uniform(0.5, 1.9)), *extra]
     # macro: three lesions (a macro, two micro), as in the check (3 lesions, all found)
-    return [float(rng.uniform(2.2, 3.0)), float(rng.uniform(0.5, 1.5)),
+    return [float(rng.uniform(2.2, 2.8)), float(rng.uniform(0.5, 1.5)),
             float(rng.uniform(0.3, 0.5))]  # fmt: skip
 
 
@@ -243,8 +243,9 @@ def main() -> None:
                    "data": str(args.data), "cutoffs_mm": {"itc": ITC_MM, "micro": MICRO_MM},
                    "slides": []}  # fmt: skip
     for i, (name, patient, intended) in enumerate(slides):
+        rng = np.random.default_rng([args.seed, i])  # each slide its own stream
         sizes = lesion_sizes(rng, intended)
-        for _ in range(50):
+        for _ in range(500):
             tissue = tissue_cells(rng, args.grid)
             polygons = place_lesions(rng, tissue, sizes)
             if polygons is not None:
