@@ -18,6 +18,7 @@ from metastasis.cli import main
 from metastasis.inference.predictor import Predictor
 from metastasis.slides import analyse_slide, run_slides
 from metastasis.slides.classify import SlideClassifier
+from metastasis.slides.postprocess import PostProcess, lesion_mask, slide_score
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,9 @@ def test_slide_outputs_agree_with_each_other_and_with_the_layout(
     area = sum(f["properties"]["measurements"]["area_mm2"] for f in lesions)
     assert area == pytest.approx(summary["tumour_area_mm2"], rel=1e-4)
     cell_mm2 = (192 * 0.486 / 1000) ** 2
-    assert area == pytest.approx(np.sum(prob >= summary["threshold"]) * cell_mm2, rel=1e-4)
+    post = PostProcess(**summary["lesion_postprocess"])  # the lesions are the post-processed map's
+    assert area == pytest.approx(lesion_mask(prob, post).sum() * cell_mm2, rel=1e-4)
+    assert summary["slide_score"] == pytest.approx(slide_score(prob, None, post))
     for name in ("heatmap.png", "tissue.png", "thumbnail.png"):
         assert (d / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

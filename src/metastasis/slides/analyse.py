@@ -25,6 +25,7 @@ from metastasis.extras import SLIDES, require
 from metastasis.slides import staging
 from metastasis.slides.classify import SlideClassifier
 from metastasis.slides.options import SlideOptions, slide_options
+from metastasis.slides.postprocess import PostProcess, slide_score
 from metastasis.slides.readers import SlideReader, open_slide, read_scaled
 from metastasis.slides.regions import Lesion, find_lesions
 from metastasis.slides.tiling import Block, Geometry, blocks, make_geometry, tissue_fractions
@@ -60,6 +61,8 @@ class SlideResult:
     cutoffs_mm: tuple[float, float]
     notes: list[str] = field(default_factory=list)
     model_warning: str | None = None  # what the checkpoint says of itself (synthetic data)
+    post: PostProcess | None = None  # how the lesions were drawn from the map (postprocess)
+    score: float | None = None  # the slide's score for slide-level AUC (post.score)
 
     @property
     def cell_origin(self) -> tuple[float, float]:
@@ -99,6 +102,9 @@ class SlideResult:
             "largest_diameter_mm": largest,
             "category": self.category,
             "category_cutoffs_mm": {"itc": self.cutoffs_mm[0], "micro": self.cutoffs_mm[1]},
+            "slide_score": self.score,
+            "slide_score_definition": self.post.score_definition() if self.post else None,
+            "lesion_postprocess": self.post.describe() if self.post else None,
             "seconds": round(self.seconds, 3),
             "tiles_per_s": round(classified / self.seconds, 1) if self.seconds > 0 else None,
             "notes": self.notes,
@@ -182,6 +188,7 @@ def analyse_slide(
             classifier, stride=opts.stride, engine=engine, tta=tta, device=device,
             fully_conv=opts.fully_conv, block_tiles=opts.block_tiles, threshold=threshold,
         )  # fmt: skip
+    post = PostProcess.from_options(opts, classifier.threshold)  # before any slide is read
     p = Path(path)
     sid = slide_id or p.name
     notes = [f"the model was {classifier.bundle.warning}"] if classifier.bundle.warning else []
@@ -212,9 +219,10 @@ def analyse_slide(
     threshold = classifier.threshold
     cell = (geo.patch - geo.stride) / 2 * geo.level0_per_model
     lesions = find_lesions(
-        probability, threshold, (cell, cell), geo.stride * geo.level0_per_model, geo.mpp0
+        probability, threshold, (cell, cell), geo.stride * geo.level0_per_model, geo.mpp0, post
     )
     largest = lesions[0].diameter_mm if lesions else None
+    score = slide_score(probability, largest, post)
     unread = bool(failed) or (thumb.bad is not None and bool(thumb.bad.any()))
     category = _category(largest, opts.itc_mm, opts.micro_mm, unread, notes)
     seconds = time.perf_counter() - start
@@ -222,6 +230,7 @@ def analyse_slide(
         sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,
         lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
         classifier.tta, (opts.itc_mm, opts.micro_mm), notes, classifier.bundle.warning,
+        post, score,
     )  # fmt: skip
     done_tiles = int((status == STATUS_OK).sum())
     log.info(

@@ -26,6 +26,12 @@ from metastasis.slides.staging import ITC_MM, MICRO_MM
 MIN_TISSUE = 0.25  # tiles with less tissue than this (share of the tile) are not classified
 Reader = Literal["auto", "openslide", "tifffile", "image"]
 FullyConv = Literal["auto", "on", "off"]
+Score = Literal["max", "diameter"]
+# Lesion post-processing (``slides.postprocess``): chosen on 25 synthetic evaluation slides with
+# a weak and a stronger model (benchmarks/README.md, "Issue 23"); never on one slide.
+LESION_SIGMA = 1.0
+LESION_SEED = 0.9
+MIN_LESION_TILES = 2
 
 
 class SlideOptions(Settings):
@@ -45,6 +51,34 @@ class SlideOptions(Settings):
                                 ge=0, le=1)  # fmt: skip
     itc_mm: float = setting(ITC_MM, "largest ITC diameter, mm", gt=0)
     micro_mm: float = setting(MICRO_MM, "largest micro-metastasis diameter, mm", gt=0)
+    lesion_sigma: float = setting(
+        LESION_SIGMA,
+        "smooth the probability map before outlining lesions: Gaussian sigma in tiles (0: none)",
+        ge=0,
+        le=50,
+    )
+    lesion_seed: float = setting(
+        LESION_SEED,
+        "a lesion needs a tile of the smoothed map at or "
+        "above this (never below the grow threshold)",
+        ge=0,
+        le=1,
+    )
+    lesion_grow: float | None = setting(
+        None,
+        "a lesion holds the connected tiles of the smoothed map at or above this",
+        default_text="the model's threshold",
+        ge=0,
+        le=1,
+    )
+    min_lesion_tiles: int = setting(
+        MIN_LESION_TILES, "report lesions of at least this many tiles", ge=1
+    )
+    slide_score: Score = setting(
+        "max",
+        "the slide's score for slide-level AUC: max of the "
+        "smoothed map, or the largest lesion's diameter",
+    )
     fully_conv: FullyConv = setting("auto", "fully convolutional pass where the model allows it")
     workers: int | None = setting(None, "reading threads", default_text="1 on a CPU, 4 on a GPU",
                                   ge=1)  # fmt: skip
@@ -79,6 +113,16 @@ class SlideOptions(Settings):
             source = (info.context or {}).get("source", "SlideOptions")
             raise MetastasisError(f"{source}: cut-offs must satisfy itc_mm ({self.itc_mm}) < "
                                   f"micro_mm ({self.micro_mm})")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self, info: ValidationInfo) -> SlideOptions:
+        if self.lesion_grow is not None and self.lesion_grow > self.lesion_seed:
+            source = (info.context or {}).get("source", "SlideOptions")
+            raise MetastasisError(
+                f"{source}: lesion thresholds must satisfy lesion_grow "
+                f"({self.lesion_grow}) <= lesion_seed ({self.lesion_seed})"
+            )
         return self
 
     @property

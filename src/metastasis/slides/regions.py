@@ -1,8 +1,9 @@
-"""Tumour regions: cells above the threshold merged into polygons, measured, as GeoJSON.
+"""Tumour regions: the lesions' cells merged into polygons, measured, as GeoJSON.
 
 Each classified tile owns its *cell* (the ``stride x stride`` square around its centre, see
-``tiling``); the cells at or above the threshold are merged with shapely into polygons (holes
-kept; cells touching only at a corner stay separate lesions). Coordinates are level-0 pixels,
+``tiling``); the cells of a lesion (``postprocess``: smoothing, hysteresis thresholds, minimum
+size; without it, every cell at or above the threshold) are merged with shapely into polygons
+(holes kept; cells touching only at a corner stay separate lesions). Coordinates are level-0 pixels,
 as QuPath expects in a GeoJSON import. Each region carries measurements: area (mm^2), longest
 diameter (mm: the maximum Feret diameter, the largest distance between two of its points) and
 the mean and largest probability of its tiles.
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from metastasis.slides.postprocess import PostProcess, lesion_mask
 
 
 @dataclass
@@ -55,15 +58,18 @@ def find_lesions(
     origin: tuple[float, float],
     step: float,
     mpp0: float,
+    post: PostProcess | None = None,
 ) -> list[Lesion]:
     """Lesions of a probability map (NaN = not classified), largest diameter first.
 
     ``origin``: level-0 (x, y) of cell (0, 0)'s top-left corner; ``step``: cell side in level-0
-    pixels; ``mpp0``: microns per level-0 pixel."""
+    pixels; ``mpp0``: microns per level-0 pixel; ``post``: the post-processing (None: every
+    connected set of cells at or above ``threshold``, ``PostProcess.raw``). A lesion's mean and
+    largest probability are those of its tiles' raw probabilities."""
     import shapely
     from scipy import ndimage
 
-    positive = np.nan_to_num(probability, nan=-1.0) >= threshold
+    positive = lesion_mask(probability, post or PostProcess.raw(threshold))
     if not positive.any():
         return []
     labels, _ = ndimage.label(positive)  # 4-connected: corner contacts stay apart
@@ -84,8 +90,8 @@ def find_lesions(
                 polygon=polygon,
                 area_mm2=float(polygon.area) * um2_to_mm2,
                 diameter_mm=max_feret(polygon) * mpp0 / 1000.0,
-                mean_probability=float(probs.mean()),
-                max_probability=float(probs.max()),
+                mean_probability=float(np.nanmean(probs)),
+                max_probability=float(np.nanmax(probs)),
                 tiles=int(part.sum()),
             )
         )

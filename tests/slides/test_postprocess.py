@@ -1,0 +1,105 @@
+"""slides.postprocess: smoothing, hysteresis, minimum size and the slide score on hand-made
+probability grids; the options' one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metastasis.errors import MetastasisError
+from metastasis.slides.options import slide_options
+from metastasis.slides.postprocess import (
+    PostProcess,
+    drop_small,
+    hysteresis,
+    lesion_mask,
+    slide_score,
+    smooth,
+)
+from metastasis.slides.regions import find_lesions
+
+MPP0 = 0.25
+STEP = 128.0
+
+
+def test_smoothing_spreads_a_spike_keeps_nan_and_is_not_diluted_by_glass() -> None:
+    p = np.full((9, 9), 0.1, np.float32)
+    p[4, 4] = 1.0
+    p[:, 0] = np.nan  # glass: not classified
+    s = smooth(p, 1.0)
+    assert np.isnan(s[:, 0]).all() and np.isfinite(s[:, 1:]).all()
+    assert 0.1 < s[4, 4] < 0.35  # a lone tile loses most of its height
+    assert s[4, 5] == pytest.approx(s[4, 3], rel=0.01) and s[4, 5] > s[4, 6] > 0.1
+    flat = np.full((6, 6), 0.3, np.float32)
+    flat[:, :2] = np.nan
+    assert np.allclose(smooth(flat, 2.0)[:, 2:], 0.3)  # the tissue's edge keeps its value
+    assert np.array_equal(smooth(p, 0.0), p, equal_nan=True)
+
+
+def test_hysteresis_grows_from_seeds_only_and_keeps_corners_apart() -> None:
+    v = np.zeros((7, 9))
+    v[1:4, 1:4] = 0.6  # grown: holds a seed
+    v[2, 2] = 0.95
+    v[1:4, 6:8] = 0.7  # above grow, no seed: dropped
+    v[4, 4] = 0.99  # a seed touching the first block only at a corner: its own set
+    v[5, 0] = np.nan
+    kept = hysteresis(v, seed=0.9, grow=0.5)
+    expected = np.zeros_like(kept)
+    expected[1:4, 1:4] = True
+    expected[4, 4] = True
+    assert np.array_equal(kept, expected)
+    assert not hysteresis(np.full((3, 3), np.nan), 0.9, 0.5).any()
+
+
+def test_min_size_drops_specks_and_keeps_lesions() -> None:
+    m = np.zeros((8, 8), bool)
+    m[0, 0] = True
+    m[5, 5] = m[5, 6] = True
+    m[1:4, 2:5] = True
+    assert np.array_equal(drop_small(m, 1), m)
+    kept = drop_small(m, 3)
+    assert kept.sum() == 9 and kept[1:4, 2:5].all()
+    assert drop_small(m, 2).sum() == 11
+
+
+def test_post_processing_keeps_the_lesion_and_drops_scattered_false_positives() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.0, 0.4, (30, 30)).astype(np.float32)
+    specks = [(2, 2), (2, 20), (25, 5), (27, 27), (15, 2)]
+    for r, c in specks:
+        p[r, c] = 0.97
+    p[10:16, 12:18] = 0.95  # a 6 x 6 tile lesion
+    raw = find_lesions(p, 0.5, (0.0, 0.0), STEP, MPP0)
+    assert len(raw) == 6
+    post = PostProcess(sigma=1.0, seed=0.8, grow=0.5, min_tiles=2)
+    (les,) = find_lesions(p, 0.5, (0.0, 0.0), STEP, MPP0, post)
+    assert les.tiles == pytest.approx(36, abs=8)  # the outline moves by at most a tile
+    assert les.max_probability == pytest.approx(0.95)  # measured on the raw map
+    assert lesion_mask(p, PostProcess.raw(0.5)).sum() == 36 + len(specks)
+
+
+def test_slide_score_is_the_smoothed_maximum_or_the_largest_diameter() -> None:
+    p = np.full((5, 5), 0.2, np.float32)
+    p[2, 2] = 0.9
+    post = PostProcess(sigma=1.0, seed=0.9, grow=0.5, min_tiles=1)
+    assert slide_score(p, None, post) == pytest.approx(float(np.nanmax(smooth(p, 1.0))))
+    assert slide_score(p, None, PostProcess.raw(0.5)) == pytest.approx(0.9)
+    diameter = PostProcess(score="diameter")
+    assert slide_score(p, 1.5, diameter) == 1.5 and slide_score(p, None, diameter) == 0.0
+    assert slide_score(np.full((2, 2), np.nan), None, post) is None
+    assert "sigma 1 tiles" in post.score_definition()
+
+
+def test_options_give_one_line_errors_and_the_seed_is_never_below_grow() -> None:
+    with pytest.raises(MetastasisError, match=r"lesion_grow \(0.8\) <= lesion_seed \(0.6\)"):
+        slide_options({"lesion_grow": 0.8, "lesion_seed": 0.6})
+    for bad in ({"lesion_sigma": -1}, {"min_lesion_tiles": 0}, {"slide_score": "mean"},
+                {"lesion_seed": 1.5}):  # fmt: skip
+        with pytest.raises(MetastasisError) as err:
+            slide_options(bad)
+        assert "\n" not in str(err.value) and next(iter(bad)) in str(err.value)
+    opts = slide_options({"lesion_seed": 0.7})
+    post = PostProcess.from_options(opts, threshold=0.85)  # the model's threshold is higher
+    assert (post.grow, post.seed) == (0.85, 0.85)
+    with pytest.raises(MetastasisError, match="grow"):
+        PostProcess(seed=0.4, grow=0.6)
