@@ -46,6 +46,15 @@ HEADINGS = {
 }
 
 
+PROTOCOL_NAMES = {
+    "froc": "Lesion detection (FROC)",
+    "slide_classification": "Slide classification (ROC-AUC, accuracy)",
+    "pixels": "Pixels (Dice, IoU)",
+    "categories": "Node categories",
+    "patients": "Patients (pN stage, kappa)",
+}
+
+
 def check_eval_outputs(out: Path, run: Path, annotations: Path, opts: EvalOptions) -> None:
     """Refuse, before anything is read or written, an ``out`` that is, holds or lies inside
     the run or the annotations, or that cannot be written."""
@@ -121,11 +130,7 @@ def write_report(result: SlidesEvaluation, out: Path) -> Path:
         "title": "Slides measured against annotations",
         "notice": NOTICE,
         "summary": _summary_rows(m),
-        "protocols": [
-            (k, m[k]["protocol"])
-            for k in ("froc", "slide_classification", "pixels", "categories", "patients")
-            if m.get(k)
-        ],
+        "protocols": [(PROTOCOL_NAMES[k], m[k]["protocol"]) for k in PROTOCOL_NAMES if m.get(k)],
         "froc_figure": {
             "file": "froc.png",
             "caption": "FROC curve: lesion sensitivity (ITC "
