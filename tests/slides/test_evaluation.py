@@ -106,10 +106,23 @@ def test_outputs_inside_the_run_or_annotations_are_refused_before_anything(
         with pytest.raises(OutputError):
             evaluate_slides(run, ann, bad)
         assert not (run / "eval").exists() and not (ann / "eval").exists()
+    labels = run.parent / "labels.csv"
+    labels.write_text("patient_0_node_0,Tumor\n")
     with pytest.raises(DataError, match="no label"):
-        labels = run.parent / "labels.csv"
-        labels.write_text("patient_0_node_0,Tumor\n")
         evaluate_slides(run, ann, labels=labels)
+
+
+def test_camelyon16_reference_labels_override_the_annotations(
+    hand_made: tuple[Path, Path, Path],
+) -> None:
+    run, ann, _ = hand_made
+    labels = run.parent / "reference.csv"  # its form: no header, names capitalised, ragged rows
+    labels.write_text("PATIENT_1_NODE_0,Normal\nPatient_0_Node_0,Tumor,Macro,Primary\n"
+                      "patient_0_node_1,Normal\n")  # fmt: skip
+    m = evaluate_slides(run, ann, labels=labels, resamples=20)
+    assert (
+        m["slides"]["tumour"] == 1 and m["slide_classification"]["roc_auc"] == 0.5
+    )  # 0.9 > 0.5, < 0.95
 
 
 def test_a_real_run_measured_through_the_command(

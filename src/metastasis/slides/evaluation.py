@@ -93,7 +93,7 @@ def compute_evaluation(
         if rs.summary is None:
             left_out.append({"slide": rs.slide, "reason": f"not analysed ({rs.status})"})
             continue
-        truth_cat = stages.slide_category.get(rs.slide) if stages else None
+        truth_cat = stages.slide_category.get(rs.slide.casefold()) if stages else None
         evaluated.append(_evaluate_slide(run, rs, ann_dir, opts, labels, truth_cat))
     if not evaluated:
         raise DataError(f"{run}: no analysed slide to evaluate")
@@ -133,9 +133,9 @@ def _evaluate_slide(
     truth = lesion_truth(ann, mpp, itc_mm, micro_mm)
     label = int(bool(ann is not None and ann.lesions))
     if labels is not None:
-        if rs.slide not in labels:
+        if rs.slide.casefold() not in labels:  # CAMELYON16's reference.csv says Test_001
             raise DataError(f"{opts.labels}: no label for slide {rs.slide!r}")
-        label = labels[rs.slide]
+        label = labels[rs.slide.casefold()]
     outlined = ann is not None or label == 0  # a tumour slide without outlines: no FROC, Dice
     smoothed = smooth_map(prob, opts.smooth)
     radius = max(1, round(opts.radius_um / (step * mpp)))

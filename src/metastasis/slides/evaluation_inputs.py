@@ -17,6 +17,7 @@ from metastasis.errors import DataError, first_line
 from metastasis.io import regular_file
 from metastasis.slides.outputs import read_summary
 
+MAX_CSV_BYTES = 64 * 2**20
 MAX_CELLS = 200_000_000  # a probability map larger than this (800 MB of float32) is refused
 POSITIVE = {"tumor", "tumour", "1", "true", "positive", "metastasis", "metastases", "yes"}
 NEGATIVE = {"normal", "0", "false", "negative", "no", "none"}
@@ -79,25 +80,30 @@ def read_map(folder: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _csv(path: str | Path, columns: tuple[str, str]) -> pd.DataFrame:
-    """A two-column CSV with the header ``columns``, or headerless (the first two columns)."""
+    """The first two columns of a CSV with the header ``columns``, or without a header (rows
+    may have more fields, or fewer: CAMELYON16's reference.csv adds the lesion type to tumour
+    rows only)."""
+    import csv
+
     p = Path(path)
     regular_file(p)
+    if p.stat().st_size > MAX_CSV_BYTES:
+        raise DataError(f"{p}: too large for a table of slides (over {MAX_CSV_BYTES >> 20} MiB)")
     try:
-        frame = pd.read_csv(p, dtype=str, keep_default_na=False, header=None)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        with open(p, encoding="utf-8-sig", newline="") as fh:
+            rows = [r for r in csv.reader(fh) if any(v.strip() for v in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{p}: not a readable CSV ({first_line(exc, with_type=True)})") from None
-    if frame.shape[1] < 2 or len(frame) == 0:
-        raise DataError(f"{p}: needs two columns ({', '.join(columns)})")
-    head = [str(v).strip().casefold() for v in frame.iloc[0]]
+    if not rows or any(len(r) < 2 for r in rows):
+        raise DataError(f"{p}: needs two columns ({', '.join(columns)}) in every row")
+    head = [v.strip().casefold() for v in rows[0]]
     if head[0] == columns[0] or head[1] == columns[1]:
-        names = [str(v).strip() for v in frame.iloc[0]]
-        frame = frame.iloc[1:].set_axis(names, axis=1)
-        if not set(columns) <= {n.casefold() for n in names}:
+        if not set(columns) <= set(head):
             raise DataError(f"{p}: needs the columns {' and '.join(columns)}")
-        frame = frame.rename(columns={n: n.casefold() for n in names})[list(columns)]
-    else:
-        frame = frame.iloc[:, :2].set_axis(list(columns), axis=1)
-    return frame.apply(lambda col: col.str.strip()).reset_index(drop=True)
+        index = [head.index(c) for c in columns]
+        rows = [[r[i] if i < len(r) else "" for i in index] for r in rows[1:]]
+    frame = pd.DataFrame([r[:2] for r in rows], columns=list(columns), dtype=str)
+    return frame.apply(lambda col: col.str.strip())
 
 
 def stem(name: str) -> str:
@@ -110,8 +116,8 @@ def stem(name: str) -> str:
 
 
 def read_labels(path: str | Path) -> dict[str, int]:
-    """slide stem -> 1 (tumour) / 0 (normal) from a labels CSV (CAMELYON16's reference.csv:
-    ``Test_001,Tumor,Macro,...`` without a header, or ``slide,label``)."""
+    """slide stem (case folded) -> 1 (tumour) / 0 (normal) from a labels CSV (CAMELYON16's
+    reference.csv: ``Test_001,Tumor,Macro,...`` without a header, or ``slide,label``)."""
     frame = _csv(path, ("slide", "label"))
     out: dict[str, int] = {}
     for i, (slide, label) in enumerate(zip(frame["slide"], frame["label"])):
@@ -119,13 +125,14 @@ def read_labels(path: str | Path) -> dict[str, int]:
         if text not in POSITIVE | NEGATIVE:
             raise DataError(f"{path}: row {i + 1}: label {label!r} is neither tumour "
                             "(Tumor, 1) nor normal (Normal, 0)")  # fmt: skip
-        out[stem(slide)] = int(text in POSITIVE)
+        out[stem(slide).casefold()] = int(text in POSITIVE)
     return out
 
 
 @dataclass
 class Stages:
-    """A CAMELYON17-style stage table: the true pN stage per patient and category per slide."""
+    """A CAMELYON17-style stage table: the true pN stage per patient, and the category and
+    patient of each slide (slides by their case-folded stem)."""
 
     patient_stage: dict[str, str]
     slide_category: dict[str, str]
@@ -153,14 +160,14 @@ def read_stages(path: str | Path) -> Stages:
         if cat not in staging.CATEGORIES:
             raise DataError(f"{path}: row {i + 1}: category {value!r} is not one of "
                             f"{', '.join(staging.CATEGORIES)}")  # fmt: skip
-        cats[stem(name)] = cat
+        cats[stem(name).casefold()] = cat
         m = NODE.match(stem(name))
         if m:
-            links[stem(name)] = m.group("patient")
+            links[stem(name).casefold()] = m.group("patient")
     return Stages(stages, cats, links)
 
 
 def read_links(path: str | Path) -> dict[str, str]:
-    """slide stem -> patient from a ``slide,patient`` CSV."""
+    """slide stem (case folded) -> patient from a ``slide,patient`` CSV."""
     frame = _csv(path, ("slide", "patient"))
-    return {stem(s): p for s, p in zip(frame["slide"], frame["patient"])}
+    return {stem(s).casefold(): p for s, p in zip(frame["slide"], frame["patient"])}

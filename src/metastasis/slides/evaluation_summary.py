@@ -201,8 +201,9 @@ def _patients(
         return None, None
     link = {**stages.slide_patient, **links}
     patients = sorted(set(link.values()) | set(stages.patient_stage))
-    predicted = dict(zip(per_slide["slide"], per_slide["predicted_category"]))
-    truth = dict(zip(per_slide["slide"], per_slide["truth_category"]))
+    slides = per_slide["slide"].str.casefold()
+    predicted = dict(zip(slides, per_slide["predicted_category"]))
+    truth = dict(zip(slides, per_slide["truth_category"]))
     rows = []
     for patient in patients:
         nodes = sorted(s for s, p in link.items() if p == patient)
