@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metastasis.metrics.froc import IGNORED, froc_curve, froc_score, slide_hits
+from metastasis.metrics.froc import IGNORED, bootstrap_froc, froc_curve, froc_score, slide_hits
 
 # Slide A: lesions 1, 2 (missed) and 3 (ITC); detections 0.9 and 0.6 on lesion 1 (a double
 # hit), 0.8 on the ITC lesion, 0.7 outside. Slide B: lesion 1 hit at 0.4, 0.95 outside.
@@ -72,3 +72,11 @@ def test_ignored_detections_no_detections_and_bad_labels() -> None:
     assert froc_score(fps, sens)[0] == 0.0
     with pytest.raises(ValueError, match="hit labels"):
         slide_hits([0.5], [2], [False])
+
+
+def test_bootstrap_interval_resamples_whole_slides() -> None:
+    ci = bootstrap_froc([A, B, C], n_resamples=300, seed=1)
+    assert 0.0 <= ci["low"] <= 0.5 <= ci["high"] <= 1.0  # the score itself lies inside
+    assert bootstrap_froc([A, B, C], 300, seed=1) == ci  # the same seed, the same interval
+    only_normal = bootstrap_froc([C], n_resamples=5)
+    assert only_normal == {"low": None, "high": None, "n_skipped": 5}

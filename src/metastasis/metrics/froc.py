@@ -17,7 +17,8 @@ CAMELYON16's ``Evaluation_FROC.py`` (Bejnordi et al., JAMA 2017), step by step:
   by linear interpolation (``np.interp``, the curve held flat beyond its ends), and their mean.
 
 ``slide_hits`` does the first three steps for one slide given which lesion each detection fell
-in; ``froc_curve`` and ``froc_score`` do the rest.
+in; ``froc_curve`` and ``froc_score`` do the rest. ``bootstrap_froc`` adds an interval by
+resampling slides (not part of CAMELYON16's code).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FROC_FPS", "SlideHits", "froc_curve", "froc_score", "slide_hits"]
+__all__ = ["FROC_FPS", "SlideHits", "bootstrap_froc", "froc_curve", "froc_score", "slide_hits"]
 
 FROC_FPS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # average false positives per slide
 NO_LESION = 0  # a detection outside every lesion
@@ -109,3 +110,32 @@ def froc_score(
     y = np.asarray(sensitivity, np.float64)[::-1]
     at = [float(np.interp(v, x, y)) for v in points]
     return float(np.mean(at)), at
+
+
+def bootstrap_froc(
+    slides: Sequence[SlideHits],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float | int | None]:
+    """A percentile-bootstrap interval of the FROC score, resampling slides with replacement
+    (each resample keeps its slides' detections and lesions together). Resamples without a
+    non-ITC lesion are skipped and counted in ``n_skipped``."""
+    if not slides:
+        raise ValueError("no slides")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(n_resamples):
+        pick = [slides[i] for i in rng.integers(0, len(slides), len(slides))]
+        if sum(s.lesions for s in pick) == 0:
+            continue
+        fps, sens, _ = froc_curve(pick)
+        scores.append(froc_score(fps, sens)[0])
+    skipped = n_resamples - len(scores)
+    if not scores:
+        return {"low": None, "high": None, "n_skipped": skipped}
+    alpha = (1.0 - confidence) / 2
+    low, high = np.percentile(scores, [100 * alpha, 100 * (1 - alpha)])
+    return {"low": float(low), "high": float(high), "n_skipped": skipped}

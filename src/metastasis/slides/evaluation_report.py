@@ -162,8 +162,7 @@ def _summary_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("slides evaluated (tumour / normal)",
          f"{m['slides']['evaluated']} ({m['slides']['tumour']} / {m['slides']['normal']})"),
-        ("FROC score (CAMELYON16, ITC excluded)",
-         "n/a" if froc["score"] is None else f"{froc['score']:.3f}"),
+        ("FROC score (CAMELYON16, ITC excluded)", _ci(froc, "score")),
         ("lesions counted / ITC lesions left out", f"{froc['lesions']} / {froc['itc_lesions']}"),
         ("detections / false positives", f"{froc['detections']} / {froc['false_positives']}"),
         ("slide ROC-AUC", _ci(slide, "roc_auc")),

@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 
 from metastasis.metrics.agreement import PN_STAGES, confusion_table, quadratic_weighted_kappa
-from metastasis.metrics.froc import FROC_FPS, SlideHits, froc_curve, froc_score
+from metastasis.metrics.froc import (
+    FROC_FPS,
+    SlideHits,
+    bootstrap_froc,
+    froc_curve,
+    froc_score,
+)
 from metastasis.slides import staging
 from metastasis.slides.evaluation_inputs import Stages
 from metastasis.slides.evaluation_options import EvalOptions
@@ -23,7 +29,8 @@ FROC_PROTOCOL = (
     "a hit inside a lesion grown by 37.5 um is a true positive (several hits on one lesion "
     "count once, at their highest probability), one outside every lesion a false positive; "
     "ITC lesions (major axis < 275 um after growing) excluded: hits on them are neither; mean "
-    "sensitivity at 1/4, 1/2, 1, 2, 4, 8 average false positives per slide (np.interp)"
+    "sensitivity at 1/4, 1/2, 1, 2, 4, 8 average false positives per slide (np.interp); 95% "
+    "percentile-bootstrap interval resampling slides"
 )
 SLIDE_PROTOCOL = (
     "slide-level classification (CAMELYON16): ROC-AUC of the slide score and accuracy at the "
@@ -80,7 +87,7 @@ def summarise(
     links: dict[str, str],
 ) -> SlidesEvaluation:
     per_slide = pd.DataFrame([e.row for e in evaluated])
-    froc_metrics, froc_table = _froc(evaluated)
+    froc_metrics, froc_table = _froc(evaluated, opts)
     cats = [*staging.CATEGORIES, staging.UNKNOWN]
     confusion = confusion_table(list(per_slide["truth_category"]),
                                 list(per_slide["predicted_category"]), cats)  # fmt: skip
@@ -119,7 +126,7 @@ def summarise(
     return SlidesEvaluation(metrics, per_slide, froc_table, dets, frame, patients, notes)
 
 
-def _froc(evaluated: list[SlideEval]) -> tuple[dict[str, Any], pd.DataFrame]:
+def _froc(evaluated: list[SlideEval], opts: EvalOptions) -> tuple[dict[str, Any], pd.DataFrame]:
     scored = [e.hits for e in evaluated if e.hits is not None]
     left = len(evaluated) - len(scored)
     counts = {
@@ -141,7 +148,8 @@ def _froc(evaluated: list[SlideEval]) -> tuple[dict[str, Any], pd.DataFrame]:
         return {**base, "score": None, "note": "no non-ITC lesion: sensitivity undefined"}, table
     score, at = froc_score(fps, sens)
     points = {f"{v:g}": s for v, s in zip(FROC_FPS, at)}
-    return {**base, "score": score, "sensitivity_at_fps": points}, table
+    ci = bootstrap_froc(scored, opts.resamples, CONFIDENCE, opts.seed)
+    return {**base, "score": score, "score_ci": ci, "sensitivity_at_fps": points}, table
 
 
 def _slide_level(per_slide: pd.DataFrame, opts: EvalOptions) -> dict[str, Any]:
