@@ -80,3 +80,13 @@ def test_bootstrap_interval_resamples_whole_slides() -> None:
     assert bootstrap_froc([A, B, C], 300, seed=1) == ci  # the same seed, the same interval
     only_normal = bootstrap_froc([C], n_resamples=5)
     assert only_normal == {"low": None, "high": None, "n_skipped": 5}
+
+
+def test_the_lowest_probability_is_never_a_threshold_as_in_the_official_code() -> None:
+    # one lesion hit at 0.9 and nothing else: the only threshold would be 0.9, the lowest
+    # distinct probability, which computeFROC skips: the curve is (0, 0) alone
+    fps, sens, _ = froc_curve([slide_hits([0.9], [1], [False])])
+    assert froc_score(fps, sens)[0] == 0.0
+    # a missed lesion (0) or a lower false positive is the lowest instead: 0.9 is a threshold
+    fps, sens, _ = froc_curve([slide_hits([0.9, 0.2], [1, 0], [False])])
+    assert froc_score(fps, sens)[0] == 1.0

@@ -149,3 +149,32 @@ def test_a_real_run_measured_through_the_command(
     per = pd.read_csv(out / "per_slide.csv")
     assert per.loc[0, "truth_category"] == "micro"  # 576 px diagonal-ish: 0.40 mm
     assert main(["slides-eval", str(run), "--annotations", str(ann), "--out", str(run / "x")]) == 2
+
+
+def test_mask_annotations_and_excluded_regions(tmp_path: Path) -> None:
+    from PIL import Image
+
+    run, ann = tmp_path / "run", tmp_path / "ann"
+    ann.mkdir()
+    # peaks: (3, 3) inside the lesion, (15, 15) inside the excluded region, (10, 15) outside
+    write_slide(run, "s1", {(3, 3): 0.9, (15, 15): 0.8, (10, 15): 0.2}, "micro")
+    mask = np.zeros((50, 50), np.uint8)
+    mask[5:10, 5:10] = 1  # level-0 (200, 200) to (400, 400) at downsample 40
+    Image.fromarray(mask).save(ann / "s1_mask.png")
+    m = evaluate_slides(run, ann, mask_downsample=40, resamples=10)
+    assert m["froc"]["lesions"] == 1 and m["froc"]["false_positives"] == 2
+    (ann / "s1_mask.png").unlink()
+    ring = [[200, 200], [400, 200], [400, 400], [200, 400], [200, 200]]
+    ignore = [[1400, 1400], [1700, 1400], [1700, 1700], [1400, 1700], [1400, 1400]]
+    (ann / "s1.geojson").write_text(json.dumps([
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+         "properties": {"classification": {"name": "Tumour"}}},
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ignore]},
+         "properties": {"classification": {"name": "Exclusion"}}},
+    ]))  # fmt: skip
+    out = tmp_path / "eval"
+    m = evaluate_slides(run, ann, out, resamples=10)
+    assert m["froc"]["false_positives"] == 1 and m["froc"]["score"] == 1.0
+    assert pd.read_csv(out / "detections.csv")["outcome"].tolist() == ["tp", "ignored", "fp"]
+    # the excluded tiles leave the pixel count: 400 cells, 9 excluded (centres inside)
+    assert m["pixels"]["cells"]["pixels"] == 400 - 9

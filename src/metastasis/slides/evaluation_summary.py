@@ -137,15 +137,22 @@ def _froc(evaluated: list[SlideEval], opts: EvalOptions) -> tuple[dict[str, Any]
         "detections": sum(len(h.detection_outcome) for h in scored),
         "false_positives": sum(len(h.fp_probs) for h in scored),
     }
-    base: dict[str, Any] = {"protocol": FROC_PROTOCOL, **counts}
+    notes: list[str] = []
+    base: dict[str, Any] = {"protocol": FROC_PROTOCOL, **counts, "notes": notes}
     if left:
-        base["note"] = f"{left} tumour slides without an annotation file are left out"
+        notes.append(f"{left} tumour slides without an annotation file are left out")
     if not scored:
         return {**base, "score": None}, pd.DataFrame(columns=["fps_per_slide", "sensitivity"])
     fps, sens, thresholds = froc_curve(scored)
+    lowest = min((float(v.min()) for h in scored for v in (h.fp_probs, h.tp_probs) if v.size),
+                 default=0.0)  # fmt: skip
+    if lowest > 0:  # nothing missed: the lowest probability of all is a detection's
+        notes.append(f"as in CAMELYON16's code, the lowest probability ({lowest:.4g}) is not "
+                     "a threshold: the detections at it count neither way")  # fmt: skip
     table = pd.DataFrame({"fps_per_slide": fps, "sensitivity": sens, "threshold": thresholds})
     if counts["lesions"] == 0:
-        return {**base, "score": None, "note": "no non-ITC lesion: sensitivity undefined"}, table
+        notes.append("no non-ITC lesion: sensitivity undefined")
+        return {**base, "score": None}, table
     score, at = froc_score(fps, sens)
     points = {f"{v:g}": s for v, s in zip(FROC_FPS, at)}
     ci = bootstrap_froc(scored, opts.resamples, CONFIDENCE, opts.seed)
