@@ -143,7 +143,7 @@ def write_report(result: SlidesEvaluation, out: Path) -> Path:
         "confusion_rows": _rows(confusion),
         "patient_columns": ["patient", "slides", "pN stage (truth)", "pN stage (called)"],
         "patient_rows": _rows(result.patients) if result.patients is not None else None,
-        "notes": result.notes,
+        "notes": [*result.notes, *m["froc"].get("notes", [])],
     }
     return write_page(out / "report.html", "slides_eval.html", **context)
 
