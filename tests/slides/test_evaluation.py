@@ -178,3 +178,11 @@ def test_mask_annotations_and_excluded_regions(tmp_path: Path) -> None:
     assert pd.read_csv(out / "detections.csv")["outcome"].tolist() == ["tp", "ignored", "fp"]
     # the excluded tiles leave the pixel count: 400 cells, 9 excluded (centres inside)
     assert m["pixels"]["cells"]["pixels"] == 400 - 9
+
+
+def test_the_evaluation_never_reaches_the_classifier() -> None:
+    """slides-eval reads files: it must not load torch through the slide classifier."""
+    from tests.test_imports import _reachable
+
+    reached = _reachable("metastasis.slides.evaluation") | _reachable("metastasis.cli.slides_eval")
+    assert not {"metastasis.slides.classify", "metastasis.slides.analyse"} & reached

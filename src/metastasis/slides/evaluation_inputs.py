@@ -15,13 +15,22 @@ import pandas as pd
 
 from metastasis.errors import DataError, first_line
 from metastasis.io import regular_file
-from metastasis.slides.outputs import read_summary
 
 MAX_CSV_BYTES = 64 * 2**20
 MAX_CELLS = 200_000_000  # a probability map larger than this (800 MB of float32) is refused
 POSITIVE = {"tumor", "tumour", "1", "true", "positive", "metastasis", "metastases", "yes"}
 NEGATIVE = {"normal", "0", "false", "negative", "no", "none"}
 NODE = re.compile(r"^(?P<patient>.+)_node_\d+$", re.IGNORECASE)
+
+
+def read_summary(folder: Path) -> dict[str, Any] | None:
+    """A slide folder's ``summary.json`` if complete (as ``slides.outputs.read_summary`` reads
+    it; not imported from there, which would load the classifier's libraries)."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("complete") is True else None
 
 
 @dataclass
