@@ -106,6 +106,11 @@ def test_outputs_inside_the_run_or_annotations_are_refused_before_anything(
         with pytest.raises(OutputError):
             evaluate_slides(run, ann, bad)
         assert not (run / "eval").exists() and not (ann / "eval").exists()
+    broken = run.parent / "broken_run"
+    shutil.copytree(run, broken)
+    (broken / "patient_1_node_0" / "probability.npy").write_bytes(b"not numpy")
+    m = evaluate_slides(broken, ann, resamples=10)
+    assert m["slides"]["evaluated"] == 2 and "probability.npy" in m["notes"][0]
     labels = run.parent / "labels.csv"
     labels.write_text("patient_0_node_0,Tumor\n")
     with pytest.raises(DataError, match="no label"):

@@ -93,8 +93,13 @@ def compute_evaluation(
         if rs.summary is None:
             left_out.append({"slide": rs.slide, "reason": f"not analysed ({rs.status})"})
             continue
+        try:
+            grid = read_map(run / rs.slide)
+        except DataError as err:  # a damaged slide folder: this slide is left out, said why
+            left_out.append({"slide": rs.slide, "reason": str(err)})
+            continue
         truth_cat = stages.slide_category.get(rs.slide.casefold()) if stages else None
-        evaluated.append(_evaluate_slide(run, rs, ann_dir, opts, labels, truth_cat))
+        evaluated.append(_evaluate_slide(grid, rs, ann_dir, opts, labels, truth_cat))
     if not evaluated:
         raise DataError(f"{run}: no analysed slide to evaluate")
     names = {rs.slide.casefold() for rs in slides}
@@ -116,7 +121,7 @@ def _annotation_file(ann_dir: Path, slide: str, opts: EvalOptions) -> Path | Non
 
 
 def _evaluate_slide(
-    run: Path,
+    grid: tuple[np.ndarray, dict[str, Any]],
     rs: RunSlide,
     ann_dir: Path,
     opts: EvalOptions,
@@ -124,7 +129,7 @@ def _evaluate_slide(
     truth_category: str | None,
 ) -> SlideEval:
     summary = rs.summary or {}
-    prob, meta = read_map(run / rs.slide)
+    prob, meta = grid
     mpp, step = float(meta["mpp"]), float(meta["step_level0"])
     path = _annotation_file(ann_dir, rs.slide, opts)
     ann = read_annotations(path, downsample=opts.mask_downsample) if path is not None else None

@@ -46,6 +46,8 @@ HEADINGS = {
 }
 
 
+LEFT = 0.1  # the FROC figure's left edge: average false positives per slide
+
 PROTOCOL_NAMES = {
     "froc": "Lesion detection (FROC)",
     "slide_classification": "Slide classification (ROC-AUC, accuracy)",
@@ -77,15 +79,15 @@ def plot_froc(
     fig, ax = figure_and_axes(ax, figsize=(5.5, 4.0))
     x = np.asarray(fps, np.float64)[::-1]
     y = np.asarray(sensitivity, np.float64)[::-1]
-    shown = x > 0
-    ax.step(np.clip(x, 1e-2, None)[shown], y[shown], where="post", color="#b2182b", lw=1.5,
-            label="FROC curve")  # fmt: skip
+    # the curve's points joined by straight lines, as np.interp reads them; the point at 0
+    # false positives drawn at the axis' left edge (a log axis has no 0)
+    ax.plot(np.clip(x, LEFT, None), y, "-", color="#b2182b", lw=1.5, label="FROC curve")
     if points is not None:
         ax.plot(FROC_FPS, points, "o", color="#2166ac",
                 label="the six CAMELYON16 points" + (f" (mean {score:.3f})" if score is not None
                                                      else ""))  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlim(1e-1, max(16.0, float(x.max()) * 1.1 if len(x) else 16.0))
+    ax.set_xlim(LEFT, max(16.0, float(x.max()) * 1.1 if len(x) else 16.0))
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("average false positives per slide (log scale)")
     ax.set_ylabel("lesion sensitivity (ITC excluded)")

@@ -96,7 +96,8 @@ def summarise(
     if orphans:
         notes.append(f"{len(orphans)} annotation files match no slide of the run ({orphans[0]})")
     if left_out:
-        notes.append(f"{len(left_out)} slides of the run left out: not analysed")
+        notes.append(f"{len(left_out)} slides of the run left out ({left_out[0]['slide']}: "
+                     f"{left_out[0]['reason']})")  # fmt: skip
     metrics = {
         "research_use_only": "not a diagnosis",
         "run": str(run),
