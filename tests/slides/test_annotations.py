@@ -41,11 +41,12 @@ def test_asap_groups_overlaps_merge_and_exclusions_cut_holes(tmp_path: Path) -> 
         ("_2", square(10, 10, 20)),  # non-tumour inside it: a hole
         ("_0", square(1000, 1000, 10)),
         ("Exclusion", square(5000, 5000, 50)),
+        ("None", square(3000, 3000, 5)),  # ASAP's "no group": tumour, noted
     ])  # fmt: skip
     path = tmp_path / "tumor_001.xml"
     path.write_text(xml)
     a = read_annotations(path)
-    assert len(a.lesions) == 2
+    assert len(a.lesions) == 3 and "1 annotations in no group" in a.notes[0]
     big = a.lesions[0]
     assert big.area == pytest.approx(150 * 100 - 400) and len(big.interiors) == 1
     assert a.exclusion.area == pytest.approx(400 + 2500)

@@ -2,9 +2,9 @@
 shapely geometries in level-0 pixel coordinates (``read_annotations``).
 
 * **ASAP XML** (CAMELYON16/17): ``Annotation`` elements with ``Coordinates/Coordinate X= Y=``;
-  the groups ``_0`` and ``_1`` (and groups named like tumour or metastases) are tumour, ``_2``
-  and ``Exclusion`` (or ``Ignore``) are excluded regions. Parsed with ``defusedxml`` (no DTDs,
-  no entities), at most ``MAX_BYTES``.
+  the groups ``_0`` and ``_1`` (and groups named like tumour or metastases, and annotations in
+  no group) are tumour, ``_2`` and ``Exclusion`` (or ``Ignore``) are excluded regions. Parsed
+  with ``defusedxml`` (no DTDs, no entities), at most ``MAX_BYTES``.
 * **GeoJSON** (QuPath's export): a FeatureCollection, a Feature, a list of Features or a bare
   geometry; Polygons and MultiPolygons with their holes; the class from
   ``properties.classification.name`` (Tumor / Tumour / Metastasis... against Exclusion /
@@ -202,9 +202,11 @@ def _read_asap(p: Path) -> tuple[list[Any], list[Any], list[str]]:
     if not found:
         raise DataError(f"{p}: no Annotation elements (not an ASAP/CAMELYON annotation file)")
     out: dict[str, list[Any]] = {"tumour": [], "excluded": []}
-    skipped, vertices = 0, 0
+    skipped, vertices, ungrouped = 0, 0, 0
     for i, element in enumerate(found):
-        kind = _kind(p, element.get("PartOfGroup") or "")
+        group = (element.get("PartOfGroup") or "").strip()
+        ungrouped += group.casefold() in ("", "none")
+        kind = "tumour" if group.casefold() in ("", "none") else _kind(p, group)
         points = [(c.get("X"), c.get("Y")) for c in element.iter() if _local(c.tag) == "Coordinate"]
         vertices += len(points)
         if vertices > MAX_VERTICES:
@@ -223,6 +225,8 @@ def _read_asap(p: Path) -> tuple[list[Any], list[Any], list[str]]:
         raise DataError(f"{p}: no coordinates in any annotation" if vertices == 0 else
                         f"{p}: no annotation with 3 or more points")  # fmt: skip
     notes = [f"{skipped} annotations with fewer than 3 points left out"] if skipped else []
+    if ungrouped:  # ASAP writes PartOfGroup="None" for an annotation put in no group
+        notes.append(f"{ungrouped} annotations in no group counted as tumour")
     return out["tumour"], out["excluded"], notes
 
 
