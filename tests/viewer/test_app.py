@@ -24,6 +24,7 @@ def test_slide_list_and_description(live_viewer: LiveViewer) -> None:
     with live_viewer.client() as c:
         listing = c.get("/api/slides").json()["slides"]
         info = c.get("/api/slides/blob").json()
+        drawn = c.get(info["lesions_url"]).json()
     assert [(s["name"], s["status"], s["viewable"]) for s in listing] == [
         ("blob", "ok", True),
         ("broken", "failed", False),
@@ -39,7 +40,9 @@ def test_slide_list_and_description(live_viewer: LiveViewer) -> None:
     assert ov["width"] == pytest.approx(meta["shape"][1] * meta["step_level0"])
     regions = json.loads((out / "blob" / "regions.geojson").read_text())["features"]
     diameters = [f["properties"]["measurements"]["longest_diameter_mm"] for f in regions]
-    assert [les["diameter_mm"] for les in info["lesions_drawn"]] == diameters
+    assert [les["diameter_mm"] for les in drawn["lesions"]] == diameters
+    assert drawn["truncated"] is False
+    assert info["backend"] == "reader (tifffile)"  # the run's reader (cheaper than OpenSlide's)
     assert len(diameters) == summary["lesions"] >= 1
 
 
@@ -65,6 +68,7 @@ def test_dzi_tiles_and_overlay(live_viewer: LiveViewer) -> None:
     [
         "/api/slides/nope",
         "/api/slides/broken",  # failed: nothing to show
+        "/api/slides/nope/lesions",
         "/slides/nope/slide.dzi",
         "/slides/..%2F..%2Fetc%2Fpasswd/slide.dzi",
         "/slides/../slides.csv",

@@ -54,6 +54,7 @@ def _session(browser: Any, url: str) -> dict[str, Any]:
         page.check("#show-overlay")
         page.fill("#opacity", "80")
         out["opacity"].append(page.evaluate(opacity))
+        _until(page, f"{STATE}.lesionsLoaded")
         out["lesions"] = page.evaluate(f"{STATE}.lesionsDrawn")
         out["scale"] = page.inner_text("#scalebar")
         before = max(tiles)

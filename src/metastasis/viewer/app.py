@@ -3,7 +3,8 @@
 
 * ``GET /``: the viewer page (``static/``: OpenSeadragon, vendored, and the page's own script);
 * ``GET /api/slides``: the slide list with categories; ``GET /api/slides/{name}``: one slide's
-  size, um/px, Deep Zoom address, the probability overlay's placement and the lesion outlines;
+  size, um/px, Deep Zoom address and the probability overlay's placement;
+  ``GET /api/slides/{name}/lesions``: the lesion outlines with their diameters;
 * ``GET /slides/{name}/slide.dzi`` and ``/slides/{name}/slide_files/{level}/{col}_{row}.jpeg``:
   Deep Zoom tiles (:mod:`metastasis.viewer.deepzoom`); ``/slides/{name}/probability.png``: the
   colourised map (:mod:`metastasis.viewer.overlay`); ``GET /healthz``.
@@ -56,6 +57,7 @@ class Viewer:
         self.backend = backend
         self._open: OrderedDict[str, TileSource] = OrderedDict()
         self._overlays: dict[str, bytes] = {}
+        self._lesions: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def entry(self, name: str) -> SlideEntry:
@@ -78,7 +80,8 @@ class Viewer:
                 where = entry.summary.get("path") or entry.table_path
                 raise StarletteHTTPException(404, f"slide {name!r}: its file {where} is not found")
             try:
-                source = open_tiles(path, entry.mpp(), entry.folder / "thumbnail.png", self.backend)
+                source = open_tiles(path, entry.mpp(), entry.folder / "thumbnail.png",
+                                    self.backend, entry.summary.get("reader"))  # fmt: skip
             except DataError as exc:
                 raise StarletteHTTPException(404, f"slide {name!r}: {exc}") from None
             self._open[name] = source
@@ -114,7 +117,6 @@ class Viewer:
                 }
             except DataError:
                 overlay = None
-        lesions, truncated = _lesions(entry.folder / "regions.geojson")
         s = entry.summary
         return {
             **entry.listing(),
@@ -124,12 +126,22 @@ class Viewer:
             "backend": source.backend,
             "dzi": f"{base}/slide.dzi",
             "overlay": overlay,
-            "lesions_drawn": lesions,
-            "lesions_truncated": truncated,
+            "lesions_url": f"{base}/lesions",
             "threshold": s.get("threshold"),
             "tumour_area_mm2": s.get("tumour_area_mm2"),
             "model_warning": s.get("model_warning"),
         }
+
+    def lesions(self, name: str) -> dict[str, Any]:
+        """The slide's lesion outlines (``regions.geojson``, read once): fetched by the page
+        after the first tiles are asked for, so a slide with thousands does not delay them."""
+        entry = self.entry(name)
+        if name not in self._lesions:
+            drawn, truncated = _lesions(entry.folder / "regions.geojson")
+            self._lesions[name] = {"lesions": drawn, "truncated": truncated}
+            while len(self._lesions) > OPEN_SLIDES * 4:
+                self._lesions.pop(next(iter(self._lesions)))
+        return self._lesions[name]
 
     def close(self) -> None:
         with self._lock:
@@ -176,6 +188,11 @@ def slides(request: Request) -> dict[str, Any]:
 @routes.get("/api/slides/{name}")
 def slide(name: str, request: Request) -> JSONResponse:
     return JSONResponse(_viewer(request).describe(name), headers={"Cache-Control": "no-cache"})
+
+
+@routes.get("/api/slides/{name}/lesions")
+def lesions(name: str, request: Request) -> JSONResponse:
+    return JSONResponse(_viewer(request).lesions(name), headers={"Cache-Control": "no-cache"})
 
 
 @routes.get("/slides/{name}/slide.dzi")

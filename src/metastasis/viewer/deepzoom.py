@@ -189,12 +189,26 @@ class ReaderTiles(TileSource):
 
 
 def open_tiles(
-    path: Path, mpp: float | None, thumbnail: Path | None, backend: str = "auto"
+    path: Path,
+    mpp: float | None,
+    thumbnail: Path | None,
+    backend: str = "auto",
+    analysed_by: str | None = None,
 ) -> TileSource:
-    """Deep Zoom tiles of the slide at ``path``: OpenSlide's generator when OpenSlide opens it
-    (``backend`` ``auto`` or ``openslide``), else the project's readers."""
+    """Deep Zoom tiles of the slide at ``path``.
+
+    ``backend``: ``openslide`` (OpenSlide's generator), ``reader`` (the project's readers, as
+    ``open_slide`` picks them) or ``auto``: OpenSlide's generator where OpenSlide opens the
+    slide, except a slide the run read with tifffile (``analysed_by``, the ``reader`` of its
+    ``summary.json``), which is cut by the tifffile reader: on the benchmark's JPEG TIFF it
+    costs 2.5 times less CPU per tile (``benchmarks/README.md``, issue 23)."""
     if backend not in BACKENDS:
         raise DataError(f"unknown tile backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend == "auto" and analysed_by == "tifffile":
+        try:
+            return ReaderTiles(open_slide(path, mpp), thumbnail)
+        except DataError:
+            pass  # OpenSlide may still open it
     if backend != "reader" and has_openslide():
         import openslide
 

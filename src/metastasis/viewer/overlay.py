@@ -16,16 +16,26 @@ import numpy as np
 
 from metastasis.errors import DataError
 
-MAX_OVERLAY_SIDE = 2048
+MAX_OVERLAY_SIDE = 1024
 MAX_MAP_CELLS = 4096 * 4096  # a probability.npy larger than this is not drawn
 MAX_LESIONS = 5000  # outlines sent to the page (largest first, as regions.geojson lists them)
 MAX_VERTICES = 400_000
-COLOURMAP = "inferno"
+# matplotlib's inferno (the heatmap's colour map) at 17 stops, interpolated: no matplotlib import
+INFERNO = (0x000004, 0x0B0724, 0x210C4A, 0x3D0965, 0x57106E, 0x71196E, 0x8A226A, 0xA32C61,
+           0xBC3754, 0xD24644, 0xE45A31, 0xF1731D, 0xF98E09, 0xFCAC11, 0xF9CB35, 0xF2EA69,
+           0xFCFFA4)  # fmt: skip
+
+
+def inferno_lut() -> np.ndarray:
+    """256 x 3 uint8 colours of the inferno map."""
+    stops = np.array([[(c >> 16) & 255, (c >> 8) & 255, c & 255] for c in INFERNO], float)
+    x = np.linspace(0, 1, len(stops))
+    t = np.linspace(0, 1, 256)
+    return np.stack([np.interp(t, x, stops[:, i]) for i in range(3)], 1).round().astype(np.uint8)
 
 
 def overlay_png(probability: np.ndarray) -> bytes:
     """RGBA PNG of a rows x cols probability map (NaN: clear), cells enlarged alike."""
-    from matplotlib import colormaps
     from PIL import Image
 
     p = np.asarray(probability, dtype=np.float32)
@@ -33,7 +43,7 @@ def overlay_png(probability: np.ndarray) -> bytes:
         raise DataError(f"probability map of shape {p.shape}: expected rows x cols")
     known = np.isfinite(p)
     q = np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0)
-    lut = (colormaps[COLOURMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    lut = inferno_lut()
     rgba = np.zeros((*p.shape, 4), np.uint8)
     rgba[..., :3] = lut[np.round(q * 255).astype(np.int64)]
     rgba[..., 3] = np.where(known, np.round(255 * np.sqrt(q)), 0).astype(np.uint8)
@@ -106,7 +116,7 @@ def _rings(geometry: Any) -> list[list[list[float]]]:
     for polygon in polygons or []:
         for ring in polygon or []:
             try:
-                rings.append([[float(x), float(y)] for x, y, *_ in ring])
+                rings.append([[round(float(x), 1), round(float(y), 1)] for x, y, *_ in ring])
             except (TypeError, ValueError):
                 continue
     return rings

@@ -9,6 +9,7 @@
   const state = {
     viewer: null, slide: null, slideItem: null, overlay: null,
     levels: [], firstTileMs: null, fullyLoadedMs: null, openedMs: null, lesionsDrawn: 0,
+    lesionsLoaded: false,
   };
   window.metastasisViewer = state;
 
@@ -90,7 +91,7 @@
     }
     Object.assign(state, {
       slide: info, slideItem: null, overlay: null, levels: [], firstTileMs: null,
-      fullyLoadedMs: null, openedMs: started, lesionsDrawn: 0,
+      fullyLoadedMs: null, openedMs: started, lesionsDrawn: 0, lesionsLoaded: false,
     });
     for (const b of document.querySelectorAll("#slides button")) {
       b.setAttribute("aria-current", String(b.dataset.slide === name));
@@ -99,7 +100,8 @@
     $("slide-info").textContent =
       `${info.category || "?"}; ${info.lesions ?? 0} lesions, largest ${fmtMm(info.largest_diameter_mm)}; ` +
       `${info.width} x ${info.height} px at ${info.mpp ? info.mpp.toFixed(3) : "?"} um/px`;
-    showWarning(info.model_warning || (info.lesions_truncated ? "only the largest lesions are drawn" : ""));
+    showWarning(info.model_warning || "");
+    info.lesions_drawn = [];
     const base = info.dzi.replace(/slide\.dzi$/, "slide_files/");
     const tileSource = {  // the .dzi's content, inlined: one request less before the first tiles
       Image: {
@@ -109,6 +111,16 @@
       },
     };
     state.viewer.open(tileSource);
+    try {  // after the tiles are asked for: thousands of outlines must not delay them
+      const found = await getJSON(info.lesions_url);
+      if (state.slide !== info) return;
+      info.lesions_drawn = found.lesions;
+      if (found.truncated) showWarning("only the largest lesions are drawn");
+      state.lesionsLoaded = true;
+      draw();
+    } catch (err) {
+      showWarning(String(err.message || err));
+    }
   }
 
   function onOpen() {
