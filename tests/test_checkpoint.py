@@ -193,3 +193,30 @@ def test_the_stain_reference_round_trips_and_a_bad_one_is_refused(tmp_path: Path
     torch.save(raw, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=r"preprocessing\.stain: std"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_metadata_is_read_without_pytorch_as_load_checkpoint_reads_it(tmp_path: Path) -> None:
+    from metastasis.checkpoint import read_checkpoint_meta
+
+    bundle = _bundle(config={"epochs": 2}, tta="d4", temperature=1.5, synthetic=True)
+    save_checkpoint(tmp_path / "checkpoint.pt", bundle)
+    meta = read_checkpoint_meta(tmp_path)
+    loaded = load_checkpoint(tmp_path)
+    assert (meta.arch, meta.threshold, meta.temperature, meta.tta, meta.config) == (
+        loaded.arch, loaded.threshold, loaded.temperature, loaded.tta, loaded.config
+    )  # fmt: skip
+    assert meta.preprocessing == loaded.preprocessing.to_dict()
+    assert meta.warning == loaded.warning is not None
+    assert meta.tensors == len(loaded.state_dict)
+    marker = tmp_path / "pwned"
+    torch.save({"format": "metastasis-checkpoint/1", "payload": _Exploit(str(marker))},
+               tmp_path / "evil.pt")  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"refused: posix\.system is not allowed"):
+        read_checkpoint_meta(tmp_path / "evil.pt")
+    assert not marker.exists()
+    torch.save({**bundle.to_dict(), "threshold": 2.0}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"threshold: 2\.0 is outside"):
+        read_checkpoint_meta(tmp_path / "bad.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint_meta(tmp_path / "junk.pt")

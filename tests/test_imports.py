@@ -323,3 +323,21 @@ def test_imports_inside_functions_are_found() -> None:
         "g: .",
         "h: metastasis.io",
     ]
+
+
+def test_command_line_start_up_imports_only_what_the_command_needs() -> None:
+    """``metastasis --version`` and ``predict --help`` import no PyTorch nor pandas (start-up
+    time: the other commands' modules are listed from their source, not imported)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom metastasis.cli import main\n"
+        "for argv in (['--version'], ['predict', '--help'], ['--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print('MODULES', sorted(m for m in ('torch', 'pandas', 'matplotlib') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.splitlines()[-1] == "MODULES []", done.stderr
+    assert "usage: metastasis predict" in done.stdout and "slides" in done.stdout

@@ -4,27 +4,35 @@ One file, written with ``torch.save`` and read with ``torch.load(weights_only=Tr
 only tensors and plain values (no pickled classes), so loading never runs code from the file.
 A run folder is accepted wherever a checkpoint is. Training writes it; inference, slides, serve
 and export read it, without importing the training package (``metastasis.engine``).
+
+``read_checkpoint_meta`` reads the plain values of a checkpoint (everything but the weights)
+without importing PyTorch, so a command that runs the run folder's ``model.onnx`` can start
+without it (``inference.light``). It unpickles with an allow-list that is narrower than
+``weights_only``'s: a tensor becomes a ``TensorStub`` (shape and type, no data read).
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from metastasis.config import TTA_MODES
 from metastasis.data.synthetic import SYNTHETIC_WARNING
 from metastasis.errors import CheckpointError, first_line
 from metastasis.io import atomic_path
-from metastasis.models import create_model, list_models
-from metastasis.transforms.presets import PCAM_MPP, Preprocessing
-from metastasis.transforms.stain import StainReference
 from metastasis.versions import package_versions
+
+if TYPE_CHECKING:  # PyTorch is imported where weights are used, not to read the metadata
+    import torch
+    from torch import nn
+
+    from metastasis.transforms.presets import Preprocessing
+
+PCAM_MPP = 0.972  # as transforms.presets.PCAM_MPP (checked equal in the tests)
 
 FORMAT = "metastasis-checkpoint/1"
 FILENAME = "checkpoint.pt"
@@ -70,6 +78,8 @@ class Bundle:
 
     def build_model(self) -> nn.Module:
         """The architecture with these weights, in eval mode."""
+        from metastasis.models import create_model
+
         kwargs = dict(self.arch_kwargs)
         if "pretrained" in kwargs:  # the bundle's weights replace them: never download
             kwargs["pretrained"] = False
@@ -95,12 +105,15 @@ def checkpoint_path(path: str | Path) -> Path:
 
 
 def save_checkpoint(path: str | Path, bundle: Bundle) -> Path:
+    import torch
+
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a full disk raises OSError
         torch.save(bundle.to_dict(), fh)
     return Path(path)
 
 
 def state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s weights on the CPU."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
@@ -112,6 +125,8 @@ def load_checkpoint(path: str | Path) -> Bundle:
     whose metadata does not fit its model is one `CheckpointError` naming the field, never a
     traceback later and never a silent 0 or 1 for every patch.
     """
+    import torch
+
     p = checkpoint_path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint")
@@ -134,8 +149,104 @@ def load_checkpoint(path: str | Path) -> Bundle:
     return bundle
 
 
+@dataclass(frozen=True)
+class TensorStub:
+    """A tensor of a checkpoint read without PyTorch: where its data is, not the data."""
+
+    storage: str  # the storage's type name (``FloatStorage``)
+    key: str  # the storage's record in the checkpoint's zip file
+    shape: tuple[int, ...]
+
+
+@dataclass
+class CheckpointMeta:
+    """Everything a checkpoint says but its weights (``read_checkpoint_meta``)."""
+
+    path: Path
+    arch: str
+    preprocessing: dict[str, Any]  # input_size, mean, std, mpp, stain (``preprocessing_values``)
+    threshold: float
+    temperature: float
+    tta: str
+    class_names: tuple[str, ...]
+    arch_kwargs: dict[str, Any]
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    versions: dict[str, str]
+    synthetic: bool
+    tensors: int  # how many tensors the state dict holds
+
+    @property
+    def warning(self) -> str | None:
+        return SYNTHETIC_WARNING if self.synthetic else None
+
+
+class _MetaUnpickler(pickle.Unpickler):
+    """The plain values of a ``torch.save`` pickle; tensors become ``TensorStub``s and any
+    global but the few a state dict needs is refused (nothing in the file can run code)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _stub_tensor
+        if module == "torch" and name.endswith("Storage"):
+            return name
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint")
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.60}")
+        return (str(pid[1]), str(pid[2]))
+
+
+def _stub_tensor(storage: tuple[str, str], offset: int, size: Any, *_: Any) -> TensorStub:
+    return TensorStub(storage[0], storage[1], tuple(int(n) for n in size))
+
+
+def read_checkpoint_meta(path: str | Path) -> CheckpointMeta:
+    """The plain values of a checkpoint (or a run folder's), checked as ``load_checkpoint``
+    checks them, without importing PyTorch or reading the weights. The architecture and the
+    weights are not checked here: ``load_checkpoint`` does that by building the model."""
+    p = checkpoint_path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint")
+    try:
+        with zipfile.ZipFile(p) as archive:
+            pkl = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if len(pkl) != 1:
+                raise CheckpointError(f"{p}: not a readable checkpoint (no single data.pkl)")
+            with archive.open(pkl[0]) as fh:
+                raw = _MetaUnpickler(fh).load()
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{p}: refused: {first_line(exc)[:120]}") from None
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a damaged zip or pickle stream: "unreadable", as load says
+        raise CheckpointError(f"{p}: not a readable checkpoint ({first_line(exc)})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a metastasis checkpoint (format {FORMAT} expected)")
+    state = raw.get("state_dict")
+    try:
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, TensorStub) for k, v in state.items()
+        ):
+            raise CheckpointError("state_dict missing or not all tensors")
+        if not isinstance(raw.get("arch"), str):
+            raise CheckpointError(f"unknown architecture {raw.get('arch')!r}")
+        fields = _plain_fields(raw)
+        pre = preprocessing_values(raw.get("preprocessing"))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{p}: {exc}") from None
+    return CheckpointMeta(p, raw["arch"], pre, tensors=len(state), **fields)
+
+
 def _bundle_from_raw(raw: dict[str, Any]) -> Bundle:
     """The bundle of a loaded dict, each field checked; errors name the field."""
+    import torch
+
+    from metastasis.models import list_models
+
     arch = raw.get("arch")
     if arch not in list_models():
         raise CheckpointError(f"unknown architecture {arch!r}")
@@ -144,6 +255,19 @@ def _bundle_from_raw(raw: dict[str, Any]) -> Bundle:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError("state_dict missing or not all tensors")
+    fields = _plain_fields(raw)
+    return Bundle(
+        arch=str(arch),
+        state_dict=state,
+        preprocessing=_preprocessing(raw.get("preprocessing")),
+        **fields,
+    )
+
+
+def _plain_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """The checked plain fields of a checkpoint but its preprocessing (no PyTorch needed)."""
+    from metastasis.config import TTA_MODES
+
     arch_kwargs = _field(raw, "arch_kwargs", dict, {})
     if not all(isinstance(k, str) for k in arch_kwargs):
         raise CheckpointError(f"arch_kwargs: keys must be names, got {list(arch_kwargs)!r}")
@@ -153,11 +277,8 @@ def _bundle_from_raw(raw: dict[str, Any]) -> Bundle:
     class_names = _field(raw, "class_names", (list, tuple), list(CLASS_NAMES))
     if len(class_names) != 2 or not all(isinstance(c, str) for c in class_names):
         raise CheckpointError(f"class_names: expected two names, got {class_names!r}")
-    return Bundle(
-        arch=str(arch),
+    return dict(
         arch_kwargs=dict(arch_kwargs),
-        state_dict=state,
-        preprocessing=_preprocessing(raw.get("preprocessing")),
         threshold=_number(raw, "threshold", 0.5, low=0.0, high=1.0),
         temperature=_number(raw, "temperature", 1.0, low=0.0, high=1e6, open_low=True),
         tta=tta,
@@ -199,6 +320,13 @@ def _number(
 
 
 def _preprocessing(pre: Any) -> Preprocessing:
+    from metastasis.transforms.presets import Preprocessing
+
+    return Preprocessing.from_dict(preprocessing_values(pre))
+
+
+def preprocessing_values(pre: Any) -> dict[str, Any]:
+    """A checkpoint's ``preprocessing`` entry checked: input_size, mean, std, mpp, stain."""
     if pre is None:
         raise CheckpointError("preprocessing: missing")
     if not isinstance(pre, dict):
@@ -219,11 +347,16 @@ def _preprocessing(pre: Any) -> Preprocessing:
     if min(stats["std"]) <= 0:
         raise CheckpointError(f"preprocessing.std: must be positive, got {stats['std']}")
     mpp = _number(pre, "mpp", PCAM_MPP, low=0.0, high=1000.0, open_low=True)
-    try:  # stain normalisation's reference (transforms.stain); older checkpoints have none
-        stain = None if pre.get("stain") is None else StainReference.from_dict(pre["stain"])
-    except ValueError as exc:
-        raise CheckpointError(f"preprocessing.stain: {exc}") from None
-    return Preprocessing(size, stats["mean"], stats["std"], mpp, stain)  # type: ignore[arg-type]
+    values = {"input_size": size, "mean": stats["mean"], "std": stats["std"], "mpp": mpp}
+    values["stain"] = None  # stain normalisation's reference; older checkpoints have none
+    if pre.get("stain") is not None:
+        from metastasis.transforms.stain import StainReference  # PyTorch: only when there is one
+
+        try:
+            values["stain"] = StainReference.from_dict(pre["stain"]).to_dict()
+        except ValueError as exc:
+            raise CheckpointError(f"preprocessing.stain: {exc}") from None
+    return values
 
 
 def _probe(bundle: Bundle) -> None:
@@ -232,11 +365,15 @@ def _probe(bundle: Bundle) -> None:
     Building initialises layers from torch's global random generator before the weights are
     loaded: it runs on a forked generator, so loading a checkpoint (e.g. from a callback in the
     middle of a training run) never changes what comes after it."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         _run_probe(bundle)
 
 
 def _run_probe(bundle: Bundle) -> None:
+    import torch
+
     model = bundle.build_model()
     size = bundle.preprocessing.input_size
     g = torch.Generator().manual_seed(0)

@@ -17,8 +17,6 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -123,10 +121,11 @@ def add_checkpoint_options(
     p: argparse.ArgumentParser,
     out_help: str,
     split_help: str = "split of --data (default: test, else valid or val, else the only one)",
+    data_help: str = "Kaggle folder, PCam .h5 files or class folders",
 ) -> None:
     """--checkpoint, --data, --split, --out, the inference flags and the data options."""
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
-    p.add_argument("--data", required=True, help="Kaggle folder, PCam .h5 files or class folders")
+    p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--split", help=split_help)
     p.add_argument("--out", required=True, help=out_help)
     add_inference_flags(p)
@@ -171,6 +170,8 @@ def _metavar(kind: type, name: str) -> str:
 
 
 def _key_value(text: str) -> tuple[str, Any]:
+    import yaml
+
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")

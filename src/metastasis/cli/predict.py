@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p,
         "output CSV file: id, probability, prediction (and truth, for labelled data)",
         split_help="split of --data (default: test, else the only one)",
+        data_help="Kaggle folder, PCam .h5 files, class folders, or one image file",
     )
     p.add_argument(
         "--kaggle-submission",
@@ -32,8 +33,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metastasis.inference.predict import predict_to_csv
+    from metastasis.inference.predict import is_image_file, predict_images, predict_to_csv
 
+    if is_image_file(args.data) and not args.kaggle_submission:  # no pandas, maybe no PyTorch
+        options = checkpoint_options(args)
+        written = predict_images(
+            args.checkpoint, [args.data], args.out,
+            **{k: options[k] for k in ("batch_size", "device", "tta", "engine", "threshold")},
+        )  # fmt: skip
+        print(f"wrote {len(written)} predictions to {args.out}")
+        return 0
     table = predict_to_csv(
         args.checkpoint,
         args.data,

@@ -209,7 +209,7 @@ def analyse_slide(
     elif not selected.any():
         notes.append("no tissue found: nothing classified")
         log.warning("%s: no tissue found; nothing classified", sid)
-    threads = opts.workers or (1 if classifier.device.type == "cpu" else 4)
+    threads = opts.workers or (1 if classifier.device_type == "cpu" else 4)
     reading = _prefetch(p, mpp, reader, geo, blocks(geo, selected, classifier.n), threads)
     probability, status = _classify_blocks(reading, classifier, geo, selected, sid, progress)
     failed = int((status == STATUS_DECODE_ERROR).sum())

@@ -12,6 +12,11 @@ about 10; a 1920 x 1920 px JPEG TIFF at the model's mpp, 367 tissue tiles at str
 at stride 32; whole ``analyse_slide`` time, ONNX Runtime): stride 32, fully convolutional 629
 tiles/s (PyTorch engine 476) against 197 tile by tile; stride 96, 87 against 129 tile by
 tile (the whole block, glass included, is computed).
+
+Tile by tile from a run folder with its ``model.onnx``, on the CPU, ``from_checkpoint`` runs
+``inference.light.LightPredictor`` and never imports PyTorch (about 4 CPU seconds of start-up
+and 2-3 more to build the model and check the engine, per run: a quarter of a one-slide run's
+CPU time at stride 96 on the mosaic slide); the exactness it relies on is stated there.
 """
 
 from __future__ import annotations
@@ -19,17 +24,20 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from metastasis.checkpoint import Bundle, load_checkpoint
+from metastasis.checkpoint import Bundle, CheckpointMeta, load_checkpoint
 from metastasis.config import TTA_MODES
 from metastasis.data.decode import PATCH_SIZE
 from metastasis.errors import MetastasisError
-from metastasis.inference.predictor import Predictor, auto_device
-from metastasis.inference.runtime import make_engine
-from metastasis.slides import fullyconv
 from metastasis.slides.tiling import tiles_per_block
+
+if TYPE_CHECKING:
+    from metastasis.inference.light import LightPredictor
+    from metastasis.inference.predictor import Predictor
+    from metastasis.slides import fullyconv
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,10 @@ class SlideClassifier:
     ) -> None:
         """``block_tiles``: tiles per block side (default: blocks of about 640 model px);
         ``threshold``: replaces the checkpoint's decision threshold (None: keep it)."""
+        from metastasis.inference.predictor import Predictor, auto_device
+        from metastasis.inference.runtime import make_engine
+        from metastasis.slides import fullyconv
+
         tta = bundle.tta if tta is None else tta
         if tta not in TTA_MODES:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
@@ -60,13 +72,14 @@ class SlideClassifier:
             raise MetastasisError(f"--fully-conv must be one of {', '.join(FULLY_CONV)}")
         if stride < 1:
             raise MetastasisError(f"--stride must be >= 1 model pixel, got {stride}")
-        self.bundle = bundle
+        self.bundle: Bundle | CheckpointMeta = bundle
         self.stride = stride
         self.patch = PATCH_SIZE
         self.tta = tta
         self.threshold = bundle.threshold if threshold is None else threshold
         self.model_mpp = bundle.preprocessing.mpp
         self.device = auto_device(device)
+        self.device_type = self.device.type
         prep = bundle.preprocessing
         reason = fullyconv.fully_conv_reason(bundle.arch, bundle.arch_kwargs, prep.input_size,
                                              stride)  # fmt: skip
@@ -77,7 +90,7 @@ class SlideClassifier:
         self.n = block_tiles or tiles_per_block(PATCH_SIZE, stride)
         self.side = fullyconv.block_side(stride, self.n) if stride <= PATCH_SIZE else 0
         self.block: fullyconv.BlockClassifier | None = None
-        self.predictor: Predictor | None = None
+        self.predictor: Predictor | LightPredictor | None = None
         if fully_conv == "auto" and not reason and stride >= PATCH_SIZE:
             reason = (
                 f"stride {stride} >= {PATCH_SIZE}: tiles share no pixels, tile by tile is faster"
@@ -103,9 +116,32 @@ class SlideClassifier:
             self.engine_text = self.predictor.engine.describe()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path | Bundle, **kwargs: object) -> SlideClassifier:
-        bundle = checkpoint if isinstance(checkpoint, Bundle) else load_checkpoint(checkpoint)
-        return cls(bundle, **kwargs)  # type: ignore[arg-type]
+    def from_checkpoint(cls, checkpoint: str | Path | Bundle, **kwargs: Any) -> SlideClassifier:
+        """The classifier of a checkpoint, a run folder or a ``Bundle``; keywords as the
+        constructor's. Tile by tile from a run folder's ``model.onnx``, without PyTorch,
+        where ``inference.light`` allows it (see the module notes)."""
+        if isinstance(checkpoint, Bundle):
+            return cls(checkpoint, **kwargs)
+        light = _light_predictor(checkpoint, kwargs)
+        if light is not None:
+            return cls._without_torch(light, kwargs.get("stride", 96), kwargs.get("block_tiles"))
+        return cls(load_checkpoint(checkpoint), **kwargs)
+
+    @classmethod
+    def _without_torch(
+        cls, light: LightPredictor, stride: int, block_tiles: int | None
+    ) -> SlideClassifier:
+        self = cls.__new__(cls)
+        self.bundle = light.meta
+        self.stride, self.patch, self.tta = stride, PATCH_SIZE, light.tta
+        self.threshold = light.threshold
+        self.model_mpp = float(light.meta.preprocessing["mpp"])
+        self.device_type = "cpu"
+        self.n = block_tiles or tiles_per_block(PATCH_SIZE, stride)
+        self.side = PATCH_SIZE + stride * (self.n - 1) if stride <= PATCH_SIZE else 0
+        self.block, self.predictor = None, light
+        self.mode, self.engine_text = "per-tile", light.describe()
+        return self
 
     def classify(self, pixels: np.ndarray, selected: np.ndarray) -> np.ndarray:
         """Probabilities of the selected tiles of a block (NaN elsewhere).
@@ -124,3 +160,25 @@ class SlideClassifier:
         tiles = np.stack([pixels[r * s : r * s + p, c * s : c * s + p] for r, c in zip(rows, cols)])
         out[rows, cols] = self.predictor.predict_proba(tiles)
         return out
+
+
+def _light_predictor(checkpoint: Any, kwargs: dict[str, Any]) -> LightPredictor | None:
+    """A ``LightPredictor`` when the classifier would run tile by tile with ONNX Runtime on
+    the CPU from a run folder's ``model.onnx``; None otherwise (the constructor decides)."""
+    stride, fully_conv = kwargs.get("stride", 96), kwargs.get("fully_conv", "auto")
+    tta = kwargs.get("tta")
+    per_tile = fully_conv == "off" or (fully_conv == "auto" and stride >= PATCH_SIZE)
+    if not per_tile or not isinstance(stride, int) or stride < 1:
+        return None
+    if tta is not None and tta not in TTA_MODES:
+        return None
+    from metastasis.inference.light import LightPredictor
+
+    light = LightPredictor.from_run(
+        checkpoint, engine=kwargs.get("engine", "auto"), device=kwargs.get("device", "auto"),
+        tta=tta, threshold=kwargs.get("threshold"), batch_size=kwargs.get("batch_size", 256),
+    )  # fmt: skip
+    if light is not None and fully_conv == "auto":
+        log.info("per-tile classification (not fully convolutional: stride %d >= %d)",
+                 stride, PATCH_SIZE)  # fmt: skip
+    return light

@@ -14,6 +14,13 @@ gets a one-line reason in ``<slide>/failed.json`` and in the table, and the run 
 ``slides.csv`` (every slide of the full list: ``ok``, ``failed`` or ``pending`` for slides
 another shard has not finished), ``report.html`` and, with ``patients``, ``patients.csv`` (pN
 stage per patient) are rebuilt from the slide folders.
+
+A slide's outputs are written by one background thread (``SlideWriter``) while the next slide
+is analysed: at most one slide waits to be written, so memory holds two slides' maps at most.
+A slide whose writing fails is reported as that slide's failure (``failed.json`` in its
+folder, nothing else left there), as a failed analysis is, and ``summary.json`` stays the last
+file written in each folder; the tables are rebuilt once every slide is written. One loaded
+model and one ONNX session (``SlideClassifier``) serve every slide of the run.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,8 +174,9 @@ def run_slides(
     if plan.todo:
         log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text,
                  opts.stride)  # fmt: skip
-    for sid, p in plan.todo:
-        _analyse_into(p, sid, plan.out / sid, classifier, opts, progress)
+    with SlideWriter(opts.geojson_tiles) as writer:
+        for sid, p in plan.todo:
+            _analyse_into(p, sid, plan.out / sid, classifier, opts, progress, writer)
     return write_tables(plan, classifier.bundle.warning)
 
 
@@ -198,24 +207,81 @@ def plan_run(
     return Plan(everything, todo, out_dir, patients)
 
 
+class SlideWriter:
+    """Writes slides' outputs in one background thread, one slide at a time, in order.
+
+    ``submit`` first waits for the slide before (so one slide at most waits to be written)
+    and settles it: a failure to write it is that slide's failure (``_record_failure``), an
+    ``OutputError`` (the output folder itself is broken) stops the run, as it does when
+    analysing. Leaving the ``with`` block waits for the last slide and settles it."""
+
+    def __init__(self, geojson_tiles: bool = False) -> None:
+        self.geojson_tiles = geojson_tiles
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slide-writer")
+        self._pending: tuple[str, Path, Path, Future[Any]] | None = None
+
+    def submit(self, sid: str, path: Path, folder: Path, result: Any) -> None:
+        self.wait()
+        job = self._pool.submit(write_slide_outputs, result, folder, self.geojson_tiles)
+        self._pending = (sid, path, folder, job)
+
+    def wait(self) -> None:
+        """Wait for the slide being written, and report its failure if it failed."""
+        if self._pending is None:
+            return
+        sid, path, folder, job = self._pending
+        self._pending = None
+        try:
+            job.result()
+        except OutputError:
+            raise
+        except Exception as exc:  # as in _analyse_into: this slide fails, the run goes on
+            _record_failure(sid, path, folder, exc)
+
+    def __enter__(self) -> SlideWriter:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        try:
+            if kind is None:
+                self.wait()
+        finally:  # interrupted: the slide being written has no summary.json, so it is redone
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _analyse_into(
     p: Path, sid: str, folder: Path, classifier: SlideClassifier, opts: SlideOptions,
-    progress: bool,
+    progress: bool, writer: SlideWriter | None = None,
 ) -> None:  # fmt: skip
-    """Analyse one slide into ``folder``; a failure is written as ``failed.json`` there."""
+    """Analyse one slide into ``folder`` (its outputs written by ``writer`` in the background,
+    or here without one); a failure is written as ``failed.json`` there."""
     clear_slide_folder(folder)  # half-written by a killed run, or failed before: redo
     try:
         result = analyse_slide(p, classifier, opts, slide_id=sid, progress=progress)
         result.path = Path(display(p))
-        write_slide_outputs(result, folder, opts.geojson_tiles)
     except OutputError:  # the output folder itself is broken: every slide would fail
         raise
     except Exception as exc:  # one slide's failure must not stop the others
-        reason = first_line(exc, with_type=not isinstance(exc, MetastasisError))
-        log.error("%s: failed: %s", sid, reason)
-        log.debug("%s: failure details", sid, exc_info=True)
-        clear_slide_folder(folder)
-        atomic_write_json(folder / FAILED, {"slide": sid, "path": display(p), "reason": reason})
+        _record_failure(sid, p, folder, exc)
+        return
+    if writer is not None:
+        writer.submit(sid, p, folder, result)
+        return
+    try:
+        write_slide_outputs(result, folder, opts.geojson_tiles)
+    except OutputError:
+        raise
+    except Exception as exc:
+        _record_failure(sid, p, folder, exc)
+
+
+def _record_failure(sid: str, p: Path, folder: Path, exc: BaseException) -> None:
+    """Log a slide's failure, clear what it left in its folder, write its ``failed.json``."""
+    reason = first_line(exc, with_type=not isinstance(exc, MetastasisError))
+    log.error("%s: failed: %s", sid, reason)
+    log.debug("%s: failure details", sid, exc_info=exc)
+    clear_slide_folder(folder)
+    atomic_write_json(folder / FAILED, {"slide": sid, "path": display(p), "reason": reason})
 
 
 def write_tables(plan: Plan, warning: str | None = None) -> pd.DataFrame:
