@@ -21,6 +21,7 @@ from metastasis.inference.predict import predict_images
 from metastasis.inference.predictor import Predictor
 from metastasis.models import create_model
 from metastasis.transforms.presets import PCAM_MPP, Preprocessing
+from metastasis.transforms.stain import StainReference
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,26 @@ def test_model_onnx_is_not_trusted_when_it_may_not_be_the_checkpoints(
     assert LightPredictor.from_run(folder, device="cpu") is None
     full = Predictor.from_checkpoint(folder, device="cpu")  # checked against PyTorch instead
     assert "max |logit difference| from PyTorch" in full.engine.describe()
+
+
+def test_a_model_that_normalises_stains_never_takes_the_path_without_pytorch(
+    images: list[Path], tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    stain = StainReference("reinhard", mean=(-0.45, -0.07, 0.02), std=(0.31, 0.05, 0.014))
+    pre = Preprocessing(mean=(0.7, 0.55, 0.7), std=(0.15, 0.2, 0.15), stain=stain)
+    bundle = Bundle("baseline-cnn", {}, state_dict_cpu(create_model("baseline-cnn")), pre)
+    save_checkpoint(tmp_path / "checkpoint.pt", bundle)
+    export_bundle(bundle, tmp_path / "model.onnx", "onnx", make_patches(8, seed=1)[0])
+    assert LightPredictor.from_run(tmp_path, device="cpu") is None
+    written = predict_images(tmp_path, images, tmp_path / "p.csv")
+    patches = np.stack([np.asarray(Image.open(p)) for p in images])
+    full = Predictor.from_checkpoint(tmp_path, device="cpu", engine="torch")
+    probs = [
+        float(line.split(",")[1]) for line in (tmp_path / "p.csv").read_text().splitlines()[1:]
+    ]
+    np.testing.assert_allclose(probs, full.predict_proba(patches), atol=1e-5, rtol=0)
+    assert "not checked again" not in written.engine
 
 
 def test_predict_one_image_through_the_cli_imports_neither_pytorch_nor_pandas(
