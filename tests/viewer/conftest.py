@@ -43,9 +43,11 @@ def slides_run(tmp_path_factory: pytest.TempPathFactory) -> SlidesRun:
                           slide_at_level0(mosaic(ROWS, COLS, tissue, tumour, seed=1), 2),
                           PCAM_MPP / 2)  # fmt: skip
     (base / "in" / "broken.tif").write_bytes(b"not a tiff")
-    # threshold 0.3: the random model's ~0.5 everywhere makes one lesion of the tissue
+    # threshold 0.3 and raw thresholding (no smoothing, seed = grow, one tile): the random
+    # model's ~0.5 everywhere makes one lesion of the tissue
     checkpoint = save_checkpoint(base / "checkpoint.pt", random_bundle(threshold=0.3))
-    run_slides([base / "in"], checkpoint, base / "out", progress=False, engine="torch")
+    run_slides([base / "in"], checkpoint, base / "out", progress=False, engine="torch",
+               lesion_sigma=0, lesion_seed=0.3, min_lesion_tiles=1)  # fmt: skip
     return SlidesRun(base / "out", slide)
 
 

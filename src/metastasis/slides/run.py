@@ -155,7 +155,8 @@ def run_slides(
     ``checkpoint``: a checkpoint file, a run folder or a loaded ``Bundle``; ``engine``,
     ``tta``, ``device``, ``batch_size``, ``threshold``: as ``InferenceOptions``; ``options``: a
     ``SlideOptions``, or its settings as keywords (stride, mpp, reader, tissue_threshold,
-    min_tissue, itc_mm, micro_mm, fully_conv, workers, block_tiles, geojson_tiles, shard,
+    min_tissue, itc_mm, micro_mm, lesion_sigma, lesion_seed, lesion_grow,
+    min_lesion_tiles, slide_score, fully_conv, workers, block_tiles, geojson_tiles, shard,
     patients, resume). Every option, input and output is checked before the first slide
     is read. See the module notes for resume, shards and failures; ``analyse_slide`` and
     ``outputs`` for the rest."""

@@ -126,7 +126,7 @@ class Viewer:
             "backend": source.backend,
             "dzi": f"{base}/slide.dzi",
             "overlay": overlay,
-            "lesions_url": f"{base}/lesions",
+            "lesions_url": f"/api/slides/{_quote(name)}/lesions",
             "threshold": s.get("threshold"),
             "tumour_area_mm2": s.get("tumour_area_mm2"),
             "model_warning": s.get("model_warning"),
