@@ -89,5 +89,5 @@ def test_int8_requests_refused_with_one_line(
         quantize.quantize_bundle(bad, tmp_path / "bad.xml", images, "8 synthetic")
     assert "\n" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(MetastasisError, match="name a .xml file"):
+    with pytest.raises(MetastasisError, match=r"name a \.xml file"):
         quantize.quantize_bundle(bundle, tmp_path / "m.onnx", images, "8 synthetic")

@@ -67,6 +67,15 @@ def test_the_int8_engine_runs_only_when_asked_and_is_recorded(
     assert "OpenVINO" in saved["engine_detail"] and metrics["engine"] == "int8"
 
 
+def test_slides_run_the_int8_model_tile_by_tile(int8_run: Path) -> None:
+    from metastasis.slides.classify import SlideClassifier
+
+    classifier = SlideClassifier.from_checkpoint(int8_run, stride=48, engine="int8", device="cpu")
+    assert classifier.mode == "per-tile" and classifier.engine_text.startswith("int8 (int8, ")
+    with pytest.raises(MetastasisError, match="int8 model classifies tile by tile"):
+        SlideClassifier.from_checkpoint(int8_run, stride=48, engine="int8", fully_conv="on")
+
+
 def _patches(demo_data: Path) -> list[np.ndarray]:
     from PIL import Image
 

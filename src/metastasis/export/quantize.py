@@ -256,10 +256,10 @@ def read_int8_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def calibration_patches(
-    data: str | os.PathLike[str],
+    data: str | Path,
     split: str | None = None,
     n: int = N_CALIBRATION,
-    cache_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, str]:
     """(uint8 patches, where from): ``n`` usable patches of ``data`` spread evenly over it
@@ -321,16 +321,16 @@ def card_line(result: QuantizeResult) -> str:
 
 
 def quantize_checkpoint(
-    checkpoint: str | os.PathLike[str],
-    calibration: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
+    checkpoint: str | Path,
+    calibration: str | Path,
+    out: str | Path | None = None,
     *,
     calibration_split: str | None = None,
     n_calibration: int = N_CALIBRATION,
-    data: str | os.PathLike[str] | None = None,
+    data: str | Path | None = None,
     split: str | None = None,
     n_probe: int = 64,
-    cache_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | Path | None = None,
     progress: bool = True,
     model_card: bool = True,
 ) -> QuantizeResult:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metastasis.checkpoint import Bundle, load_checkpoint
+from metastasis.checkpoint import FILENAME, Bundle, checkpoint_path, load_checkpoint
 from metastasis.config import TTA_MODES
 from metastasis.data.decode import PATCH_SIZE
 from metastasis.errors import MetastasisError
@@ -50,9 +50,12 @@ class SlideClassifier:
         fully_conv: str = "auto",
         block_tiles: int | None = None,
         threshold: float | None = None,
+        onnx_file: str | Path | None = None,
     ) -> None:
         """``block_tiles``: tiles per block side (default: blocks of about 640 model px);
-        ``threshold``: replaces the checkpoint's decision threshold (None: keep it)."""
+        ``threshold``: replaces the checkpoint's decision threshold (None: keep it);
+        ``onnx_file``: the run folder's ``model.onnx`` (the int8 engine runs the int8 model
+        beside it, tile by tile)."""
         tta = bundle.tta if tta is None else tta
         if tta not in TTA_MODES:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
@@ -70,6 +73,8 @@ class SlideClassifier:
         prep = bundle.preprocessing
         reason = fullyconv.fully_conv_reason(bundle.arch, bundle.arch_kwargs, prep.input_size,
                                              stride)  # fmt: skip
+        if engine == "int8" and not reason:  # the int8 model is the per-tile model's
+            reason = "the int8 model classifies tile by tile"
         if fully_conv == "on" and reason:
             raise MetastasisError(f"the fully convolutional pass cannot be used: {reason}")
         self.n = block_tiles or tiles_per_block(PATCH_SIZE, stride)
@@ -96,13 +101,15 @@ class SlideClassifier:
                 log.info("per-tile classification (not fully convolutional: %s)", reason)
             self.predictor = Predictor(
                 bundle.build_model(), prep, bundle.threshold, device, batch_size, tta,
-                bundle.temperature, engine,
+                bundle.temperature, engine, onnx_file if engine == "int8" else None,
             )  # fmt: skip
             self.engine_text = self.predictor.engine.describe()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | Bundle, **kwargs: object) -> SlideClassifier:
         bundle = checkpoint if isinstance(checkpoint, Bundle) else load_checkpoint(checkpoint)
+        if not isinstance(checkpoint, Bundle) and checkpoint_path(checkpoint).name == FILENAME:
+            kwargs.setdefault("onnx_file", checkpoint_path(checkpoint).parent / "model.onnx")
         return cls(bundle, **kwargs)  # type: ignore[arg-type]
 
     def classify(self, pixels: np.ndarray, selected: np.ndarray) -> np.ndarray:
