@@ -30,6 +30,8 @@ MODULES: dict[str, tuple[str, str]] = {
     "openslide": ("wsi", "OpenSlide"),
     "tensorboard": ("track", "TensorBoard"),
     "mlflow": ("track", "MLflow"),
+    "openvino": ("int8", "OpenVINO"),
+    "nncf": ("int8", "NNCF"),
 }
 
 # What each command (or option) needs, imported up front by the CLI.

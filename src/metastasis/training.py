@@ -24,6 +24,7 @@ from metastasis.engine.loggers import open_loggers, prepare_tracking
 from metastasis.engine.trainer import RunResult, default_run_dir
 from metastasis.engine.trainer import fit as fit_engine
 from metastasis.export.bundle import N_PROBE, write_run_exports
+from metastasis.export.quantize import card_line, write_run_int8
 
 __all__ = ["fit", "prepare_tracking", "train"]
 
@@ -38,14 +39,19 @@ def fit(
 
     ``engine.trainer.fit`` (``on_epoch_end(epoch, history_row)`` after each epoch's validation,
     which may raise to stop the run; ``resume`` continues the run in ``cfg.out`` from its last
-    completed epoch, to the same numbers), then ``model.onnx`` (checked on the first ``N_PROBE``
+    completed epoch, to the same numbers), then ``model.int8.xml`` (the int8 engine's model,
+    calibrated on 300 training patches, where OpenVINO and NNCF are installed: see
+    ``export.quantize.write_run_int8``), ``model.onnx`` (checked on the first ``N_PROBE``
     validation patches) and ``MODEL_CARD.md``, written by rank 0 only; no figures and no
     ``report.html`` (:func:`train` adds them).
     """
     result = fit_engine(cfg, progress=progress, on_epoch_end=on_epoch_end, resume=resume)
     if result.is_global_zero and result.data is not None:
         data = result.data
-        write_run_exports(result.run_dir, np.asarray(data.val.images[data.val_idx[:N_PROBE]]))
+        probe = np.asarray(data.val.images[data.val_idx[:N_PROBE]])
+        int8 = write_run_int8(result.run_dir, data.train.images, data.train_idx,
+                              data.train.name, probe)  # fmt: skip
+        write_run_exports(result.run_dir, probe, (card_line(int8),) if int8 else ())
     return result
 
 

@@ -148,10 +148,13 @@ def export_checkpoint(
     return ExportResult(out_path, fmt, diff, len(images), probe, card)
 
 
-def write_run_exports(run_dir: str | Path, probe: np.ndarray) -> None:
+def write_run_exports(
+    run_dir: str | Path, probe: np.ndarray, more_files: tuple[str, ...] = ()
+) -> None:
     """End of training: ``model.onnx`` (checked on ``probe``, uint8 patches) and
-    ``MODEL_CARD.md`` in the run folder. A model ONNX cannot export loses only its
-    ``model.onnx`` (a warning; the engine falls back as before), never the run."""
+    ``MODEL_CARD.md`` in the run folder (listing ``more_files`` too: the int8 model's line).
+    A model ONNX cannot export loses only its ``model.onnx`` (a warning; the engine falls
+    back as before), never the run."""
     run = Path(run_dir)
     bundle = load_checkpoint(run / FILENAME)
     files = [f"`{FILENAME}`: the checkpoint (weights, preprocessing, threshold, config)"]
@@ -161,5 +164,6 @@ def write_run_exports(run_dir: str | Path, probe: np.ndarray) -> None:
         log.info("wrote %s (max |logit difference| from PyTorch %.1e)", run / RUN_ONNX, diff)
     except Exception as err:  # the exporter raises many kinds of error
         log.warning("no %s in the run folder (%s)", RUN_ONNX, first_line(err, with_type=True))
+    files.extend(more_files)
     metrics, data_info = read_run_info(run)
     write_model_card(run / CARD, bundle, metrics, data_info, files)

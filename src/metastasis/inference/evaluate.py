@@ -114,6 +114,7 @@ def _provenance(
         "tta": predictor.tta,
         "engine": predictor.engine.name,
         "engine_precision": predictor.engine.precision,
+        "engine_detail": predictor.engine.describe(),  # runtime, file, parity (int8: calibration)
     }
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 from metastasis.config import Tta
 from metastasis.settings import Settings, setting
 
-Engine = Literal["auto", "onnxruntime", "torch", "torch-bf16"]
+Engine = Literal["auto", "onnxruntime", "torch", "torch-bf16", "int8"]
 ENGINES: tuple[str, ...] = get_args(Engine)
 
 
@@ -21,7 +21,8 @@ class InferenceOptions(Settings):
     engine: Engine = setting(
         "auto",
         "auto: ONNX Runtime on a CPU, PyTorch on a GPU, both float32 and checked against "
-        "PyTorch; torch-bf16 is faster where the hardware has bfloat16, not exact",
+        "PyTorch; torch-bf16 is faster where the hardware has bfloat16, not exact; int8 "
+        "runs the run folder's int8 model (metastasis export --format int8), not exact",
         noun="engine",
     )
     tta: Tta | None = setting(

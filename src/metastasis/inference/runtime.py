@@ -12,6 +12,13 @@ returns float32 logits; which engine ran, and at what precision, is part of the 
   with freezing. Before it is used, its logits on a probe batch are checked
   against PyTorch's: more than ``TOLERANCE`` apart and it is refused (a ``model.onnx`` that
   does not match its checkpoint is exported again; ``auto`` falls back to PyTorch, saying why).
+* ``int8``: the run folder's int8 model (``model.int8.xml`` beside ``model.onnx``, written at
+  training time or by ``metastasis export --format int8``; ``export.quantize``), run by
+  OpenVINO (the ``int8`` extra): post-training static quantization, not exact, so never chosen
+  by ``auto``. Its probabilities on the probe are checked against PyTorch float32's: more than
+  ``export.quantize.PARITY_LIMIT`` apart and it is refused; the difference measured there, and
+  the one on real patches when it was written, are what ``describe`` says. No int8 model, or
+  no OpenVINO, is a one-line refusal.
 * ``torch``: PyTorch eager, float32, channels-last memory.
 * ``torch-bf16``: PyTorch under bfloat16 autocast: faster on CPUs with AVX512-BF16/AMX and on
   GPUs, not exact (logits differ by about 1e-2), so never chosen by ``auto``.
@@ -54,18 +61,36 @@ class Engine:
     precision: str
     run: Any = field(repr=False)
     checked_diff: float | None = None  # max |logit diff| from PyTorch float32 on the probe
-    source: str | None = None  # the ONNX file it runs, when read from one
+    source: str | None = None  # the model file it runs, when read from one
+    runtime: str | None = None  # what runs it, where the name does not say (int8: OpenVINO)
+    notes: tuple[str, ...] = ()  # how it was made and checked (int8: calibration, parity)
+    checked_dp: float | None = None  # max |probability diff| from float32 on the probe
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)
 
     def describe(self) -> str:
-        text = f"{self.name} ({self.precision})"
+        text = f"{self.name} ({self.precision}" + (f", {self.runtime})" if self.runtime else ")")
         if self.source is not None:
             text += f" from {self.source}"
         if self.checked_diff is not None:
             text += f", max |logit difference| from PyTorch {self.checked_diff:.1e} on a probe"
-        return text
+        if self.checked_dp is not None:
+            text += f" (probability {self.checked_dp:.1e})"
+        return "; ".join([text, *self.notes])
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ran, for the outputs (metrics.json, /v1/model, a slide's summary)."""
+        return {
+            "name": self.name,
+            "precision": self.precision,
+            "runtime": self.runtime,
+            "source": self.source,
+            "max_abs_logit_difference_on_probe": self.checked_diff,
+            "max_abs_probability_difference_on_probe": self.checked_dp,
+            "notes": list(self.notes),
+            "text": self.describe(),
+        }
 
 
 def _torch_engine(model: nn.Module, device: torch.device, bf16: bool) -> Engine:
@@ -119,6 +144,56 @@ def _checked(session: Any, probe: torch.Tensor, reference: Engine, source: str |
     return engine
 
 
+def _int8_engine(
+    model: nn.Module, preprocessing: Preprocessing, reference: Engine, onnx_file: Path | None
+) -> Engine:
+    """The run folder's int8 model, checked against ``reference`` on the probe."""
+    from metastasis.export import quantize
+
+    if onnx_file is None:
+        raise MetastasisError(
+            "no int8 model: the int8 engine runs a run folder's model.int8.xml (give the run "
+            "folder, or write one: metastasis export --format int8 --calibration DATA)"
+        )
+    path = quantize.int8_path(onnx_file)
+    if not path.is_file():
+        raise MetastasisError(
+            f"{path}: no int8 model; write it with: metastasis export --checkpoint "
+            f"{path.parent} --format int8 --calibration TRAINING_PATCHES"
+        )
+    quantize.require_int8()
+    meta = quantize.read_int8_metadata(path)
+    run = quantize.compiled_runner(path)
+
+    def engine_run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(run(x.detach().cpu().float().numpy()))
+
+    probe = _probe(preprocessing)
+    got, want = engine_run(probe), reference(probe)
+    dp = float((torch.sigmoid(got) - torch.sigmoid(want)).abs().max())
+    if not dp <= quantize.PARITY_LIMIT:
+        raise MetastasisError(
+            f"{path}: the int8 model's probabilities differ from PyTorch's by {dp:.2e} on a "
+            f"probe (> {quantize.PARITY_LIMIT:g}): not this checkpoint's? write it again"
+        )
+    notes = []
+    if "calibration" in meta:
+        notes.append(f"calibrated on {meta['calibration']}")
+    parity = meta.get("parity") or {}
+    if "max_abs_probability_difference" in parity:
+        notes.append(
+            f"max |probability difference| from float32 "
+            f"{parity['max_abs_probability_difference']:.1e} (99th percentile "
+            f"{parity.get('p99_abs_probability_difference', float('nan')):.1e}) on "
+            f"{parity.get('patches', 'the parity patches')} when written"
+        )
+    engine = Engine("int8", "int8", engine_run, source=str(path), runtime=quantize.runtime_name())
+    engine.checked_diff = float((got - want).abs().max())
+    engine.checked_dp = dp
+    engine.notes = tuple(notes)
+    return engine
+
+
 def make_engine(
     model: nn.Module,
     preprocessing: Preprocessing,
@@ -128,12 +203,18 @@ def make_engine(
 ) -> Engine:
     """The engine to predict with (see the module notes); ``auto`` never loses exactness.
     ``onnx_file``: the model already exported (a run folder's ``model.onnx``), used by the
-    ONNX Runtime engine when it matches ``model`` on the probe."""
+    ONNX Runtime engine when it matches ``model`` on the probe; the int8 engine runs the
+    ``model.int8.xml`` beside it."""
     if engine not in ENGINES:
         raise MetastasisError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     if engine == "torch-bf16":
         return _torch_engine(model, device, bf16=True)
     reference = _torch_engine(model, device, bf16=False)
+    if engine == "int8":
+        if device.type != "cpu":
+            raise MetastasisError(f"the int8 engine runs on the CPU, not on {device.type}")
+        path = Path(onnx_file) if onnx_file is not None else None
+        return _int8_engine(model, preprocessing, reference, path)
     if engine == "torch" or (engine == "auto" and device.type != "cpu"):
         return reference
     if device.type != "cpu":

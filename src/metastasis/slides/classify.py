@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from metastasis.checkpoint import Bundle, CheckpointMeta, load_checkpoint
+from metastasis.checkpoint import FILENAME, Bundle, CheckpointMeta, checkpoint_path, load_checkpoint
 from metastasis.config import TTA_MODES
 from metastasis.data.decode import PATCH_SIZE
 from metastasis.errors import MetastasisError
@@ -58,9 +58,12 @@ class SlideClassifier:
         fully_conv: str = "auto",
         block_tiles: int | None = None,
         threshold: float | None = None,
+        onnx_file: str | Path | None = None,
     ) -> None:
         """``block_tiles``: tiles per block side (default: blocks of about 640 model px);
-        ``threshold``: replaces the checkpoint's decision threshold (None: keep it)."""
+        ``threshold``: replaces the checkpoint's decision threshold (None: keep it);
+        ``onnx_file``: the run folder's ``model.onnx`` (the int8 engine runs the int8 model
+        beside it, tile by tile)."""
         from metastasis.inference.predictor import Predictor, auto_device
         from metastasis.inference.runtime import make_engine
         from metastasis.slides import fullyconv
@@ -85,6 +88,8 @@ class SlideClassifier:
                                              stride)  # fmt: skip
         if prep.stain is not None and not reason:  # normalised patch by patch, as in predict
             reason = f"{prep.stain.method} stain normalisation is applied to each tile"
+        if engine == "int8" and not reason:  # the int8 model is the per-tile model's
+            reason = "the int8 model classifies tile by tile"
         if fully_conv == "on" and reason:
             raise MetastasisError(f"the fully convolutional pass cannot be used: {reason}")
         self.n = block_tiles or tiles_per_block(PATCH_SIZE, stride)
@@ -111,7 +116,7 @@ class SlideClassifier:
                 log.info("per-tile classification (not fully convolutional: %s)", reason)
             self.predictor = Predictor(
                 bundle.build_model(), prep, bundle.threshold, device, batch_size, tta,
-                bundle.temperature, engine,
+                bundle.temperature, engine, onnx_file if engine == "int8" else None,
             )  # fmt: skip
             self.engine_text = self.predictor.engine.describe()
 
@@ -125,6 +130,8 @@ class SlideClassifier:
         light = _light_predictor(checkpoint, kwargs)
         if light is not None:
             return cls._without_torch(light, kwargs.get("stride", 96), kwargs.get("block_tiles"))
+        if checkpoint_path(checkpoint).name == FILENAME:  # the int8 model lies beside model.onnx
+            kwargs.setdefault("onnx_file", checkpoint_path(checkpoint).parent / "model.onnx")
         return cls(load_checkpoint(checkpoint), **kwargs)
 
     @classmethod
