@@ -56,7 +56,7 @@ def _cam_layer(net: nn.Module) -> nn.Module | None:
     (the patch grid), else the last feature map timm names (``feature_info``)."""
     patch_embed = getattr(net, "patch_embed", None)
     if patch_embed is not None and isinstance(getattr(patch_embed, "proj", None), nn.Conv2d):
-        return patch_embed.proj  # type: ignore[no-any-return]
+        return patch_embed.proj
     info = getattr(net, "feature_info", None)
     if info:
         try:

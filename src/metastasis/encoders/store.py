@@ -31,7 +31,7 @@ from metastasis.encoders.registry import EncoderSpec
 from metastasis.encoders.weights import Weights
 from metastasis.errors import MetastasisError, OutputError
 from metastasis.io import atomic_path, atomic_write_json, os_problem, output_dir
-from metastasis.transforms.presets import Preprocessing
+from metastasis.transforms.presets import PCAM_MPP, Preprocessing
 
 STORE_VERSION = 1
 CHUNK = 1024
@@ -60,8 +60,9 @@ class EmbeddingStore:
         return int(self.meta["dim"])
 
 
-def preprocessing_of(spec: EncoderSpec) -> Preprocessing:
-    return Preprocessing(input_size=spec.input_size, mean=spec.mean, std=spec.std)
+def preprocessing_of(spec: EncoderSpec, mpp: float = PCAM_MPP) -> Preprocessing:
+    """The encoder's input: its normalisation, then a bilinear resize to its input size."""
+    return Preprocessing(input_size=spec.input_size, mean=spec.mean, std=spec.std, mpp=mpp)
 
 
 def store_key(fingerprint: str, spec: EncoderSpec, weights: Weights) -> dict[str, Any]:
@@ -94,13 +95,13 @@ def encode_batches(
     prep: Preprocessing,
     batch_size: int,
     device: torch.device,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
 ) -> np.ndarray:
     """uint8 N x H x W x 3 -> float32 N x D, ``batch_size`` patches at a time."""
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+            x = torch.from_numpy(np.array(images[start : start + batch_size]))  # a writable copy
             z = encoder(prep(x.to(device)))
             out.append(z.float().cpu().numpy())
             if on_batch is not None:

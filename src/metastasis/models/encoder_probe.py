@@ -47,11 +47,11 @@ class EncoderProbe(nn.Module):
         self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False
     ) -> dict[str, Any]:
         """The head's tensors only (``head.*``): the encoder comes from its own file."""
-        return self.head.state_dict(  # type: ignore[no-any-return]
+        return self.head.state_dict(
             destination=destination, prefix=prefix + "head.", keep_vars=keep_vars
         )
 
-    def load_state_dict(  # type: ignore[override]
+    def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
     ) -> Any:
         other = [k for k in state_dict if not k.startswith("head.")]
