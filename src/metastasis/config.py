@@ -116,7 +116,7 @@ class TrainConfig(Settings):
     encoder: str | None = setting(
         None,
         "train only a head on this foundation encoder's cached embeddings (`metastasis embed "
-        "--help` lists them; timm:ARCH for any timm model; --model-kwargs go to the encoder)",
+        "--list` lists them; timm:ARCH for any timm model; --model-kwargs go to the encoder)",
         metavar="NAME",
         default_text="none: train --model end to end",
     )

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="a folder or file in any supported layout")
     p.add_argument("--split", help="split of --data (default: train, else the only one)")
     add_setting_flags(p, TrainConfig, FLAGS)
-    p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="patches per forward pass")
     p.add_argument("--shard", default="0/1", metavar="I/N", help="encode chunks I, I+N, ...")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument(

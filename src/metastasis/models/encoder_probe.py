@@ -16,6 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from metastasis.encoders.backbone import build_encoder, embed_dim
+from metastasis.encoders.registry import EncoderSpec, get_encoder_spec
+from metastasis.encoders.weights import resolve_weights
 from metastasis.models.registry import register_model
 
 HEADS = ("linear", "mlp")
@@ -64,8 +67,6 @@ class EncoderProbe(nn.Module):
 def _default_encoder() -> dict[str, Any]:
     """What ``create_model("encoder-probe")`` builds without arguments: timm's ResNet-10-T, a
     small encoder that takes any input size (random weights)."""
-    from metastasis.encoders.registry import EncoderSpec
-
     spec = EncoderSpec(
         name="timm:resnet10t",
         arch="resnet10t",
@@ -94,10 +95,6 @@ def encoder_probe(
 ) -> nn.Module:
     """``weights`` None: random encoder weights (drawn from seed 0, so the same every time),
     like ``pretrained=False`` elsewhere; the CLI always passes a file or ``random``."""
-    from metastasis.encoders.backbone import build_encoder, embed_dim
-    from metastasis.encoders.registry import EncoderSpec, get_encoder_spec
-    from metastasis.encoders.weights import resolve_weights
-
     if encoder is None:
         encoder = _default_encoder()
     spec = (
