@@ -40,6 +40,7 @@ Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "cuda", "mps", "gpu"]
 Logger = Literal["csv", "tensorboard", "mlflow"]
 StainNormalisation = Literal["none", "macenko", "reinhard"]  # transforms/stain.py
+Head = Literal["linear", "mlp"]
 if TYPE_CHECKING:
     AugmentPreset = str
 else:  # the presets are declared once, with what they do, in transforms/augment_presets.py
@@ -112,6 +113,31 @@ class TrainConfig(Settings):
         ge=0.01,
         le=100,
     )
+    # a foundation encoder and a probe (metastasis.encoders, metastasis.engine.probe)
+    encoder: str | None = setting(
+        None,
+        "train only a head on this foundation encoder's cached embeddings (`metastasis embed "
+        "--list` lists them; timm:ARCH for any timm model; --model-kwargs go to the encoder)",
+        metavar="NAME",
+        default_text="none: train --model end to end",
+    )
+    weights: str | None = setting(
+        None,
+        "the encoder's local weight file or folder (random: random weights, for timing)",
+        metavar="PATH",
+        default_text="$METASTASIS_WEIGHTS_DIR/NAME, else the Hugging Face cache",
+    )
+    head: Head = setting("linear", "the probe on the embeddings (linear: eva's protocol)")
+    probe_seeds: int = setting(
+        5, "probes trained from seeds seed..seed+N-1; the best on validation is kept", ge=1
+    )
+    probe_epochs: int = setting(
+        100,
+        "most epochs of a probe (batch 256, AdamW; stops after 20% of them without a lower "
+        "validation loss, as eva)",
+        ge=1,
+    )
+    probe_lr: float = setting(3e-4, "the probe's learning rate (eva: 3e-4)", gt=0)
     # optimisation
     epochs: int = setting(10, "training epochs", ge=1)
     batch_size: int = setting(32, "training batch (per process)", ge=1)

@@ -45,6 +45,8 @@ def fit(
     validation patches) and ``MODEL_CARD.md``, written by rank 0 only; no figures and no
     ``report.html`` (:func:`train` adds them).
     """
+    if cfg.encoder:  # a probe on a foundation encoder's embeddings (engine.probe)
+        return _fit_probe(cfg, progress)
     result = fit_engine(cfg, progress=progress, on_epoch_end=on_epoch_end, resume=resume)
     if result.is_global_zero and result.data is not None:
         data = result.data
@@ -72,6 +74,8 @@ def train(
     """
     from metastasis.reports.run import write_run_report
 
+    if cfg.encoder:  # no epochs to track or plot: the run folder, its metrics and model card
+        return _fit_probe(cfg, progress)
     cfg = cfg.replace(out=cfg.out or str(default_run_dir(cfg.model)))
     assert cfg.out is not None
     with open_loggers(cfg, Path(cfg.out), resume, **(tracking or {})) as trackers:
@@ -80,4 +84,20 @@ def train(
         if result.is_global_zero:
             write_run_report(result, cfg)
             trackers.finish(result.run_dir, result.metrics)
+    return result
+
+
+def _fit_probe(cfg: TrainConfig, progress: bool) -> RunResult:
+    """``engine.probe.train_probe`` and the run's ``MODEL_CARD.md`` (the encoder's licence is
+    in it); no ``model.onnx`` (an encoder's ONNX is large: ``metastasis export`` writes it)."""
+    from metastasis.checkpoint import FILENAME, load_checkpoint
+    from metastasis.engine.probe import train_probe
+    from metastasis.export.model_card import FILENAME as CARD
+    from metastasis.export.model_card import read_run_info, write_model_card
+
+    result = train_probe(cfg, progress=progress)
+    run = result.run_dir
+    metrics, data_info = read_run_info(run)
+    files = [f"`{FILENAME}`: the probe's head, the encoder's spec, weight file and SHA-256"]
+    write_model_card(run / CARD, load_checkpoint(run / FILENAME), metrics, data_info, files)
     return result

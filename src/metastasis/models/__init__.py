@@ -8,7 +8,12 @@ Importing this package imports every family, so every model is registered once i
 
 from __future__ import annotations
 
-from metastasis.models import baseline_cnn, regularised_cnn, timm_backbones  # noqa: F401 (register)
+from metastasis.models import (  # noqa: F401 (register)
+    baseline_cnn,
+    encoder_probe,
+    regularised_cnn,
+    timm_backbones,
+)
 from metastasis.models.registry import (
     MODELS,
     ModelEntry,

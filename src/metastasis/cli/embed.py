@@ -1,0 +1,67 @@
+"""Encode a data set once with a pathology foundation encoder (weights from a local file, no
+network) into a memory-mapped embedding store in the cache folder: resumable, and shardable
+over machines (--shard I/N, e.g. a SLURM array; the last shard to finish completes the store).
+`metastasis train --encoder NAME --weights PATH` then trains a probe on it in seconds."""
+
+from __future__ import annotations
+
+import argparse
+
+from metastasis.cli.common import add_data_options, add_setting_flags, progress, setting_values
+
+ORDER = 25
+HELP = "embed a data set with a foundation encoder (cached; for train --encoder)"
+FLAGS = ["encoder", "weights", "model_kwargs", "input_size"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from metastasis.config import TrainConfig
+    from metastasis.encoders.registry import list_encoders
+
+    p.add_argument("--data", help="a folder or file in any supported layout")
+    p.add_argument("--split", help="split of --data (default: train, else the only one)")
+    add_setting_flags(p, TrainConfig, FLAGS)
+    p.add_argument(
+        "--batch-size", type=int, default=64, metavar="N", help="patches per forward pass"
+    )
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="encode chunks I, I+N, ...")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument(
+        "--list", action="store_true", help="list the known encoders: " + ", ".join(list_encoders())
+    )
+    add_data_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from metastasis.encoders.embed import embed
+    from metastasis.encoders.registry import ENCODERS
+    from metastasis.errors import MetastasisError
+
+    if args.list:
+        for name, spec in sorted(ENCODERS.items()):
+            print(f"{name:14} {spec.runtime:12} dim {spec.embed_dim:5}  {spec.licence}")
+        return 0
+    values = setting_values(args, FLAGS)
+    if not args.data or not values["encoder"]:
+        raise MetastasisError("embed needs --data and --encoder (--list shows the encoders)")
+    result = embed(
+        args.data,
+        values["encoder"],
+        values["weights"],
+        split=args.split,
+        cache_dir=args.cache_dir,
+        batch_size=args.batch_size,
+        shard=args.shard,
+        model_kwargs=values["model_kwargs"],
+        input_size=values["input_size"],
+        device=args.device,
+        progress=progress(args),
+    )
+    i, n = result.shard
+    if result.store is None:
+        print(f"shard {i}/{n} done; the store is complete once every shard has run")
+        return 0
+    print(f"embeddings: {result.store.path} ({len(result.store):,} x {result.store.dim})")
+    print(f"encoder:    {result.spec.name}, weights {result.weights.label}")
+    print(f"licence:    {result.spec.licence}")
+    return 0
