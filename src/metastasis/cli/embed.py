@@ -17,15 +17,17 @@ FLAGS = ["encoder", "weights", "model_kwargs", "input_size"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from metastasis.config import TrainConfig
     from metastasis.encoders.registry import list_encoders
+    from metastasis.inference.options import InferenceOptions
+    from metastasis.slides.options import SlideOptions
 
-    p.add_argument("--data", help="a folder or file in any supported layout")
+    p.add_argument(
+        "--data",
+        help="a folder or file in any supported layout (default: none; needed unless --list)",
+    )
     p.add_argument("--split", help="split of --data (default: train, else the only one)")
     add_setting_flags(p, TrainConfig, FLAGS)
-    p.add_argument(
-        "--batch-size", type=int, default=64, metavar="N", help="patches per forward pass"
-    )
-    p.add_argument("--shard", default="0/1", metavar="I/N", help="encode chunks I, I+N, ...")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    add_setting_flags(p, InferenceOptions, ["batch_size", "device"])
+    add_setting_flags(p, SlideOptions, ["shard"])  # as slides: a SLURM array fills one store
     p.add_argument(
         "--list", action="store_true", help="list the known encoders: " + ", ".join(list_encoders())
     )
@@ -36,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from metastasis.encoders.embed import embed
     from metastasis.encoders.registry import ENCODERS
     from metastasis.errors import MetastasisError
+    from metastasis.inference.options import inference_options
+    from metastasis.slides.options import slide_options
 
     if args.list:
         for name, spec in sorted(ENCODERS.items()):
             print(f"{name:14} {spec.runtime:12} dim {spec.embed_dim:5}  {spec.licence}")
         return 0
     values = setting_values(args, FLAGS)
+    run_opts = inference_options(setting_values(args, ["batch_size", "device"]))
+    shard = slide_options(setting_values(args, ["shard"])).shard or "0/1"
     if not args.data or not values["encoder"]:
         raise MetastasisError("embed needs --data and --encoder (--list shows the encoders)")
     result = embed(
@@ -50,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
         values["weights"],
         split=args.split,
         cache_dir=args.cache_dir,
-        batch_size=args.batch_size,
-        shard=args.shard,
+        batch_size=run_opts.batch_size,
+        shard=shard,
         model_kwargs=values["model_kwargs"],
         input_size=values["input_size"],
-        device=args.device,
+        device=run_opts.device,
         progress=progress(args),
     )
     i, n = result.shard

@@ -25,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="split of --data (default: the only one)")
     p.add_argument("--n-probe", type=int, default=64, help="patches of the parity check")
     p.add_argument(
-        "--calibration", help="int8: training patches the activation ranges are calibrated on"
+        "--calibration",
+        help="int8: training patches the activation ranges are calibrated on (default: none; "
+        "needed with --format int8)",
     )
     p.add_argument("--calibration-split", help="split of --calibration (default: train)")
     p.add_argument(
