@@ -85,8 +85,9 @@ class SlideOptions(Settings):
     block_tiles: int | None = setting(None, "tiles per block side", default_text="about 640 px",
                                       ge=1)  # fmt: skip
     geojson_tiles: bool = setting(False, "also one GeoJSON feature per tile")
-    shard: str | None = setting(None, "this machine's share I/N: slides (embed: chunks of patches) I, I+N, ... of the sorted list (I from 0)",
-                                default_text="every slide", metavar="I/N")  # fmt: skip
+    shard: str | None = setting(
+        None, "this machine's share: slides (embed: chunks of patches) I, I+N, ... of the sorted "
+        "list (I from 0)", default_text="all of them", metavar="I/N")  # fmt: skip
     patients: str | None = setting(None, "CSV with columns slide,patient: pN stage per patient",
                                    metavar="CSV")  # fmt: skip
     resume: bool = setting(True, "skip slides already done")
