@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_REFERENCE = HERE.parent.parent / "shared" / "peers" / "seed_keras.py"
 METASTASIS = [sys.executable, "-m", "metastasis"]
@@ -112,3 +114,14 @@ def save(result: dict, path: str | None) -> None:
     if path:
         Path(path).write_text(text)
     print(text)
+
+
+def halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two stratified halves of the rows (sorted index arrays)."""
+    rng = np.random.default_rng(seed)
+    a, b = [], []
+    for c in (0, 1):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        a.append(rows[: len(rows) // 2])
+        b.append(rows[len(rows) // 2 :])
+    return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))

@@ -20,11 +20,12 @@ sigma x seed x minimum size. Per setting:
   diameter);
 * categories against the truth (accuracy, quadratic weighted kappa) and pN stages per patient
   (quadratic weighted kappa);
-* FROC as CAMELYON16 scored it, computed here independently: one detection per reported lesion
-  at its cell of largest smoothed probability, scored by that value; a hit when it falls
-  inside an annotated lesion (dilated by 75 um); detections on ITC lesions (<= 0.2 mm) neither
-  hit nor false, ITC lesions left out of the sensitivity; the mean sensitivity at 1/4, 1/2, 1,
-  2, 4 and 8 false positives per slide (the best sensitivity reached at or under each rate);
+* FROC as CAMELYON16 scored it (``metrics.froc``, as ``slides-eval``): one detection per
+  reported lesion at its cell of largest smoothed probability, scored by that value; a hit
+  when it falls inside an annotated lesion (dilated by 75 um); detections on ITC lesions
+  (<= 0.2 mm) neither hit nor false, ITC lesions left out of the sensitivity; the mean
+  sensitivity at 1/4, 1/2, 1, 2, 4 and 8 false positives per slide, read off the curve as
+  CAMELYON16's code reads it;
 * slide-level ROC-AUC of the slide score (``max``: max of the smoothed map; ``diameter``: the
   largest reported lesion's longest diameter).
 
@@ -45,13 +46,13 @@ from typing import Any
 
 import numpy as np
 
+from metastasis.metrics.froc import FROC_FPS, NO_LESION, froc_curve, froc_score, slide_hits
 from metastasis.slides.options import slide_options
 from metastasis.slides.postprocess import PostProcess, lesion_mask, slide_score, smooth
 from metastasis.slides.regions import find_lesions
 from metastasis.slides.staging import CATEGORIES, STAGES, pn_stage, slide_category
 
 TOLERANCE_UM = 75.0  # CAMELYON16: annotations dilated by 75 um (5 tumour cells)
-FP_RATES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def run_slides(slides: Path, checkpoint: Path, out: Path) -> dict[str, float]:
@@ -114,11 +115,11 @@ def evaluate_slide(sl: dict[str, Any], post: PostProcess) -> dict[str, Any]:
         pt = shapely.Point(x, y)
         inside = [i for i, p in enumerate(truth_polys) if p.contains(pt)]
         dets.append({"score": score, "lesion": inside[0] if inside else None,
-                     "itc": bool(inside) and all(cats[i] == "itc" for i in inside)})  # fmt: skip
+                     })  # fmt: skip
     return {
         "slide": t["slide"], "patient": t["patient"], "truth": t["category"],
         "category": slide_category(largest), "lesions": len(found), "false_lesions": len(false),
-        "true_lesions": sum(c != "itc" for c in cats),
+        "true_lesions": sum(c != "itc" for c in cats), "itc_lesions": [c == "itc" for c in cats],
         "found": sum(h for h, c in zip(hit, cats) if c != "itc"),
         "largest_mm": largest, "true_largest_mm": true_largest,
         "size_error_mm": abs((largest or 0.0) - true_largest)
@@ -129,24 +130,19 @@ def evaluate_slide(sl: dict[str, Any], post: PostProcess) -> dict[str, Any]:
 
 
 def froc(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """CAMELYON16's FROC from the detections of every slide (see the module's docstring)."""
-    n_slides = len(rows)
-    total = sum(r["true_lesions"] for r in rows)
-    dets = [(d["score"], i, d["lesion"], d["itc"]) for i, r in enumerate(rows)
-            for d in r["detections"]]  # fmt: skip
-    dets.sort(key=lambda d: -d[0])
-    hits: set[tuple[int, int]] = set()
-    fps = 0
-    points = [(0.0, 0.0)]
-    for k, (score, i, lesion, itc) in enumerate(dets):
-        if lesion is None:
-            fps += 1
-        elif not itc:
-            hits.add((i, lesion))
-        if k + 1 == len(dets) or dets[k + 1][0] != score:  # one operating point per score
-            points.append((fps / n_slides, len(hits) / max(1, total)))
-    sens = [max(s for f, s in points if f <= rate) for rate in FP_RATES]
-    return {"froc": float(np.mean(sens)), "sensitivity_at": dict(zip(map(str, FP_RATES), sens))}
+    """CAMELYON16's FROC from the detections of every slide, with ``metrics.froc`` (the
+    functions ``slides-eval`` scores with)."""
+    slides = [
+        slide_hits(
+            [d["score"] for d in r["detections"]],
+            [NO_LESION if d["lesion"] is None else d["lesion"] + 1 for d in r["detections"]],
+            r["itc_lesions"],
+        )
+        for r in rows
+    ]
+    fps, sens, _ = froc_curve(slides)
+    score, at = froc_score(fps, sens)
+    return {"froc": score, "sensitivity_at": dict(zip(map(str, FROC_FPS), at))}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -191,8 +187,8 @@ def settings(threshold: float, sweep: bool) -> dict[str, PostProcess]:
         "defaults": PostProcess.from_options(slide_options({}), threshold),
     }
     if sweep:
-        for sigma, seed, tiles in product((0.0, 0.5, 1.0, 1.5, 2.0), (0.0, 0.8, 0.9, 0.95),
-                                          (1, 2, 4, 8)):  # fmt: skip
+        for sigma, seed, tiles in product((0.0, 0.5, 0.75, 1.0, 1.5, 2.0),
+                                          (0.0, 0.6, 0.7, 0.8, 0.9, 0.95), (1, 2, 3, 4, 8)):  # fmt: skip
             s = max(seed, threshold)
             named[f"sigma={sigma:g} seed={s:g} min={tiles}"] = PostProcess(
                 sigma, s, threshold, tiles

@@ -15,24 +15,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from _common import halves
 
 from metastasis.metrics.classification import binary_metrics
 from metastasis.metrics.thresholds import select_threshold
 
 METHODS = ("fixed:0.5", "youden", "sensitivity:0.9", "sensitivity:0.95", "sensitivity:0.99")
-
-
-def halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two stratified halves of the rows (index arrays)."""
-    rng = np.random.default_rng(seed)
-    a, b = [], []
-    for c in (0, 1):
-        rows = rng.permutation(np.flatnonzero(labels == c))
-        a.append(rows[: len(rows) // 2])
-        b.append(rows[len(rows) // 2 :])
-    return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import halves
 
 from metastasis.metrics.thresholds import cross_fitted_operating_point, select_threshold
 
@@ -34,17 +35,6 @@ METHODS = (
     "sensitivity:0.95",
     "screening:0.95",
 )
-
-
-def halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two stratified halves of the rows (index arrays)."""
-    rng = np.random.default_rng(seed)
-    a, b = [], []
-    for c in (0, 1):
-        rows = rng.permutation(np.flatnonzero(labels == c))
-        a.append(rows[: len(rows) // 2])
-        b.append(rows[len(rows) // 2 :])
-    return np.concatenate(a), np.concatenate(b)
 
 
 def rates(y: np.ndarray, p: np.ndarray, t: float) -> tuple[float, float]:

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import io
 import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from fastapi.testclient import TestClient
+from PIL import Image
 from tests.encoders.tiny_vit import TINY, TINY_KWARGS
+from tests.slides.conftest import mosaic, write_pyramid
 
 from metastasis.checkpoint import load_checkpoint
 from metastasis.config import TrainConfig
@@ -16,7 +21,10 @@ from metastasis.engine.probe import fit_probe
 from metastasis.export.bundle import export_checkpoint
 from metastasis.inference.predictor import Predictor
 from metastasis.metrics.classification import binary_metrics
+from metastasis.serve.app import create_app
+from metastasis.slides import run_slides
 from metastasis.training import train
+from metastasis.transforms.presets import PCAM_MPP
 
 
 def test_a_probe_learns_a_synthetic_task_the_same_way_for_a_seed() -> None:
@@ -43,7 +51,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def test_probe_checkpoint_round_trip_offline_through_predict_and_export(
+def test_probe_checkpoint_round_trip_offline_through_predict_export_slides_and_serve(
     demo_data: Path, tiny_weights: Path, tmp_path: Path, no_network: None
 ) -> None:
     cfg = TrainConfig(
@@ -83,3 +91,19 @@ def test_probe_checkpoint_round_trip_offline_through_predict_and_export(
     assert exported.max_abs_diff <= 1e-4 and exported.model_card is not None
     card = exported.model_card.read_text()
     assert "encoder-probe" in card and "weights_sha256" in card
+    # slides and the service take it as any other checkpoint (still offline)
+    tumour = np.zeros((3, 3), bool)
+    tumour[1, 1] = True
+    slide = write_pyramid(
+        tmp_path / "s.tif", mosaic(3, 3, np.ones((3, 3), bool), tumour), PCAM_MPP, 1
+    )
+    table = run_slides([slide], run, tmp_path / "slides", progress=False)
+    assert table["status"].tolist() == ["ok"]
+    tiles = pd.read_csv(tmp_path / "slides" / "s" / "tiles.csv")
+    assert 0 < len(tiles) <= 9 and tiles["probability"].between(0, 1).all()
+    png = io.BytesIO()
+    Image.fromarray(images[0]).save(png, format="PNG")
+    with TestClient(create_app(run, engine="torch")) as client:
+        answer = client.post("/v1/predict", files={"files": ("a.png", png.getvalue(), "image/png")})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"][0]["probability"] == pytest.approx(probs[0], abs=1e-4)

@@ -35,7 +35,8 @@ def _random_bundle(name: str) -> tuple[Bundle, nn.Module]:
     p = default_preprocessing(name)
     if timm:  # every backbone takes 32 px or more; batch-norm statistics made non-trivial
         p = Preprocessing(input_size=48, mean=p.mean, std=p.std, mpp=p.mpp)
-        for m in model.modules():
+        # (the encoder-probe's encoder comes from its own weight file, not the checkpoint)
+        for m in model.modules() if name != "encoder-probe" else ():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)

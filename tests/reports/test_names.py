@@ -30,7 +30,7 @@ def test_words_name_metrics_with_their_split() -> None:
     assert words("n", "val") == "validation patches"
     assert words("threshold", "val") == "decision threshold"  # not measured on a split
     assert words("lr") == "learning rate" and words("model_kwargs.dropout") == "model dropout"
-    assert words("largest_diameter_mm") == "largest diameter (mm)"
+    assert words("largest_diameter_mm") == "largest lesion: longest diameter (mm)"
     for unknown in ("<script>", "statistic [label]", "best_guess", "", 3):
         assert words(unknown) == str(unknown)  # shown as it is
     assert words("roc_auc", "fold3") == "fold3 ROC-AUC"
@@ -85,16 +85,26 @@ def test_the_tune_and_slides_pages_name_columns_in_words() -> None:
     assert shown[:3] == ["best validation ROC-AUC", "best trial's run folder", "parameter"]
     assert shown[-5:] == ["trial", "state", "validation ROC-AUC", "epochs run", "run folder"]
     assert "learning rate" in shown
+    from metastasis.slides.report import HEADINGS, PATIENT_HEADINGS
+
     slides = render_page(
         "slides.html",
         title="t",
         notice="n",
-        columns=["slide", "largest_diameter_mm", "tumour_area_mm2", "mpp"],
-        rows=[["a_b", 1.5, 2.25, 0.972]],
+        category_note="c",
+        headings=list(HEADINGS.items()),
+        rows=[["a_b", "ok", "macro-metastasis", 1.5, 2.25, 3, 9.0, 40, 0, 0, 0.972, ""]],
         row_classes=[""],
+        patient_headings=list(PATIENT_HEADINGS.items()),
         stages=[["p", "a_b", "macro", "pN1"]],
         slides=[],
     )
     shown = _headings(slides)
-    assert shown[:4] == ["slide", "largest diameter (mm)", "tumour area (mm²)", "microns per pixel"]
-    assert "pN stage" in shown
+    assert shown[:5] == [
+        "slide",
+        "status",
+        "node category",
+        "largest lesion: longest diameter (mm)",
+        "tumour area (mm²)",
+    ]
+    assert "level-0 resolution (µm/pixel)" in shown and "pN stage (CAMELYON17)" in shown

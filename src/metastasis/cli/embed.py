@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from metastasis.encoders.registry import ENCODERS
     from metastasis.errors import MetastasisError
     from metastasis.inference.options import inference_options
+    from metastasis.inference.predictor import auto_device
     from metastasis.slides.options import slide_options
 
     if args.list:
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         shard=shard,
         model_kwargs=values["model_kwargs"],
         input_size=values["input_size"],
-        device=run_opts.device,
+        device=str(auto_device(run_opts.device)),
         progress=progress(args),
     )
     i, n = result.shard

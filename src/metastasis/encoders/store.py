@@ -158,9 +158,7 @@ def _encode_chunks(
     device: str,
     progress: bool,
 ) -> None:
-    from metastasis.inference.predictor import auto_device
-
-    dev = auto_device(device)
+    dev = torch.device(device)
     encoder = encoder.to(dev).eval()
     prep = preprocessing_of(spec)
     total = sum(len(range(k * CHUNK, min((k + 1) * CHUNK, len(split)))) for k in todo)

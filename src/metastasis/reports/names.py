@@ -89,14 +89,23 @@ OTHER = {
     "complete": "trials complete",
     "pruned": "trials pruned",
     "fail": "trials failed",
-    # a folder run of whole slides
-    "largest_diameter_mm": "largest diameter (mm)",
+    # a folder run of whole slides (slides.csv, and the patients' table)
+    "slide": "slide",
+    "status": "status",
+    "category": "node category",
+    "largest_diameter_mm": "largest lesion: longest diameter (mm)",
     "tumour_area_mm2": "tumour area (mm²)",
+    "lesions": "lesions",
     "tissue_area_mm2": "tissue area (mm²)",
     "tiles_classified": "tiles classified",
-    "tiles_failed": "tiles failed",
-    "mpp": "microns per pixel",
-    "stage": "pN stage",
+    "tiles_failed": "tiles not decoded",
+    "level": "pyramid level read",
+    "mpp": "level-0 resolution (µm/pixel)",
+    "reason": "why it failed",
+    "patient": "patient",
+    "slides": "slides (nodes)",
+    "categories": "node categories",
+    "stage": "pN stage (CAMELYON17)",
 }
 
 

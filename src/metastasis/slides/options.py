@@ -28,10 +28,11 @@ Reader = Literal["auto", "openslide", "tifffile", "image"]
 FullyConv = Literal["auto", "on", "off"]
 Score = Literal["max", "diameter"]
 # Lesion post-processing (``slides.postprocess``): chosen on 25 synthetic evaluation slides with
-# a weak and a stronger model (benchmarks/README.md, "Issue 23"); never on one slide.
+# two models of different strength (benchmarks/README.md, "Issue 23"); never on one slide. No
+# seed above the grow threshold by default: on the smoothed map an absolute seed (0.9) dropped
+# every lesion of a model whose smoothed peaks stay below it.
 LESION_SIGMA = 1.0
-LESION_SEED = 0.9
-MIN_LESION_TILES = 2
+MIN_LESION_TILES = 4
 
 
 class SlideOptions(Settings):
@@ -57,10 +58,11 @@ class SlideOptions(Settings):
         ge=0,
         le=50,
     )
-    lesion_seed: float = setting(
-        LESION_SEED,
+    lesion_seed: float | None = setting(
+        None,
         "a lesion needs a tile of the smoothed map at or "
-        "above this (never below the grow threshold)",
+        "above this (hysteresis; never below the grow threshold)",
+        default_text="the grow threshold",
         ge=0,
         le=1,
     )
@@ -118,7 +120,8 @@ class SlideOptions(Settings):
 
     @model_validator(mode="after")
     def _thresholds_in_order(self, info: ValidationInfo) -> SlideOptions:
-        if self.lesion_grow is not None and self.lesion_grow > self.lesion_seed:
+        seed, grow = self.lesion_seed, self.lesion_grow
+        if seed is not None and grow is not None and grow > seed:
             source = (info.context or {}).get("source", "SlideOptions")
             raise MetastasisError(
                 f"{source}: lesion thresholds must satisfy lesion_grow "

@@ -70,9 +70,9 @@ class PostProcess:
     def from_options(cls, options: Any, threshold: float) -> PostProcess:
         """The post-processing that ``options`` (a ``SlideOptions``) asks for, with the
         model's ``threshold`` where the grow threshold is not given; the seed threshold is
-        raised to the grow threshold when it is below it."""
+        the grow threshold when not given, and raised to it when it is below it."""
         grow = threshold if options.lesion_grow is None else options.lesion_grow
-        seed = max(options.lesion_seed, grow)
+        seed = grow if options.lesion_seed is None else max(options.lesion_seed, grow)
         return cls(options.lesion_sigma, seed, grow, options.min_lesion_tiles,
                    options.slide_score)  # fmt: skip
 

@@ -10,33 +10,20 @@ from typing import Any
 import pandas as pd
 
 from metastasis.reports.html import frame_table, write_page
+from metastasis.reports.names import words
 
 NOTICE = (
     "Research use only: these maps, sizes, categories and stages come from a patch classifier "
     "and are not a diagnosis."
 )
-# The columns of slides.csv the page shows, and their headings (the key is each one's tooltip).
-HEADINGS = {
-    "slide": "slide",
-    "status": "status",
-    "category": "node category",
-    "largest_diameter_mm": "largest lesion: longest diameter (mm)",
-    "tumour_area_mm2": "tumour area (mm²)",
-    "lesions": "lesions",
-    "tissue_area_mm2": "tissue area (mm²)",
-    "tiles_classified": "tiles classified",
-    "tiles_failed": "tiles not decoded",
-    "level": "pyramid level read",
-    "mpp": "level-0 resolution (µm/pixel)",
-    "reason": "why it failed",
-}
-COLUMNS = list(HEADINGS)
-PATIENT_HEADINGS = {
-    "patient": "patient",
-    "slides": "slides (nodes)",
-    "categories": "node categories",
-    "stage": "pN stage (CAMELYON17)",
-}
+# The columns of slides.csv the page shows, and their headings in words (``reports.names``, the
+# one vocabulary; the key is each heading's tooltip).
+COLUMNS = [
+    "slide", "status", "category", "largest_diameter_mm", "tumour_area_mm2", "lesions",
+    "tissue_area_mm2", "tiles_classified", "tiles_failed", "level", "mpp", "reason",
+]  # fmt: skip
+HEADINGS = {key: words(key) for key in COLUMNS}
+PATIENT_HEADINGS = {key: words(key) for key in ("patient", "slides", "categories", "stage")}
 CATEGORIES = {
     "negative": "negative",
     "itc": "ITC",
