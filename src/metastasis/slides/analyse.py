@@ -158,6 +158,31 @@ def _prefetch(
             h.close()
 
 
+def _tissue(
+    geo: Geometry,
+    thumb: Thumbnail,
+    classifier: SlideClassifier,
+    opts: SlideOptions,
+    sid: str,
+    notes: list[str],
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The tissue mask (and the threshold it used), each tile's tissue fraction, and the tiles
+    to classify; a slide smaller than a tile or without tissue gets a note."""
+    tile_px = classifier.patch * classifier.model_mpp / thumb.mpp
+    mask, used_threshold = tissue_mask(
+        thumb.pixels, opts.tissue_threshold, int((tile_px / 2) ** 2), thumb.bad
+    )
+    fractions = tissue_fractions(geo, mask, thumb.downsample)
+    selected = fractions >= max(opts.min_tissue, 1e-9)
+    if geo.rows == 0 or geo.cols == 0:
+        notes.append(f"the slide is smaller than one {geo.patch} px tile: nothing classified")
+        log.warning("%s: smaller than one tile; nothing classified", sid)
+    elif not selected.any():
+        notes.append("no tissue found: nothing classified")
+        log.warning("%s: no tissue found; nothing classified", sid)
+    return mask, used_threshold, fractions, selected
+
+
 def analyse_slide(
     path: str | Path,
     classifier: SlideClassifier | str | Path | Any,
@@ -197,18 +222,7 @@ def analyse_slide(
         reader_name = slide.name
         geo = make_geometry(slide, classifier.model_mpp, classifier.patch, classifier.stride)
         thumb = read_thumbnail(slide, classifier.model_mpp * classifier.patch / THUMB_PX_PER_TILE)
-    tile_px = classifier.patch * classifier.model_mpp / thumb.mpp
-    mask, used_threshold = tissue_mask(
-        thumb.pixels, opts.tissue_threshold, int((tile_px / 2) ** 2), thumb.bad
-    )
-    fractions = tissue_fractions(geo, mask, thumb.downsample)
-    selected = fractions >= max(opts.min_tissue, 1e-9)
-    if geo.rows == 0 or geo.cols == 0:
-        notes.append(f"the slide is smaller than one {geo.patch} px tile: nothing classified")
-        log.warning("%s: smaller than one tile; nothing classified", sid)
-    elif not selected.any():
-        notes.append("no tissue found: nothing classified")
-        log.warning("%s: no tissue found; nothing classified", sid)
+    mask, used_threshold, fractions, selected = _tissue(geo, thumb, classifier, opts, sid, notes)
     threads = opts.workers or (1 if classifier.device_type == "cpu" else 4)
     reading = _prefetch(p, mpp, reader, geo, blocks(geo, selected, classifier.n), threads)
     probability, status = _classify_blocks(reading, classifier, geo, selected, sid, progress)
