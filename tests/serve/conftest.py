@@ -7,16 +7,13 @@ files; its run folder holds a MODEL_CARD.md.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from tests.local_server import serve_locally
 
 from metastasis.engine.trainer import RunResult
 from metastasis.serve.app import create_app
@@ -57,20 +54,5 @@ def served_run(trained_run: RunResult, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="session")
 def live_server(served_run: Path) -> Iterator[LiveServer]:
     app = create_app(served_run, api_key=API_KEY, limits=LIMITS, max_batch=16, max_wait_ms=5)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", served_run)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_locally(app) as url:
+        yield LiveServer(url, served_run)

@@ -3,9 +3,6 @@ model, and a file that is no slide), served by the viewer on a real uvicorn on 1
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +10,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
+from tests.local_server import serve_locally
 from tests.slides.conftest import mosaic, random_bundle, slide_at_level0, write_pyramid
 
 from metastasis.checkpoint import save_checkpoint
@@ -64,21 +61,8 @@ class LiveViewer:
 def live_viewer(slides_run: SlidesRun) -> Iterator[LiveViewer]:
     """The viewer of ``slides_run`` on a free port of 127.0.0.1 (uvicorn in a thread)."""
     app = create_app(slides_run.out)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
     try:
-        yield LiveViewer(f"http://127.0.0.1:{port}", slides_run)
+        with serve_locally(app) as url:
+            yield LiveViewer(url, slides_run)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         app.state.viewer.close()
