@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,43 @@ def test_a_run_killed_with_sigkill_resumes(
     assert list(table["status"]) == ["ok", "ok"]
     assert (out / "a" / "summary.json").stat().st_mtime_ns == first  # kept, not redone
     assert not list(out.glob("[ab]/.*.tmp"))  # no temporary file left in the slide folders
+
+
+def test_a_stain_normalising_model_normalises_a_slide_with_one_estimate(tmp_path: Path) -> None:
+    from tests.slides.conftest import mosaic, random_bundle, write_pyramid
+
+    from metastasis.checkpoint import save_checkpoint
+    from metastasis.transforms.presets import PCAM_MPP, SlidePreprocessing
+    from metastasis.transforms.stain import StainReference, fit_source
+
+    tumour = np.zeros((3, 4), bool)
+    tumour[1, 1] = True
+    image = mosaic(3, 4, np.ones((3, 4), bool), tumour, seed=3)
+    write_pyramid(tmp_path / "s.tif", image, PCAM_MPP, levels=1)
+    bundle = random_bundle()
+    ref = StainReference("reinhard", mean=(-0.45, -0.07, 0.02), std=(0.31, 0.05, 0.014))
+    bundle.preprocessing = replace(bundle.preprocessing, stain=ref)
+    ckpt = save_checkpoint(tmp_path / "checkpoint.pt", bundle)
+    tiles = image.reshape(3, 96, 4, 96, 3).swapaxes(1, 2).reshape(12, 96, 96, 3)
+    seen: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
+    for per_slide in (True, False):
+        out = tmp_path / f"out-{per_slide}"
+        run_slides([tmp_path / "s.tif"], ckpt, out, progress=False, engine="torch",
+                   stain_per_slide=per_slide)  # fmt: skip
+        t = pd.read_csv(out / "s" / "tiles.csv").sort_values(["row", "col"])
+        seen[per_slide] = (
+            t["row"].to_numpy() * 4 + t["col"].to_numpy(),
+            t["probability"].to_numpy(),
+        )
+    idx, got = seen[True]
+    predictor = Predictor.from_checkpoint(ckpt, engine="torch")
+    own = predictor.predict_proba(tiles[idx])  # each tile normalised with its own estimate
+    np.testing.assert_allclose(seen[False][1], own, atol=1e-5)
+    predictor.preprocessing = SlidePreprocessing.of(
+        bundle.preprocessing, fit_source(ref, tiles[idx])
+    )
+    shared = predictor.predict_proba(tiles[idx])  # every tile with the slide's estimate
+    np.testing.assert_allclose(got, shared, atol=1e-5)
+    assert np.abs(shared - own).max() > 1e-4  # the two are told apart
+    notes = json.loads((tmp_path / "out-True" / "s" / "summary.json").read_text())["notes"]
+    assert any(f"one estimate from {len(idx)} of its tissue tiles" in n for n in notes)

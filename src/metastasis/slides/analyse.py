@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -31,8 +31,12 @@ from metastasis.slides.regions import Lesion, find_lesions
 from metastasis.slides.tiling import Block, Geometry, blocks, make_geometry, tissue_fractions
 from metastasis.slides.tissue import Thumbnail, read_thumbnail, tissue_mask
 
+if TYPE_CHECKING:
+    from metastasis.transforms.stain import StainReference, StainSource
+
 log = logging.getLogger(__name__)
 
+STAIN_TILES = 64  # tissue tiles one slide's stain estimate is made from (spread over the slide)
 THUMB_PX_PER_TILE = 16  # thumbnail resolution: a tile is about this many thumbnail pixels wide
 STATUS_NONE, STATUS_OK, STATUS_DECODE_ERROR = 0, 1, 2
 
@@ -183,6 +187,36 @@ def _tissue(
     return mask, used_threshold, fractions, selected
 
 
+def _slide_stain(
+    path: Path,
+    opts: SlideOptions,
+    geo: Geometry,
+    selected: np.ndarray,
+    ref: StainReference,
+    notes: list[str],
+) -> StainSource | None:
+    """One stain estimate (``stain.fit_source``) from up to ``STAIN_TILES`` tissue tiles
+    spread over the slide, read as the classifier reads them; None when there is no tissue."""
+    from metastasis.transforms.stain import fit_source
+
+    cells = np.flatnonzero(selected)
+    if len(cells) == 0:
+        return None
+    pick = cells[np.linspace(0, len(cells) - 1, min(STAIN_TILES, len(cells))).round().astype(int)]
+    s, side = geo.scale, geo.patch * geo.scale
+    tiles = []
+    with open_slide(path, opts.mpp, opts.reader) as slide:
+        for row, col in (divmod(int(i), geo.cols) for i in np.unique(pick)):
+            x, y = col * geo.stride * s, row * geo.stride * s
+            region = read_scaled(slide, geo.level, x, y, side, side, geo.patch, geo.patch)
+            if region.bad is None or not region.bad.any():
+                tiles.append(region.pixels)
+    if not tiles:
+        return None
+    notes.append(f"stain normalised with one estimate from {len(tiles)} of its tissue tiles")
+    return fit_source(ref, np.stack(tiles))
+
+
 def analyse_slide(
     path: str | Path,
     classifier: SlideClassifier | str | Path | Any,
@@ -223,6 +257,12 @@ def analyse_slide(
         geo = make_geometry(slide, classifier.model_mpp, classifier.patch, classifier.stride)
         thumb = read_thumbnail(slide, classifier.model_mpp * classifier.patch / THUMB_PX_PER_TILE)
     mask, used_threshold, fractions, selected = _tissue(geo, thumb, classifier, opts, sid, notes)
+    ref = classifier.stain_reference
+    if ref is not None:  # one staining for the whole slide, or each tile its own
+        per_slide = opts.stain_per_slide
+        classifier.use_stain_source(
+            _slide_stain(p, opts, geo, selected, ref, notes) if per_slide else None
+        )
     threads = opts.workers or (1 if classifier.device_type == "cpu" else 4)
     reading = _prefetch(p, mpp, reader, geo, blocks(geo, selected, classifier.n), threads)
     probability, status = _classify_blocks(reading, classifier, geo, selected, sid, progress)

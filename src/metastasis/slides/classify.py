@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from metastasis.inference.light import LightPredictor
     from metastasis.inference.predictor import Predictor
     from metastasis.slides import fullyconv
+    from metastasis.transforms.stain import StainReference, StainSource
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,25 @@ class SlideClassifier:
         self.block, self.predictor = None, light
         self.mode, self.engine_text = "per-tile", light.describe()
         return self
+
+    @property
+    def stain_reference(self) -> StainReference | None:
+        """The checkpoint's stain normalisation reference (None: it does not normalise)."""
+        pre = self.bundle.preprocessing  # a dict for a checkpoint read without PyTorch
+        return None if isinstance(pre, dict) else pre.stain
+
+    def use_stain_source(self, source: StainSource | None) -> None:
+        """Normalise the next tiles with one slide's stain estimate (``stain.fit_source``;
+        None: each tile with its own). Only a stain-normalising model classifies tile by tile
+        through ``Preprocessing``; for any other this does nothing."""
+        if self.stain_reference is None or not isinstance(self.bundle, Bundle):
+            return
+        from metastasis.inference.predictor import Predictor
+        from metastasis.transforms.presets import SlidePreprocessing
+
+        if isinstance(self.predictor, Predictor):
+            base = self.bundle.preprocessing
+            self.predictor.preprocessing = SlidePreprocessing.of(base, source)
 
     def classify(self, pixels: np.ndarray, selected: np.ndarray) -> np.ndarray:
         """Probabilities of the selected tiles of a block (NaN elsewhere).

@@ -58,6 +58,11 @@ class SlideOptions(Settings):
         ge=0,
         le=50,
     )
+    stain_per_slide: bool = setting(
+        True,
+        "with a stain-normalising model: one stain estimate from up to 64 of the slide's "
+        "tissue tiles normalises all its tiles (off: each tile its own estimate)",
+    )
     lesion_seed: float | None = setting(
         None,
         "a lesion needs a tile of the smoothed map at or "

@@ -77,3 +77,24 @@ class Preprocessing:
             mpp=float(d.get("mpp", PCAM_MPP)),  # checkpoints before it was recorded: PCam's
             stain=None if stain is None else StainReference.from_dict(stain),
         )
+
+
+@dataclass(frozen=True)
+class SlidePreprocessing(Preprocessing):
+    """``Preprocessing`` that normalises every patch with one slide's stain estimate
+    (``source``, from ``stain.fit_source`` on the slide's tissue): what ``metastasis slides``
+    runs the tiles of a slide through, so that they share one staining."""
+
+    source: StainSource | None = None
+
+    @classmethod
+    def of(cls, base: Preprocessing, source: StainSource | None) -> SlidePreprocessing:
+        return cls(base.input_size, base.mean, base.std, base.mpp, base.stain, source)
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        dtype: torch.dtype = torch.float32,
+        source: StainSource | None = None,
+    ) -> torch.Tensor:
+        return super().__call__(x, dtype, self.source if source is None else source)
