@@ -187,8 +187,9 @@ def settings(threshold: float, sweep: bool) -> dict[str, PostProcess]:
         "defaults": PostProcess.from_options(slide_options({}), threshold),
     }
     if sweep:
-        for sigma, seed, tiles in product((0.0, 0.5, 0.75, 1.0, 1.5, 2.0),
-                                          (0.0, 0.6, 0.7, 0.8, 0.9, 0.95), (1, 2, 3, 4, 8)):  # fmt: skip
+        sigmas = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)
+        seeds = (0.0, 0.6, 0.7, 0.8, 0.9, 0.95)
+        for sigma, seed, tiles in product(sigmas, seeds, (1, 2, 3, 4, 8)):
             s = max(seed, threshold)
             named[f"sigma={sigma:g} seed={s:g} min={tiles}"] = PostProcess(
                 sigma, s, threshold, tiles
