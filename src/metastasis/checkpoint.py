@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from metastasis.data.decode import PCAM_MPP
 from metastasis.data.synthetic import SYNTHETIC_WARNING
 from metastasis.errors import CheckpointError, first_line
 from metastasis.io import atomic_path
@@ -32,7 +33,6 @@ if TYPE_CHECKING:  # PyTorch is imported where weights are used, not to read the
 
     from metastasis.transforms.presets import Preprocessing
 
-PCAM_MPP = 0.972  # as transforms.presets.PCAM_MPP (checked equal in the tests)
 
 FORMAT = "metastasis-checkpoint/1"
 FILENAME = "checkpoint.pt"

@@ -24,6 +24,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from metastasis.errors import first_line
 
 PATCH_SIZE = 96
+PCAM_MPP = 0.972  # microns per pixel of PCam / Kaggle patches (level 2 of 0.243 um/px scans)
 PATCH_SHAPE = (PATCH_SIZE, PATCH_SIZE, 3)
 
 # Problem kinds for single images, in the order `check` reports them.

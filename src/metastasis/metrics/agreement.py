@@ -1,14 +1,17 @@
-"""Agreement between a prediction and the truth beyond a binary score (pure compute, numpy only):
-confusion tables over ordered categories, quadratic weighted kappa (CAMELYON17's measure of pN
-staging), and the overlap of two masks (Dice, IoU).
+"""Agreement between a prediction and the truth beyond a binary score (pure compute):
+confusion tables over ordered categories and quadratic weighted kappa (CAMELYON17's measure of
+pN staging), scikit-learn's with the labels checked first, and the overlap of two masks (Dice,
+IoU).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 __all__ = ["PN_STAGES", "confusion_table", "dice_iou", "quadratic_weighted_kappa"]
 
@@ -26,10 +29,9 @@ def confusion_table(
     unknown = sorted({str(v) for v in [*truth, *predicted] if v not in index})
     if unknown:
         raise ValueError(f"labels {unknown} are not among {list(labels)}")
-    table = np.zeros((len(labels), len(labels)), np.int64)
-    for t, p in zip(truth, predicted):
-        table[index[t], index[p]] += 1
-    return table
+    if not len(truth):
+        return np.zeros((len(labels), len(labels)), np.int64)
+    return confusion_matrix(list(truth), list(predicted), labels=list(labels)).astype(np.int64)
 
 
 def quadratic_weighted_kappa(
@@ -41,17 +43,13 @@ def quadratic_weighted_kappa(
     k = len(labels)
     if k < 2:
         raise ValueError("kappa needs at least two categories")
-    observed = confusion_table(truth, predicted, labels).astype(np.float64)
-    n = observed.sum()
-    if n == 0:
+    if confusion_table(truth, predicted, labels).sum() == 0:  # checks the labels too
         return float("nan")
-    i, j = np.indices((k, k))
-    weights = (i - j) ** 2 / (k - 1) ** 2
-    expected = np.outer(observed.sum(1), observed.sum(0)) / n
-    denominator = (weights * expected).sum()
-    if denominator == 0:
-        return float("nan")
-    return float(1.0 - (weights * observed).sum() / denominator)
+    with warnings.catch_warnings():  # undefined (one category only): NaN, as documented
+        warnings.simplefilter("ignore")
+        kappa = cohen_kappa_score(list(truth), list(predicted), labels=list(labels),
+                                  weights="quadratic")  # fmt: skip
+    return float(kappa)
 
 
 def dice_iou(

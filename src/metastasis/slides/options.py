@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from metastasis.errors import DataError, MetastasisError, first_line
@@ -22,6 +21,9 @@ from metastasis.io import regular_file
 from metastasis.settings import Settings, setting
 from metastasis.slides.resolution import check_mpp_option
 from metastasis.slides.staging import ITC_MM, MICRO_MM
+
+if TYPE_CHECKING:  # pandas only where the patients' table is read
+    import pandas as pd
 
 MIN_TISSUE = 0.25  # tiles with less tissue than this (share of the tile) are not classified
 Reader = Literal["auto", "openslide", "tifffile", "image"]
@@ -169,6 +171,8 @@ def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
 def read_patients(path: str | Path) -> pd.DataFrame:
     """The ``--patients`` CSV (columns ``slide`` and ``patient``, as text), or one line saying
     what is wrong with it: read before any slide is analysed."""
+    import pandas as pd
+
     p = Path(path)
     regular_file(p)
     try:

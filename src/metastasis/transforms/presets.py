@@ -14,9 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from metastasis.data.decode import PCAM_MPP
 from metastasis.transforms.stain import StainReference, StainSource, normalise_float
-
-PCAM_MPP = 0.972  # microns per pixel of PCam / Kaggle patches (level 2 of 0.243 um/px scans)
 
 
 @dataclass(frozen=True)
