@@ -84,6 +84,7 @@ def test_every_registered_model_exports_with_parity_and_metadata(name: str, tmp_
         assert meta["input_layout"] == "NCHW" and meta["scale"] == pytest.approx(1 / 255)
         assert (meta["threshold"], meta["temperature"], meta["tta"]) == (0.42, 1.7, "d4")
         assert meta["class_names"] == ["normal", "tumour"]
+        assert meta["invariance"] == ("d4" if name == "p4m-cnn" else "none")
 
 
 def test_a_failed_parity_check_writes_nothing(

@@ -186,3 +186,18 @@ def test_predictor_refuses_an_unknown_tta(saved_bundle: tuple[Path, nn.Module]) 
 
     with pytest.raises(MetastasisError, match="unknown tta"):
         Predictor.from_checkpoint(saved_bundle[0], device="cpu", tta="d8")
+
+
+def test_a_d4_invariant_model_runs_one_view_and_gives_the_8_views_mean(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    prep = Preprocessing()
+    model = create_model("p4m-cnn", widths=(4, 6), dense=8)
+    bundle = Bundle("p4m-cnn", {"widths": [4, 6], "dense": 8}, state_dict_cpu(model), prep,
+                    tta="d4")  # fmt: skip
+    save_checkpoint(tmp_path / "checkpoint.pt", bundle)
+    predictor = Predictor.from_checkpoint(tmp_path / "checkpoint.pt", engine="torch")
+    assert predictor.tta == "none"  # asked for d4: skipped, the model is D4-invariant
+    images = _images(5, size=96)
+    eight = torch.stack([_logits(model, v, prep) for v in _dihedral_views(images)]).mean(0)
+    probs = predictor.predict_proba(images)
+    np.testing.assert_allclose(probs, torch.sigmoid(eight).numpy(), atol=1e-5)

@@ -29,6 +29,7 @@ from metastasis.errors import MetastasisError
 from metastasis.inference.batches import EpochOutput, predict
 from metastasis.metrics.calibration import fit_temperature, logits_from_probs
 from metastasis.metrics.thresholds import cross_fitted_operating_point, select_threshold
+from metastasis.models import effective_tta
 
 log = logging.getLogger("metastasis.engine.trainer")  # the lines are the trainer's
 
@@ -67,17 +68,18 @@ def finalise_checkpoint(
     validation and written into it; the validation output they give."""
     bundle = load_checkpoint(run_dir / FILENAME)
     out = best
-    if cfg.tta != "none":
+    tta = effective_tta(bundle.arch, cfg.tta)  # a D4-invariant model needs no 8 views
+    if tta != "none":
         model = bundle.build_model().to(fabric.device).to(memory_format=torch.channels_last)
         loader = DataLoader(
             val,
             batch_size=eval_batch_size(fabric.device, cfg.eval_batch_size),
             collate_fn=passthrough,
         )
-        bar = tqdm(loader, desc=f"validating (tta {cfg.tta})", disable=not progress, leave=False)
+        bar = tqdm(loader, desc=f"validating (tta {tta})", disable=not progress, leave=False)
         # In float32, as `predict` and `evaluate` run it: the threshold and temperature are
         # fitted on exactly the numbers they will be applied to.
-        out = predict(model, bar, bundle.preprocessing, fabric.device, tta=cfg.tta)
+        out = predict(model, bar, bundle.preprocessing, fabric.device, tta=tta)
     temperature = 1.0
     if cfg.calibrate:
         # Logits as predict() returns them (after a resume only probabilities were kept), and
@@ -92,7 +94,7 @@ def finalise_checkpoint(
     if cfg.threshold_method != "fixed":
         threshold, method = select_threshold(out.labels, out.probs, cfg.threshold_method)
         transfer = _transfer(out.labels, out.probs, method)
-    bundle.threshold, bundle.temperature, bundle.tta = threshold, temperature, cfg.tta
+    bundle.threshold, bundle.temperature, bundle.tta = threshold, temperature, tta
     bundle.metrics = {**bundle.metrics, "threshold_method": method, **transfer}
     save_checkpoint(run_dir / FILENAME, bundle)
     log.info(
@@ -100,13 +102,13 @@ def finalise_checkpoint(
         threshold,
         method,
         temperature,
-        cfg.tta,
+        tta if tta == cfg.tta else f"{tta} (asked: {cfg.tta}; the model is D4-invariant)",
     )
     return out, {
         "threshold": threshold,
         "threshold_method": method,
         "temperature": temperature,
-        "tta": cfg.tta,
+        "tta": tta,
         **transfer,
     }
 

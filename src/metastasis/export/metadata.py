@@ -46,9 +46,17 @@ def export_metadata(bundle: Bundle) -> dict[str, Any]:
         "threshold": bundle.threshold,
         "temperature": bundle.temperature,
         "tta": bundle.tta,
+        "invariance": _invariance(bundle.arch),
         "class_names": list(bundle.class_names),
         "versions": bundle.versions,
     }
+
+
+def _invariance(arch: str) -> str:
+    """``d4``: the graph gives the same logit for the 8 dihedral views of a patch."""
+    from metastasis.models import MODELS
+
+    return MODELS.get(arch).invariance if arch in MODELS else "none"
 
 
 def encode(meta: Mapping[str, Any]) -> dict[str, str]:

@@ -147,9 +147,12 @@ class LightPredictor:
         except Exception as exc:  # any reason at all: the full path decides and says why
             log.debug("start-up without PyTorch not taken: %s", first_line(exc, with_type=True))
             return None
+        tta = meta.tta if tta is None else tta
+        if props.get("invariance") == json.dumps("d4"):  # as models.effective_tta decides
+            tta = "none"
         return cls(
             session, meta, onnx_file, meta.threshold if threshold is None else threshold,
-            meta.tta if tta is None else tta, batch_size,
+            tta, batch_size,
         )  # fmt: skip
 
     def describe(self) -> str:

@@ -29,6 +29,7 @@ from metastasis.inference import inputs as read
 from metastasis.inference.batches import Batch, EpochOutput, predict, scaled_logits
 from metastasis.inference.runtime import Engine, make_engine
 from metastasis.memory import configure_malloc
+from metastasis.models import effective_tta
 from metastasis.predictions import predictions_frame
 from metastasis.transforms.presets import Preprocessing
 
@@ -122,7 +123,7 @@ class Predictor:
             bundle.threshold if threshold is None else threshold,
             device,
             batch_size,
-            tta=bundle.tta if tta is None else tta,
+            tta=effective_tta(bundle.arch, bundle.tta if tta is None else tta),
             temperature=bundle.temperature,
             engine=engine,
             onnx_file=onnx_file,

@@ -25,6 +25,7 @@ class ModelEntry:
     preprocessing: Preprocessing
     description: str
     target_layer: str  # dotted name of the sub-module Grad-CAM explains (``get_submodule``)
+    invariance: str = "none"  # "d4": the logit is the same for the 8 dihedral views (no TTA needed)
 
 
 class ModelRegistry:
@@ -64,15 +65,17 @@ def register_model(
     preprocessing: Preprocessing | None = None,
     description: str = "",
     target_layer: str = "features",
+    invariance: str = "none",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a factory ``(**kwargs) -> nn.Module`` returning one logit per patch.
 
     ``target_layer`` names the sub-module whose output Grad-CAM explains (its last convolutional
-    feature map, N x C x h x w)."""
+    feature map, N x C x h x w). ``invariance="d4"`` promises the same logit for the 8 dihedral
+    views of a patch (to float rounding), so 8-view test-time augmentation is skipped for it."""
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         doc = description or (factory.__doc__ or "").strip().splitlines()[0]
-        entry = ModelEntry(factory, preprocessing or Preprocessing(), doc, target_layer)
+        entry = ModelEntry(factory, preprocessing or Preprocessing(), doc, target_layer, invariance)
         MODELS.register(name)(entry)
         return factory
 
@@ -90,6 +93,14 @@ def default_preprocessing(name: str) -> Preprocessing:
 def target_layer(name: str, model: nn.Module) -> nn.Module:
     """The layer of ``model`` (built as ``name``) that Grad-CAM explains."""
     return model.get_submodule(MODELS.get(name).target_layer)
+
+
+def effective_tta(name: str, tta: str) -> str:
+    """The test-time augmentation worth running for model ``name``: ``d4`` on a D4-invariant
+    model would average 8 equal outputs at 8 times the cost, so it becomes ``none``."""
+    if tta == "d4" and name in MODELS and MODELS.get(name).invariance == "d4":
+        return "none"
+    return tta
 
 
 def list_models() -> list[str]:

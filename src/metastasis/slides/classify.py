@@ -67,9 +67,10 @@ class SlideClassifier:
         beside it, tile by tile)."""
         from metastasis.inference.predictor import Predictor, auto_device
         from metastasis.inference.runtime import make_engine
+        from metastasis.models import effective_tta
         from metastasis.slides import fullyconv
 
-        tta = bundle.tta if tta is None else tta
+        tta = effective_tta(bundle.arch, bundle.tta if tta is None else tta)
         if tta not in TTA_MODES:
             raise MetastasisError(f"unknown tta {tta!r}; known: {', '.join(TTA_MODES)}")
         if fully_conv not in FULLY_CONV:
