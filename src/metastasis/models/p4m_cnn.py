@@ -103,7 +103,7 @@ class GroupConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c_out, c_in_poses, k, _ = self.weight.shape
         weight = self.weight.reshape(c_out, c_in_poses // ORDER, ORDER, k, k)
-        perm: torch.Tensor = self.perm  # type: ignore[assignment]  (a buffer)
+        perm: torch.Tensor = self.perm  # type: ignore[assignment]
         w = torch.stack([transform(weight[:, :, perm[g]], g) for g in range(ORDER)], 1)
         bias = self.bias.repeat_interleave(ORDER)
         w = w.reshape(c_out * ORDER, c_in_poses, k, k)
