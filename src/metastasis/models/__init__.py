@@ -11,6 +11,7 @@ from __future__ import annotations
 from metastasis.models import (  # noqa: F401 (register)
     baseline_cnn,
     encoder_probe,
+    ensemble,
     regularised_cnn,
     timm_backbones,
 )
@@ -20,6 +21,7 @@ from metastasis.models.registry import (
     create_model,
     default_preprocessing,
     describe_models,
+    layer_name,
     list_models,
     register_model,
     target_layer,
@@ -31,6 +33,7 @@ __all__ = [
     "create_model",
     "default_preprocessing",
     "describe_models",
+    "layer_name",
     "list_models",
     "register_model",
     "target_layer",
