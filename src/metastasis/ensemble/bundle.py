@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metastasis.checkpoint import Bundle, load_checkpoint
+from metastasis.checkpoint import Bundle, checkpoint_path, load_checkpoint
 from metastasis.errors import CheckpointError
 
 Member = tuple[str, Bundle]  # (the run as given, its bundle)
@@ -26,7 +26,7 @@ def load_members(runs: Sequence[str | Path]) -> list[Member]:
     members = []
     for run in runs:
         bundle = load_checkpoint(run)
-        key = Path(run).resolve()
+        key = checkpoint_path(run).resolve()
         if key in seen:
             raise CheckpointError(f"{run}: given twice (as {seen[key]} too)")
         seen[key] = str(run)
