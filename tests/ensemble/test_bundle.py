@@ -46,9 +46,7 @@ def test_the_bundle_holds_every_member_and_round_trips(tmp_path: Path) -> None:
     }
     x = torch.rand(3, 3, 96, 96)
     with torch.no_grad():
-        mean = (
-            torch.sigmoid(a.build_model()(x) / 1.5) + torch.sigmoid(b.build_model()(x))
-        ) / 2
+        mean = (torch.sigmoid(a.build_model()(x) / 1.5) + torch.sigmoid(b.build_model()(x))) / 2
         torch.testing.assert_close(torch.sigmoid(loaded.build_model()(x)), mean, atol=1e-6, rtol=0)
     mixed = ensemble_bundle([("a", a), ("b", dataclasses.replace(b, tta="none"))])
     assert mixed.tta == "none"  # the members disagree

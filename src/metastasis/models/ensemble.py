@@ -42,7 +42,9 @@ class EnsembleModel(nn.Module):
     ) -> None:
         super().__init__()
         if not members or not len(members) == len(archs) == len(temperatures):
-            raise ValueError("an ensemble needs at least one member, each with arch and temperature")
+            raise ValueError(
+                "an ensemble needs at least one member, each with arch and temperature"
+            )
         self.members = nn.ModuleList(members)
         self.archs = tuple(archs)
         self.temperatures = tuple(float(t) for t in temperatures)
@@ -70,7 +72,9 @@ class EnsembleModel(nn.Module):
             raise RuntimeError(f"unexpected keys outside the members: {unexpected[:3]}")
         missing: list[str] = []
         for prefix, member in zip(prefixes, self.members, strict=True):
-            part = {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}
+            part = {
+                k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)
+            }
             result = member.load_state_dict(part, strict=strict, assign=assign)
             missing += [prefix + k for k in getattr(result, "missing_keys", [])]
         return nn.modules.module._IncompatibleKeys(missing, unexpected)
