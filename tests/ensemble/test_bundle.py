@@ -15,6 +15,7 @@ from metastasis.models import create_model
 from metastasis.transforms.presets import Preprocessing
 from metastasis.transforms.stain import StainReference
 
+FIRST = "<first>"  # the first member's run, in the expected words
 REINHARD = StainReference("reinhard", mean=(-0.45, -0.07, 0.02), std=(0.31, 0.05, 0.014))
 
 
@@ -55,11 +56,11 @@ def test_the_bundle_holds_every_member_and_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"preprocessing": Preprocessing(input_size=64)}, "preprocessing.input_size is 64, not"),
+        ({"preprocessing": Preprocessing(input_size=64)}, f"preprocessing.input_size is 64, {FIRST}'s is 96"),
         ({"preprocessing": Preprocessing(mean=(0.5, 0.5, 0.5))}, "preprocessing.mean is"),
         (
             {"preprocessing": Preprocessing(stain=REINHARD)},
-            "preprocessing.stain is reinhard (stain normalisation), not",
+            f"preprocessing.stain is reinhard, {FIRST}'s is none",
         ),
         ({"synthetic": True}, "trained on the synthetic drawings, unlike"),
     ],
@@ -68,6 +69,7 @@ def test_a_member_that_differs_is_refused_in_one_line_naming_its_run(
     tmp_path: Path, change: dict[str, object], words: str
 ) -> None:
     first = saved(tmp_path, "first", member("regularised-cnn", 0))
+    words = words.replace(FIRST, str(first))
     other = saved(tmp_path, "other", dataclasses.replace(member("regularised-cnn", 1), **change))
     with pytest.raises(CheckpointError) as err:
         load_members([first, other])

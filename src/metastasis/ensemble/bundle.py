@@ -43,9 +43,10 @@ def check_members(members: Sequence[Member]) -> None:
         p = b.preprocessing.to_dict()
         for key in p0:
             if p.get(key) != p0[key]:
+                mine, theirs = _shown(key, p.get(key), p0[key])
                 raise CheckpointError(
-                    f"{name}: preprocessing.{key} {_shown(key, p.get(key), p0[key])} {first}'s: "
-                    "an ensemble's members must take the same input"
+                    f"{name}: preprocessing.{key} is {mine}, {first}'s is {theirs}: an "
+                    "ensemble's members must take the same input"
                 )
         if tuple(b.class_names) != tuple(b0.class_names):
             raise CheckpointError(
@@ -60,15 +61,15 @@ def check_members(members: Sequence[Member]) -> None:
             )
 
 
-def _shown(key: str, mine: Any, theirs: Any) -> str:
-    """``mine`` against ``theirs`` as words: ``is 128, not`` (a stain reference by its method)."""
+def _shown(key: str, mine: Any, theirs: Any) -> tuple[str, str]:
+    """Two differing preprocessing values as words (a stain reference by its method)."""
     if key != "stain":
-        return f"is {mine!r}, not"
+        return repr(mine), repr(theirs)
     a = mine.get("method") if isinstance(mine, dict) else None
     b = theirs.get("method") if isinstance(theirs, dict) else None
     if a == b:
-        return f"is another {a} reference than"
-    return f"is {a or 'none'} (stain normalisation), not"
+        return f"a {a} reference", f"another {a} reference"
+    return a or "none", b or "none"
 
 
 def common_tta(members: Sequence[Member]) -> str:
