@@ -56,7 +56,10 @@ def test_the_bundle_holds_every_member_and_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"preprocessing": Preprocessing(input_size=64)}, f"preprocessing.input_size is 64, {FIRST}'s is 96"),
+        (
+            {"preprocessing": Preprocessing(input_size=64)},
+            f"preprocessing.input_size is 64, {FIRST}'s is 96",
+        ),
         ({"preprocessing": Preprocessing(mean=(0.5, 0.5, 0.5))}, "preprocessing.mean is"),
         (
             {"preprocessing": Preprocessing(stain=REINHARD)},
