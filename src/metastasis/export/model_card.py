@@ -170,7 +170,8 @@ def card_values(
         "val_counts": _counts(data.get("val")),
         "r": {key: cfg.get(key, "?") for key in recipe},
         "run_metrics": bool(metrics),
-        "best_epoch": metrics["best_epoch"] if metrics else None,
+        "best_epoch": metrics.get("best_epoch"),
+        "members": _members(bundle),
         "evaluated": bool(val),
         "val_name": val_name,
         "n": val.get("n", "?"),
@@ -185,6 +186,20 @@ def card_values(
         "brier": _number(val.get("brier")),
         "files": list(files),
     }
+
+
+def _members(bundle: Bundle) -> list[str]:
+    """An ensemble's members (``metastasis ensemble``), a line each; none for other models."""
+    members = bundle.metrics.get("members") if bundle.arch == "ensemble" else None
+    lines = []
+    for m in members if isinstance(members, list) else []:
+        auc = (m.get("val") or {}).get("roc_auc")
+        lines.append(
+            f"`{m.get('run')}`: {m.get('arch')}, temperature {m.get('temperature', 1.0):.4f}, "
+            f"threshold {m.get('threshold', 0.5):.4f}"
+            + (f", validation ROC-AUC {auc:.4f}" if isinstance(auc, float) else "")
+        )
+    return lines
 
 
 def _versions(versions: Mapping[str, str]) -> str:

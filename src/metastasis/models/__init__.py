@@ -11,6 +11,7 @@ from __future__ import annotations
 from metastasis.models import (  # noqa: F401 (register)
     baseline_cnn,
     encoder_probe,
+    ensemble,
     p4m_cnn,
     regularised_cnn,
     timm_backbones,
@@ -22,6 +23,7 @@ from metastasis.models.registry import (
     default_preprocessing,
     describe_models,
     effective_tta,
+    layer_name,
     list_models,
     register_model,
     target_layer,
@@ -34,6 +36,7 @@ __all__ = [
     "default_preprocessing",
     "describe_models",
     "effective_tta",
+    "layer_name",
     "list_models",
     "register_model",
     "target_layer",

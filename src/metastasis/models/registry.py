@@ -5,7 +5,8 @@ A model family is one file in this package that decorates its factories with ``r
 This module imports no family (the families import it), so nothing here imports lazily.
 
 Each entry names, besides its factory and preprocessing, the layer Grad-CAM explains
-(``target_layer``: a dotted sub-module name, the last convolutional feature map).
+(``target_layer``: a dotted sub-module name, the last convolutional feature map; or, for a family
+whose layout depends on its arguments (``ensemble``), a function of the built model giving it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class ModelEntry:
     factory: Callable[..., nn.Module]
     preprocessing: Preprocessing
     description: str
-    target_layer: str  # dotted name of the sub-module Grad-CAM explains (``get_submodule``)
+    # dotted name of the sub-module Grad-CAM explains (``get_submodule``), or model -> that name
+    target_layer: str | Callable[[nn.Module], str]
     invariance: str = "none"  # "d4": the logit is the same for the 8 dihedral views (no TTA needed)
 
 
@@ -64,14 +66,15 @@ def register_model(
     name: str,
     preprocessing: Preprocessing | None = None,
     description: str = "",
-    target_layer: str = "features",
+    target_layer: str | Callable[[nn.Module], str] = "features",
     invariance: str = "none",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a factory ``(**kwargs) -> nn.Module`` returning one logit per patch.
 
     ``target_layer`` names the sub-module whose output Grad-CAM explains (its last convolutional
-    feature map, N x C x h x w). ``invariance="d4"`` promises the same logit for the 8 dihedral
-    views of a patch (to float rounding), so 8-view test-time augmentation is skipped for it."""
+    feature map, N x C x h x w), or is a function of the built model giving that name.
+    ``invariance="d4"`` promises the same logit for the 8 dihedral views of a patch (to float
+    rounding), so 8-view test-time augmentation is skipped for it."""
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         doc = description or (factory.__doc__ or "").strip().splitlines()[0]
@@ -90,9 +93,15 @@ def default_preprocessing(name: str) -> Preprocessing:
     return MODELS.get(name).preprocessing
 
 
+def layer_name(name: str, model: nn.Module) -> str:
+    """The dotted name of the layer of ``model`` (built as ``name``) that Grad-CAM explains."""
+    layer = MODELS.get(name).target_layer
+    return layer if isinstance(layer, str) else layer(model)
+
+
 def target_layer(name: str, model: nn.Module) -> nn.Module:
     """The layer of ``model`` (built as ``name``) that Grad-CAM explains."""
-    return model.get_submodule(MODELS.get(name).target_layer)
+    return model.get_submodule(layer_name(name, model))
 
 
 def effective_tta(name: str, tta: str) -> str:
