@@ -171,6 +171,7 @@ def card_values(
         "r": {key: cfg.get(key, "?") for key in recipe},
         "run_metrics": bool(metrics),
         "best_epoch": metrics["best_epoch"] if metrics else None,
+        "swa": _swa(metrics.get("swa")),
         "evaluated": bool(val),
         "val_name": val_name,
         "n": val.get("n", "?"),
@@ -184,6 +185,21 @@ def card_values(
         "ece": _number(val.get("ece")),
         "brier": _number(val.get("brier")),
         "files": list(files),
+    }
+
+
+def _swa(swa: Any) -> dict[str, Any] | None:
+    """A weight average's numbers (``metrics.json``'s ``swa``) as the card prints them."""
+    if not isinstance(swa, Mapping):
+        return None
+    first, last = swa["epochs"]
+    return {
+        "first": first,
+        "last": last,
+        "auc": _number(swa["val_roc_auc"]),
+        "last_auc": _number(swa["last_epoch_val_roc_auc"]),
+        "best_auc": _number(swa["best_epoch_val_roc_auc"]),
+        "best_epoch": swa["best_epoch"],
     }
 
 
