@@ -157,6 +157,7 @@ def test_a_run_crashed_during_swa_resumes_to_the_same_average(
         ({"epochs": 3, "swa_epochs": 2, "warmup_epochs": 1.5}, "warmup_epochs"),
         ({"epochs": 3, "swa_epochs": 1, "swa_anneal_epochs": 2}, "swa_anneal_epochs"),
         ({"swa_lr": 0}, "swa_lr must be > 0"),
+        ({"epochs": 3, "swa_epochs": 1, "encoder": "timm:resnet18"}, "probe"),
     ],
 )
 def test_refused_combinations_are_one_line(values: dict[str, Any], message: str) -> None:

@@ -50,9 +50,10 @@ class Learner:
         )
         self.raw_model, self.raw_optimizer = model, make_optimizer(cfg, model)
         self.model, self.optimizer = fabric.setup(model, self.raw_optimizer)
-        for averaged in (self.ema, self.swa):
-            if averaged is not None:
-                averaged.module.to(fabric.device)
+        if self.ema is not None:
+            self.ema.module.to(fabric.device)
+        if self.swa is not None:  # the average and its count (n_averaged) alike
+            self.swa.averaged.to(fabric.device)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.fabric, self.augmenter = fabric, augmenter
         # its own generator, a stream per process: augmentation never shifts the data order
