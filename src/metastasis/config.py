@@ -169,6 +169,24 @@ class TrainConfig(Settings):
     early_stopping: int = setting(
         0, "stop after this many epochs without a better validation ROC-AUC (0: off)", ge=0
     )
+    swa_epochs: int = setting(
+        0,
+        "stochastic weight averaging: average the weights at the ends of the last N epochs, "
+        "recompute batch norm on the training patches, and validate and save the average "
+        "instead of the best epoch (0: off; below epochs)",
+        ge=0,
+    )
+    swa_lr: float | None = setting(
+        None,
+        "the learning rate SWALR holds during the averaged epochs",
+        default_text="the schedule's rate where averaging starts",
+        gt=0,
+    )
+    swa_anneal_epochs: float = setting(
+        0.0,
+        "epochs over which SWALR moves (cosine) from the schedule's rate to swa_lr (0: at once)",
+        ge=0,
+    )
     augment: AugmentPreset = setting(
         "flips",
         "augmentation preset: flips (the seed's), d4 (all 8 rotations/flips), pathology (d4 + "
@@ -261,6 +279,7 @@ class TrainConfig(Settings):
                 f"{self.epochs} epochs; set --warmup-epochs below {self.epochs} (0: no warm-up, "
                 "or one-cycle's default rise over 30% of the run)"
             )
+        _check_swa(self, source)
         try:
             augment_spec(self.augment, self.augment_kwargs)
         except MetastasisError as err:
@@ -270,6 +289,33 @@ class TrainConfig(Settings):
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``, validated like any other config."""
         return build_config({**self.to_dict(), **changes}, source="options")
+
+
+def _check_swa(cfg: TrainConfig, source: str) -> None:
+    """Stochastic weight averaging's limits, each one line naming what to change."""
+    if not cfg.swa_epochs:
+        return
+    problem = ""
+    if cfg.swa_epochs >= cfg.epochs:
+        problem = f"swa_epochs must be below epochs ({cfg.epochs}), got {cfg.swa_epochs}"
+    elif cfg.encoder:
+        problem = "swa_epochs averages a model trained end to end, not an encoder's probe"
+    elif cfg.ema_decay:
+        problem = "swa_epochs and ema_decay are two ways to average weights; set one of them to 0"
+    elif cfg.early_stopping:
+        problem = "swa_epochs averages the last epochs, early_stopping may skip them; set one to 0"
+    elif cfg.warmup_epochs > cfg.epochs - cfg.swa_epochs:
+        problem = (
+            f"warmup_epochs ({cfg.warmup_epochs:g}) must end before SWA's first epoch "
+            f"({cfg.epochs - cfg.swa_epochs + 1})"
+        )
+    elif cfg.swa_anneal_epochs > cfg.swa_epochs:
+        problem = (
+            f"swa_anneal_epochs ({cfg.swa_anneal_epochs:g}) must not exceed swa_epochs "
+            f"({cfg.swa_epochs})"
+        )
+    if problem:
+        raise MetastasisError(f"{source}: {problem}")
 
 
 def field_names() -> list[str]:

@@ -150,3 +150,20 @@ def test_writing_a_card_loads_no_report_layer() -> None:
     )
     root = Path(__file__).parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_a_weight_average_is_named_with_its_numbers_and_the_epochs() -> None:
+    swa = {
+        "epochs": [3, 4],
+        "val_roc_auc": 0.93,
+        "last_epoch_val_roc_auc": 0.91,
+        "best_epoch": 2,
+        "best_epoch_val_roc_auc": 0.92,
+    }
+    card = model_card(_pinned_bundle(), {**PINNED_METRICS, "swa": swa}, PINNED_DATA)
+    assert (
+        "the weights are the average of epochs 3 to 4 (stochastic weight averaging, batch norm "
+        "recomputed on the training patches): validation ROC-AUC 0.9300, against 0.9100 for the "
+        "last epoch's own weights and 0.9200 for the best epoch's (2)."
+    ) in card
+    assert "best epoch 2 by validation ROC-AUC" not in card

@@ -66,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
     val = result.metrics["val"]
     print(f"run folder: {result.run_dir}")
     print(f"report:     {result.run_dir / 'report.html'}")
-    print(
-        f"best epoch {result.best_epoch}: validation ROC-AUC {val['roc_auc']:.4f}, "
-        f"accuracy {val['accuracy']:.4f}"
-    )
+    swa = result.metrics.get("swa")
+    kept = f"SWA of epochs {swa['epochs'][0]}-{swa['epochs'][1]}" if swa else "best epoch"
+    kept = kept if swa else f"{kept} {result.best_epoch}"
+    print(f"{kept}: validation ROC-AUC {val['roc_auc']:.4f}, accuracy {val['accuracy']:.4f}")
     if cfg.data is not None and is_synthetic(cfg.data):
         print(f"note:       the model was {SYNTHETIC_WARNING}")
     return 0

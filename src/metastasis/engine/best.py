@@ -5,6 +5,13 @@ validation set of one class, the lowest validation loss). Its weights (the EMA's
 one) go into ``checkpoint.pt`` with the architecture, the preprocessing, the threshold and the
 resolved config; finalisation later adds the test-time augmentation, the temperature and the
 chosen threshold. Early stopping counts the epochs since the best one.
+
+With stochastic weight averaging (``swa_epochs``) the best epoch is still tracked and saved
+while the run goes (an interrupted run keeps it), but at the end the average of the last
+epochs replaces it, whichever validates better: choosing between them on the validation set
+would be a selection SWA is meant to make unnecessary, and would bias the validation numbers.
+``metrics.json`` reports both (``swa``: the average's, the last and the best epoch's ROC-AUC).
+Early stopping and SWA are refused together (``config.py``).
 """
 
 from __future__ import annotations
@@ -71,8 +78,10 @@ def save_best_checkpoint(
     state_dict: dict[str, torch.Tensor],
     epoch: int,
     row: Mapping[str, Any],
+    **extra: Any,
 ) -> None:
-    """Write the kept epoch's weights as the run's checkpoint (a bundle: see ``checkpoint.py``)."""
+    """Write the kept epoch's weights as the run's checkpoint (a bundle: see ``checkpoint.py``);
+    ``extra`` joins its ``metrics``."""
     bundle = Bundle(
         arch=cfg.model,
         arch_kwargs=dict(cfg.model_kwargs),
@@ -80,7 +89,7 @@ def save_best_checkpoint(
         preprocessing=preprocessing,
         threshold=cfg.threshold,
         config=cfg.to_dict(),
-        metrics={"epoch": epoch, SELECTED_BY: row[SELECTED_BY]},
+        metrics={"epoch": epoch, SELECTED_BY: row[SELECTED_BY], **extra},
         synthetic=cfg.data is not None and is_synthetic(cfg.data),
     )
     save_checkpoint(path, bundle)

@@ -26,7 +26,14 @@ from metastasis.engine.environment import eval_batch_size, loader_workers
 from metastasis.engine.loop import bce_loss
 from metastasis.errors import DataError, MetastasisError
 
-__all__ = ["Loaders", "TrainingData", "make_loaders", "make_loss", "open_training_data"]
+__all__ = [
+    "Loaders",
+    "TrainingData",
+    "batch_norm_loader",
+    "make_loaders",
+    "make_loss",
+    "open_training_data",
+]
 
 
 @dataclass
@@ -131,6 +138,20 @@ def make_loaders(cfg: TrainConfig, data: TrainingData, fabric: Any) -> Loaders:
         workers=workers,
         eval_batch=eval_batch,
     )
+
+
+def batch_norm_loader(cfg: TrainConfig, data: TrainingData, fabric: Any, workers: int) -> Any:
+    """The training rows once, in order, in training batches (a shard per process under DDP):
+    what SWA's batch norm statistics are recomputed from."""
+    loader = DataLoader(
+        PatchDataset(data.train, data.train_idx),
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        collate_fn=passthrough,
+        num_workers=workers,
+        pin_memory=fabric.device.type == "cuda",
+    )
+    return fabric.setup_dataloaders(loader)
 
 
 def make_loss(

@@ -43,14 +43,15 @@ def finalise_run(
     data: TrainingData,
     fabric: Any,
     progress: bool,
+    swa: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], EpochOutput]:
-    """Finalise the checkpoint and write the results; (metrics.json's content, the final
-    validation output)."""
+    """Finalise the checkpoint and write the results (``swa``: what ``metrics.json`` says of a
+    weight average); (metrics.json's content, the final validation output)."""
     final, calibration = finalise_checkpoint(
         run_dir, cfg, best, data.val_dataset(), fabric, progress
     )
     metrics = write_results(
-        run_dir, cfg, data.val, data.val_idx, final, best_epoch, history, calibration
+        run_dir, cfg, data.val, data.val_idx, final, best_epoch, history, calibration, swa
     )
     (run_dir / STATE_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
     return metrics, final

@@ -1,9 +1,12 @@
-"""The model and what trains it: optimiser, learning-rate schedule, EMA copy and augmentation.
+"""The model and what trains it: optimiser, learning-rate schedule, EMA or SWA copy and
+augmentation.
 
 A ``Learner`` runs one epoch of training (``train_epoch``) and one pass of validation
 (``validate``, on the EMA copy where there is one) on loaders it is given; ``weights`` are the
-weights a checkpoint keeps. Devices, precision and DDP come from the Lightning Fabric it is
-built with.
+weights a checkpoint keeps. With stochastic weight averaging (``swa.py``) its last epochs run
+on SWALR's rate and add their weights to the average, which ``average`` finishes (batch norm
+recomputed) and validates at the end. Devices, precision and DDP come from the Lightning Fabric
+it is built with.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from metastasis.config import OPTIMIZERS, TrainConfig
 from metastasis.engine.ema import EMA
 from metastasis.engine.loop import train_one_epoch
 from metastasis.engine.schedule import build_scheduler
+from metastasis.engine.swa import SWA, batch_norm_buffers, recompute_batch_norm
 from metastasis.errors import MetastasisError
 from metastasis.inference.batches import Batch, EpochOutput, predict
 from metastasis.models import create_model, default_preprocessing
@@ -39,10 +43,17 @@ class Learner:
         )
         model = model.to(memory_format=torch.channels_last)
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
-        self.raw_optimizer = make_optimizer(cfg, model)
+        self.swa = (
+            SWA(model, cfg.swa_epochs, cfg.epochs, cfg.swa_lr, cfg.swa_anneal_epochs)
+            if cfg.swa_epochs
+            else None
+        )
+        self.raw_model, self.raw_optimizer = model, make_optimizer(cfg, model)
         self.model, self.optimizer = fabric.setup(model, self.raw_optimizer)
         if self.ema is not None:
             self.ema.module.to(fabric.device)
+        if self.swa is not None:  # the average and its count (n_averaged) alike
+            self.swa.averaged.to(fabric.device)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.fabric, self.augmenter = fabric, augmenter
         # its own generator, a stream per process: augmentation never shifts the data order
@@ -54,14 +65,30 @@ class Learner:
         self.scheduler = build_scheduler(
             cfg.schedule, self.raw_optimizer, cfg.epochs, steps_per_epoch, cfg.warmup_epochs
         )
+        self.steps_per_epoch = steps_per_epoch
+
+    def enter_epoch(self, epoch: int) -> None:
+        """Ready the objects for ``epoch``: from SWA's first epoch on, SWALR is the schedule.
+        (A resumed run calls it with the last completed epoch, before the saved state is put
+        back, so that the state's scheduler finds its own kind.)"""
+        if self.swa is not None and self.swa.averages(epoch) and not self.in_swa:
+            self.scheduler = self.swa.scheduler(self.raw_optimizer, self.steps_per_epoch)
+
+    @property
+    def in_swa(self) -> bool:
+        return isinstance(self.scheduler, torch.optim.swa_utils.SWALR)
 
     def train_epoch(
         self,
         loader: Iterable[Batch],
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         on_step: Callable[[], None] | None = None,
+        epoch: int | None = None,
     ) -> EpochOutput:
-        """One epoch over ``loader``; under DDP, the outputs of every process."""
+        """One epoch over ``loader`` (``epoch``: its number, for SWA); under DDP, the outputs of
+        every process."""
+        if epoch is not None:
+            self.enter_epoch(epoch)
 
         def prepare(x: torch.Tensor) -> torch.Tensor:
             return self.preprocessing(self.augmenter(x, self.aug_gen))
@@ -84,6 +111,8 @@ class Learner:
             loss_fn=loss_fn,
             after_step=after_step,
         )
+        if self.swa is not None and epoch is not None and self.swa.averages(epoch):
+            self.swa.update(self.raw_model)
         return _gather(self.fabric, out) if self.fabric.world_size > 1 else out
 
     def validate(self, loader: Iterable[Batch]) -> EpochOutput:
@@ -94,8 +123,26 @@ class Learner:
         with self.fabric.autocast():
             return predict(self.ema.module, loader, self.preprocessing)
 
+    def average(self, loader: Iterable[Batch], val: Iterable[Batch]) -> tuple[EpochOutput, float]:
+        """SWA's end: batch norm recomputed over ``loader`` (the training rows, through the
+        preprocessing, no augmentation; averaged over the processes under DDP), then the
+        average validated on ``val``; (its validation output, the seconds batch norm took)."""
+        if self.swa is None:
+            raise MetastasisError("no weights are being averaged (swa_epochs is 0)")
+        reduce = self._mean_over_processes if self.fabric.world_size > 1 else None
+        with self.fabric.autocast():
+            seconds = recompute_batch_norm(self.swa.module, loader, self.preprocessing, reduce)
+            return predict(self.swa.module, val, self.preprocessing), seconds
+
+    def _mean_over_processes(self, model: nn.Module) -> None:
+        # Equal shards (DistributedSampler pads them): the mean of the processes' means over
+        # their batches is the mean over every batch, as one process would compute it.
+        for buf in batch_norm_buffers(model):
+            buf.copy_(self.fabric.all_reduce(buf, reduce_op="mean"))
+
     def weights(self) -> dict[str, torch.Tensor]:
-        """The weights a checkpoint keeps (the EMA's where there is one), on the CPU."""
+        """The weights an epoch's checkpoint keeps (the EMA's where there is one), on the CPU;
+        the SWA average's are ``swa.weights()``."""
         return self.ema.state_dict() if self.ema is not None else state_dict_cpu(self.model)
 
     def rngs(self) -> dict[str, torch.Generator]:

@@ -90,17 +90,20 @@ def write_results(
     best_epoch: int,
     history: list[dict[str, Any]],
     calibration: dict[str, Any] | None = None,
+    swa: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluation of the final validation output ``best`` (the best epoch's, after test-time
-    augmentation and temperature scaling where chosen) at the checkpoint's threshold:
-    ``metrics.json`` and ``val_predictions.csv``; returns what ``metrics.json`` holds."""
+    """Evaluation of the final validation output ``best`` (the best epoch's, or with ``swa``
+    the weight average's, after test-time augmentation and temperature scaling where chosen)
+    at the checkpoint's threshold: ``metrics.json`` and ``val_predictions.csv``; returns what
+    ``metrics.json`` holds."""
     calibration = calibration or {"threshold": cfg.threshold, "threshold_method": "fixed"}
     threshold = float(calibration["threshold"])
     metrics = {
         "val": evaluation_metrics(best.labels, best.probs, threshold),
         "checkpoint": calibration,
         "best_epoch": best_epoch,
-        "selected_by": "val_roc_auc",
+        "selected_by": "swa" if swa else "val_roc_auc",
+        **({"swa": swa} if swa else {}),
         "epochs": len(history),
         "stopped_early": len(history) < cfg.epochs,
         "train_seconds_total": round(sum(h["train_seconds"] for h in history), 2),

@@ -1,8 +1,9 @@
 """The full training state, saved after every epoch so a killed run can resume exactly.
 
-``last.pt`` holds the weights, the optimiser, every random-number generator that decides data
-order, augmentation and dropout, the history and the best epoch so far. Like checkpoints it
-holds only tensors and plain values and loads with ``weights_only=True``.
+``last.pt`` holds the weights, the optimiser, the EMA copy or the SWA average so far, every
+random-number generator that decides data order, augmentation and dropout, the history and the
+best epoch so far. Like checkpoints it holds only tensors and plain values and loads with
+``weights_only=True``.
 
 ``TrainState.capture`` and ``TrainState.restore`` are a pair: whatever one takes from the live
 objects, the other puts back, so a resumed run continues exactly where the saved one stopped.
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from torch.optim.lr_scheduler import LRScheduler
 
     from metastasis.engine.ema import EMA
+    from metastasis.engine.swa import SWA
 
 FORMAT = "metastasis-train-state/1"
 FILENAME = "last.pt"
@@ -50,6 +52,7 @@ class TrainState:
     fingerprints: dict[str, str]
     scheduler: dict[str, Any] | None = None
     ema: dict[str, torch.Tensor] | None = None
+    swa: dict[str, torch.Tensor] | None = None  # the average so far and its n_averaged
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **self.__dict__}
@@ -64,6 +67,7 @@ class TrainState:
         scheduler: LRScheduler | None,
         ema: EMA | None,
         rngs: Mapping[str, torch.Generator],
+        swa: SWA | None = None,
         history: list[dict[str, Any]],
         best: BestEpoch,
         fingerprints: Mapping[str, str],
@@ -87,6 +91,7 @@ class TrainState:
             fingerprints=dict(fingerprints),
             scheduler=copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
             ema=ema.state_dict() if ema is not None else None,
+            swa=swa.state_dict() if swa is not None else None,
         )
 
     def restore(
@@ -97,6 +102,7 @@ class TrainState:
         scheduler: LRScheduler | None,
         ema: EMA | None,
         rngs: Mapping[str, torch.Generator],
+        swa: SWA | None = None,
         history: list[dict[str, Any]],
         best: BestEpoch,
         fingerprints: Mapping[str, str],
@@ -113,6 +119,8 @@ class TrainState:
             scheduler.load_state_dict(self.scheduler)
         if ema is not None and self.ema is not None:
             ema.load_state_dict(self.ema)
+        if swa is not None and self.swa is not None:
+            swa.load_state_dict(self.swa)
         history[:] = [dict(row) for row in self.history]
         best.score, best.epoch = self.best_score, self.best_epoch
         # Only the probabilities are kept: finalisation recomputes logits from them.

@@ -2,7 +2,9 @@
 
 ``fit`` is the epoch loop; each part it calls has one job: ``data.py`` (splits, loaders,
 sampler, loss), ``learner.py`` (model, optimiser, schedule, EMA; one epoch of training and a
-validation pass), ``best.py`` (which epoch's checkpoint is kept), ``state.py`` (what a resumed
+validation pass), ``swa.py`` (stochastic weight averaging: the average of the last epochs,
+which replaces the best epoch at the end), ``best.py`` (which epoch's checkpoint is kept),
+``state.py`` (what a resumed
 run needs: ``TrainState.capture`` / ``restore``), ``history.py`` (the log line, ``history.csv``
 and the ``on_epoch_end`` hooks), ``finalise.py`` (calibration, threshold, results).
 Devices and precision come from Lightning Fabric. The exports (``model.onnx``, ``MODEL_CARD.md``),
@@ -30,16 +32,17 @@ from tqdm.auto import tqdm
 
 from metastasis.checkpoint import FILENAME
 from metastasis.config import TrainConfig
-from metastasis.engine.best import BestEpoch, save_best_checkpoint
+from metastasis.engine.best import BestEpoch, save_best_checkpoint, score
 from metastasis.engine.data import (
     Loaders,
     TrainingData,
+    batch_norm_loader,
     make_loaders,
     make_loss,
     open_training_data,
 )
 from metastasis.engine.finalise import finalise_run
-from metastasis.engine.history import EpochLog, history_row
+from metastasis.engine.history import EpochLog, history_row, nan_if_none
 from metastasis.engine.learner import Learner
 from metastasis.engine.progress import ThroughputLog
 from metastasis.engine.run_folder import write_environment, write_run_inputs
@@ -49,6 +52,7 @@ from metastasis.errors import DataError, MetastasisError
 from metastasis.inference.batches import EpochOutput
 from metastasis.io import atomic_write_text, output_dir
 from metastasis.memory import configure_malloc
+from metastasis.metrics.classification import binary_metrics
 from metastasis.models import list_models
 from metastasis.transforms.augment import Augmenter, augment_spec
 from metastasis.transforms.stain import sample_reference
@@ -132,22 +136,14 @@ def fit(
             desc = f"epoch {epoch}/{cfg.epochs}"
             throughput.start(desc)
             bar = tqdm(loaders.train, desc=desc, unit="batch", disable=not progress, leave=False)
-            tr = learner.train_epoch(bar, loss_fn, on_step=throughput.step)
+            tr = learner.train_epoch(bar, loss_fn, on_step=throughput.step, epoch=epoch)
             va = learner.validate(loaders.val)
             seconds = time.perf_counter() - start
             row = history_row(epoch, tr, va, cfg.threshold, seconds, learner.last_lr)
             history.append(row)
             improved = best.update(epoch, row, va)
-            if rank_zero and improved:
-                save_best_checkpoint(
-                    run_dir / FILENAME, cfg, learner.preprocessing, learner.weights(), epoch, row
-                )
             if rank_zero:
-                live = _live(learner, loaders)
-                state = TrainState.capture(
-                    epoch, **live, history=history, best=best, fingerprints=data.fingerprints
-                )
-                save_train_state(run_dir, state)
+                _save_epoch(run_dir, cfg, learner, loaders, data, history, best, improved)
             epoch_log.epoch_end(epoch, row, improved)  # log line, history.csv, on_epoch_end
             if best.should_stop(epoch, cfg.early_stopping):  # logs why
                 break
@@ -155,7 +151,86 @@ def fit(
         if rank_zero:
             _note_interrupt(run_dir, len(history) + 1, best.epoch)
         raise
-    return _finish(run_dir, cfg, best, history, data, fabric, progress)
+    swa = _finish_swa(run_dir, cfg, learner, loaders, data, history, best, progress)
+    return _finish(run_dir, cfg, best, history, data, fabric, progress, swa)
+
+
+def _save_epoch(
+    run_dir: Path,
+    cfg: TrainConfig,
+    learner: Learner,
+    loaders: Loaders,
+    data: TrainingData,
+    history: list[dict[str, Any]],
+    best: BestEpoch,
+    improved: bool,
+) -> None:
+    """Rank 0, after each epoch: the checkpoint when the epoch is the best so far, and the
+    training state a resumed run starts from."""
+    epoch, row = int(history[-1]["epoch"]), history[-1]
+    if improved:
+        weights = learner.weights()
+        save_best_checkpoint(run_dir / FILENAME, cfg, learner.preprocessing, weights, epoch, row)
+    live = _live(learner, loaders)
+    state = TrainState.capture(
+        epoch, **live, history=history, best=best, fingerprints=data.fingerprints
+    )
+    save_train_state(run_dir, state)
+
+
+def _finish_swa(
+    run_dir: Path,
+    cfg: TrainConfig,
+    learner: Learner,
+    loaders: Loaders,
+    data: TrainingData,
+    history: list[dict[str, Any]],
+    best: BestEpoch,
+    progress: bool,
+) -> dict[str, Any] | None:
+    """With SWA: the average's batch norm recomputed, the average validated and saved as the
+    run's checkpoint in place of the best epoch (``best`` now describes it); what
+    ``metrics.json`` says of it. None without SWA."""
+    swa = learner.swa
+    if swa is None or not history:
+        return None
+    loader = batch_norm_loader(cfg, data, learner.fabric, loaders.workers)
+    bar = tqdm(loader, desc="batch norm (swa)", unit="batch", disable=not progress, leave=False)
+    va, bn_seconds = learner.average(bar, loaders.val)
+    last = history[-1]
+    auc = nan_if_none(binary_metrics(va.labels, va.probs, cfg.threshold)["roc_auc"])
+    row = {"val_roc_auc": auc, "val_loss": va.loss}
+    first, epoch = swa.first_epoch, int(last["epoch"])
+    record = {
+        "epochs": [first, epoch],
+        "n_averaged": swa.n_averaged,
+        "lr": float(learner.raw_optimizer.param_groups[0]["lr"]),
+        "val_roc_auc": row["val_roc_auc"],
+        "val_loss": va.loss,
+        "last_epoch_val_roc_auc": last["val_roc_auc"],
+        "best_epoch": best.epoch,
+        "best_epoch_val_roc_auc": history[best.epoch - 1]["val_roc_auc"],
+        "batch_norm_seconds": round(bn_seconds, 3),
+        "batch_norm_patches": len(data.train_idx),
+        "validation_seconds": round(va.seconds, 3),
+    }
+    if learner.fabric.is_global_zero:
+        weights = swa.weights()
+        path, pre = run_dir / FILENAME, learner.preprocessing
+        save_best_checkpoint(path, cfg, pre, weights, epoch, row, swa_epochs=[first, epoch])
+    best.score, best.epoch, best.val = score(row), epoch, va
+    log.info(
+        "SWA of epochs %d-%d: val auc %.4f (last epoch %.4f, best epoch %d %.4f); batch norm "
+        "recomputed in %.1f s",
+        first,
+        epoch,
+        row["val_roc_auc"],
+        last["val_roc_auc"],
+        record["best_epoch"],
+        record["best_epoch_val_roc_auc"],
+        bn_seconds,
+    )
+    return record
 
 
 def _setup(
@@ -192,6 +267,7 @@ def _live(learner: Learner, loaders: Loaders) -> dict[str, Any]:
         "optimizer": learner.optimizer,
         "scheduler": learner.scheduler,
         "ema": learner.ema,
+        "swa": learner.swa,
         "rngs": {**learner.rngs(), "loader": loaders.generator},
     }
 
@@ -205,6 +281,7 @@ def _resume(
     best: BestEpoch,
     fingerprints: dict[str, str],
 ) -> None:
+    learner.enter_epoch(state.epoch)  # SWALR's state needs SWALR
     try:
         state.restore(
             **_live(learner, loaders), history=history, best=best, fingerprints=fingerprints
@@ -224,6 +301,7 @@ def _finish(
     data: TrainingData,
     fabric: Any,
     progress: bool,
+    swa: dict[str, Any] | None = None,
 ) -> RunResult:
     """Rank 0 finalises the checkpoint and writes the results; the others read them."""
     if best.val is None:
@@ -233,7 +311,7 @@ def _finish(
     final = None
     if rank_zero:
         metrics, final = finalise_run(
-            run_dir, cfg, best.val, best.epoch, history, data, fabric, progress
+            run_dir, cfg, best.val, best.epoch, history, data, fabric, progress, swa
         )
     fabric.barrier()
     if not rank_zero:  # DDP: the other processes return what rank 0 wrote

@@ -172,6 +172,7 @@ def card_values(
         "run_metrics": bool(metrics),
         "best_epoch": metrics.get("best_epoch"),
         "members": _members(bundle),
+        "swa": _swa(metrics.get("swa")),
         "evaluated": bool(val),
         "val_name": val_name,
         "n": val.get("n", "?"),
@@ -200,6 +201,21 @@ def _members(bundle: Bundle) -> list[str]:
             + (f", validation ROC-AUC {auc:.4f}" if isinstance(auc, float) else "")
         )
     return lines
+
+
+def _swa(swa: Any) -> dict[str, Any] | None:
+    """A weight average's numbers (``metrics.json``'s ``swa``) as the card prints them."""
+    if not isinstance(swa, Mapping):
+        return None
+    first, last = swa["epochs"]
+    return {
+        "first": first,
+        "last": last,
+        "auc": _number(swa["val_roc_auc"]),
+        "last_auc": _number(swa["last_epoch_val_roc_auc"]),
+        "best_auc": _number(swa["best_epoch_val_roc_auc"]),
+        "best_epoch": swa["best_epoch"],
+    }
 
 
 def _versions(versions: Mapping[str, str]) -> str:

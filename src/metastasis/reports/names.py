@@ -59,6 +59,9 @@ OTHER = {
     "batch_size": "batch size",
     "warmup_epochs": "warm-up epochs",
     "ema_decay": "EMA decay",
+    "swa_epochs": "SWA epochs (weights averaged)",
+    "swa_lr": "SWA learning rate",
+    "swa_anneal_epochs": "SWA annealing epochs",
     "augment": "augmentation",
     "class_balance": "class balance",
     # an evaluation
