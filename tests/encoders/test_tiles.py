@@ -16,7 +16,7 @@ from tests.slides.conftest import mosaic, write_pyramid
 from metastasis.cli import main
 from metastasis.encoders import store as store_module
 from metastasis.encoders.backbone import build_encoder
-from metastasis.encoders.embed import embed_slides, resolve_encoder
+from metastasis.encoders.embed import SlideEmbedResult, embed_slides, resolve_encoder
 from metastasis.encoders.store import preprocessing_of
 from metastasis.encoders.tiles import TILES_CSV, TILING_JSON
 from metastasis.transforms.presets import PCAM_MPP
@@ -40,11 +40,11 @@ def slides(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _embed(paths: object, weights: Path, cache: Path, **kw: object) -> object:
+def _embed(paths: Path, weights: Path, cache: Path) -> SlideEmbedResult:
     return embed_slides(
         paths, TINY, weights, cache_dir=cache, model_kwargs=TINY_KWARGS, input_size=TILE,
-        tile_mpp=PCAM_MPP, batch_size=16, progress=False, **kw,
-    )  # type: ignore[arg-type]  # fmt: skip
+        tile_mpp=PCAM_MPP, batch_size=16, progress=False,
+    )  # fmt: skip
 
 
 def test_tiles_are_embedded_as_a_direct_forward_pass_with_their_coordinates(
@@ -52,7 +52,7 @@ def test_tiles_are_embedded_as_a_direct_forward_pass_with_their_coordinates(
 ) -> None:
     monkeypatch.setattr(store_module, "CHUNK", 20)  # 2 chunks: tiles read across chunk ends
     result = _embed(slides / "s0.tif", tiny_weights, tmp_path)
-    store = result.stores["s0"]  # type: ignore[attr-defined]
+    store = result.stores["s0"]
     table = pd.read_csv(store.path / TILES_CSV)
     assert len(table) == len(store) == store.embeddings.shape[0] > 20  # 2 chunks at least
     assert (table["tissue"] >= 0.25).all() and (table["slide"] == "s0").all()
@@ -80,14 +80,14 @@ def test_the_store_is_reused_and_invalidated_when_the_slide_changes(
     tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slide = _slide(tmp_path / "a.tif", seed=0)
-    first = _embed(slide, tiny_weights, tmp_path / "cache").stores["a"]  # type: ignore[attr-defined]
+    first = _embed(slide, tiny_weights, tmp_path / "cache").stores["a"]
     monkeypatch.setattr("metastasis.encoders.embed.build_encoder", lambda *a: _never())
-    again = _embed(slide, tiny_weights, tmp_path / "cache").stores["a"]  # type: ignore[attr-defined]
+    again = _embed(slide, tiny_weights, tmp_path / "cache").stores["a"]
     assert again.path == first.path
     monkeypatch.undo()
     _slide(slide, seed=1)  # rewritten: other tissue
     os.utime(slide, ns=(1, 1))
-    changed = _embed(slide, tiny_weights, tmp_path / "cache").stores["a"]  # type: ignore[attr-defined]
+    changed = _embed(slide, tiny_weights, tmp_path / "cache").stores["a"]
     assert changed.path != first.path
     assert not pd.read_csv(changed.path / TILES_CSV)[["row", "col"]].equals(
         pd.read_csv(first.path / TILES_CSV)[["row", "col"]]
@@ -98,18 +98,19 @@ def test_shards_split_the_slides_and_together_equal_the_whole(
     slides: Path, tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     whole = _embed(slides, tiny_weights, tmp_path / "whole")
-    assert sorted(whole.stores) == ["s0", "s1"]  # type: ignore[attr-defined]
+    assert sorted(whole.stores) == ["s0", "s1"]
     parts = {}
     for i in range(2):
         args = ["embed", "--slides", str(slides), "--encoder", TINY, "--weights",
                 str(tiny_weights), "--input-size", str(TILE), "--tile-mpp", str(PCAM_MPP),
-                "--shard", f"{i}/2", "--cache-dir", str(tmp_path / "parts"), "--no-progress"]  # fmt: skip
+                "--shard", f"{i}/2", "--cache-dir", str(tmp_path / "p"),
+                "--no-progress"]  # fmt: skip
         for k, v in TINY_KWARGS.items():
             args += ["--model-kwargs", f"{k}={v}"]
         assert main(args) == 0
         parts[i] = capsys.readouterr().out
     assert "s0" in parts[0] and "s1" not in parts[0] and "s1" in parts[1]
-    for sid, store in whole.stores.items():  # type: ignore[attr-defined]
-        part = next((tmp_path / "parts" / "embeddings").glob(f"*-{sid}-*"))
+    for sid, store in whole.stores.items():
+        part = next((tmp_path / "p" / "embeddings").glob(f"*-{sid}-*"))
         np.testing.assert_allclose(np.load(part / "embeddings.npy"), store.embeddings, atol=1e-6)
         assert (part / TILES_CSV).read_text() == (store.path / TILES_CSV).read_text()
