@@ -290,10 +290,7 @@ def analyse_slide(
     found = find_tissue_tiles(
         p, opts, classifier.model_mpp, classifier.patch, classifier.stride, sid, notes
     )
-    reader_name, geo, thumb = found.reader, found.geometry, found.thumbnail
-    mask, used_threshold, fractions, selected = (
-        found.mask, found.threshold, found.fractions, found.selected
-    )  # fmt: skip
+    geo, thumb, selected = found.geometry, found.thumbnail, found.selected
     ref = classifier.stain_reference
     if ref is not None:  # one staining for the whole slide, or each tile its own
         per_slide = opts.stain_per_slide
@@ -318,8 +315,8 @@ def analyse_slide(
     category = _category(largest, opts.itc_mm, opts.micro_mm, unread, notes)
     seconds = time.perf_counter() - start
     result = SlideResult(
-        sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,
-        lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
+        sid, p, found.reader, geo, thumb, found.mask, found.threshold, found.fractions, probability,
+        status, lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
         classifier.tta, (opts.itc_mm, opts.micro_mm), notes, classifier.bundle.warning,
         post, score,
     )  # fmt: skip
@@ -327,7 +324,7 @@ def analyse_slide(
     log.info(
         "%s: %s, level %d (%.3f um/px, scale %.3f), %d tiles in %.1f s (%.0f tiles/s, %s), "
         "%d lesions, largest %s: %s",
-        sid, reader_name, geo.level, geo.level_mpp, geo.scale, done_tiles, seconds,
+        sid, found.reader, geo.level, geo.level_mpp, geo.scale, done_tiles, seconds,
         done_tiles / seconds if seconds > 0 else 0.0, classifier.mode, len(lesions),
         f"{largest:.2f} mm" if largest is not None else "none", category,
     )  # fmt: skip
