@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def test_tiles_are_embedded_as_a_direct_forward_pass_with_their_coordinates(
     with torch.inference_mode():
         direct = build_encoder(spec, weights)(preprocessing_of(spec)(torch.from_numpy(tiles)))
     np.testing.assert_allclose(store.embeddings, direct.numpy(), atol=1e-5)
-    assert (store.path / TILING_JSON).is_file()
+    tiling = json.loads((store.path / TILING_JSON).read_text())
+    assert tiling["reader_used"] == "tifffile" and tiling["geometry"]["scale"] == 1.0
 
 
 def _never() -> torch.nn.Module:

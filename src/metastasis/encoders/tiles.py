@@ -163,8 +163,8 @@ class SlideTiles:
             {
                 "slide": self.slide_id,
                 "path": str(self.path),
-                "reader": found.reader,
                 **self.tiling(),
+                "reader_used": found.reader,
                 "tissue_threshold_used": found.threshold,
                 "geometry": found.geometry.to_dict(),
                 "tiles": len(self),
