@@ -20,13 +20,13 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from metastasis.data.cache import CachedSplit, default_cache_root
+from metastasis.data.cache import default_cache_root
 from metastasis.encoders.registry import EncoderSpec
 from metastasis.encoders.weights import Weights
 from metastasis.errors import MetastasisError, OutputError
@@ -36,6 +36,26 @@ from metastasis.transforms.presets import PCAM_MPP, Preprocessing
 STORE_VERSION = 1
 CHUNK = 1024
 LOCK = "assemble.lock"
+
+
+class Rows(Protocol):
+    """What a store is built from: a cached split, or a slide's tissue tiles
+    (``encoders.tiles.SlideTiles``): uint8 N x H x W x 3 ``images`` (sliced a chunk at a
+    time), a ``fingerprint`` of everything they depend on, and ``meta["split"]`` (in the
+    store's name)."""
+
+    meta: dict[str, Any]
+
+    @property
+    def images(self) -> Any: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def __len__(self) -> int: ...
 
 
 class EmbeddingStore:
@@ -78,7 +98,7 @@ def store_key(fingerprint: str, spec: EncoderSpec, weights: Weights) -> dict[str
     }
 
 
-def store_path(root: Path, split: CachedSplit, spec: EncoderSpec, weights: Weights) -> Path:
+def store_path(root: Path, split: Rows, spec: EncoderSpec, weights: Weights) -> Path:
     key = store_key(split.fingerprint, spec, weights)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.name)
@@ -110,7 +130,7 @@ def encode_batches(
 
 
 def build_store(
-    split: CachedSplit,
+    split: Rows,
     spec: EncoderSpec,
     weights: Weights,
     encoder: Callable[[], torch.nn.Module],
@@ -120,10 +140,12 @@ def build_store(
     shard: tuple[int, int] = (0, 1),
     device: str = "cpu",
     progress: bool = True,
+    prepare: Callable[[Path], object] | None = None,
 ) -> EmbeddingStore | None:
     """The finished store of ``split`` (built or resumed: its chunks of ``shard`` encoded);
     None when chunks of other shards are still missing. ``encoder`` is called only if
-    something is left to encode."""
+    something is left to encode; ``prepare(folder)`` may write files that travel with the
+    store (a slide's tiles table) into the folder being built, before any chunk."""
     root = Path(root) if root else default_store_root()
     final = store_path(root, split, spec, weights)
     if (final / "meta.json").is_file():
@@ -135,6 +157,8 @@ def build_store(
     todo = [k for k in range(n_chunks) if k % count == index and not _chunk(build, k).is_file()]
     try:
         build.mkdir(exist_ok=True)
+        if prepare is not None:
+            prepare(build)
         if todo:
             _encode_chunks(split, spec, encoder(), build, todo, batch_size, device, progress)
         if all(_chunk(build, k).is_file() for k in range(n_chunks)):
@@ -149,7 +173,7 @@ def _chunk(build: Path, k: int) -> Path:
 
 
 def _encode_chunks(
-    split: CachedSplit,
+    split: Rows,
     spec: EncoderSpec,
     encoder: torch.nn.Module,
     build: Path,
@@ -172,7 +196,7 @@ def _encode_chunks(
 
 
 def _assemble(
-    split: CachedSplit,
+    split: Rows,
     spec: EncoderSpec,
     weights: Weights,
     build: Path,

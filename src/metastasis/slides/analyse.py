@@ -117,7 +117,7 @@ class SlideResult:
         }
 
 
-def _prefetch(
+def prefetch_blocks(
     path: Path,
     mpp: float | None,
     reader: str,
@@ -162,17 +162,52 @@ def _prefetch(
             h.close()
 
 
+@dataclass
+class TissueTiles:
+    """Where one slide's tissue tiles are: how it is read, its thumbnail and tissue mask, and
+    each tile's tissue share; ``selected`` (rows x cols) marks the tiles to process."""
+
+    reader: str
+    geometry: Geometry
+    thumbnail: Thumbnail
+    mask: np.ndarray
+    threshold: float
+    fractions: np.ndarray
+    selected: np.ndarray
+
+
+def find_tissue_tiles(
+    path: Path,
+    opts: SlideOptions,
+    model_mpp: float,
+    patch: int,
+    stride: int,
+    sid: str,
+    notes: list[str],
+) -> TissueTiles:
+    """Open ``path``, lay out ``patch`` px tiles at ``model_mpp`` every ``stride`` px, and find
+    the tissue tiles (``opts``: mpp, reader, tissue_threshold, min_tissue), as ``metastasis
+    slides`` does before classifying and ``metastasis embed --slides`` before encoding."""
+    with open_slide(path, opts.mpp, opts.reader) as slide:
+        reader_name = slide.name
+        geo = make_geometry(slide, model_mpp, patch, stride)
+        thumb = read_thumbnail(slide, model_mpp * patch / THUMB_PX_PER_TILE)
+    mask, used, fractions, selected = _tissue(geo, thumb, patch, model_mpp, opts, sid, notes)
+    return TissueTiles(reader_name, geo, thumb, mask, used, fractions, selected)
+
+
 def _tissue(
     geo: Geometry,
     thumb: Thumbnail,
-    classifier: SlideClassifier,
+    patch: int,
+    model_mpp: float,
     opts: SlideOptions,
     sid: str,
     notes: list[str],
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """The tissue mask (and the threshold it used), each tile's tissue fraction, and the tiles
     to classify; a slide smaller than a tile or without tissue gets a note."""
-    tile_px = classifier.patch * classifier.model_mpp / thumb.mpp
+    tile_px = patch * model_mpp / thumb.mpp
     mask, used_threshold = tissue_mask(
         thumb.pixels, opts.tissue_threshold, int((tile_px / 2) ** 2), thumb.bad
     )
@@ -252,11 +287,10 @@ def analyse_slide(
     sid = slide_id or p.name
     notes = [f"the model was {classifier.bundle.warning}"] if classifier.bundle.warning else []
     mpp, reader = opts.mpp, opts.reader
-    with open_slide(p, mpp, reader) as slide:
-        reader_name = slide.name
-        geo = make_geometry(slide, classifier.model_mpp, classifier.patch, classifier.stride)
-        thumb = read_thumbnail(slide, classifier.model_mpp * classifier.patch / THUMB_PX_PER_TILE)
-    mask, used_threshold, fractions, selected = _tissue(geo, thumb, classifier, opts, sid, notes)
+    found = find_tissue_tiles(
+        p, opts, classifier.model_mpp, classifier.patch, classifier.stride, sid, notes
+    )
+    geo, thumb, selected = found.geometry, found.thumbnail, found.selected
     ref = classifier.stain_reference
     if ref is not None:  # one staining for the whole slide, or each tile its own
         per_slide = opts.stain_per_slide
@@ -264,7 +298,7 @@ def analyse_slide(
             _slide_stain(p, opts, geo, selected, ref, notes) if per_slide else None
         )
     threads = opts.workers or (1 if classifier.device_type == "cpu" else 4)
-    reading = _prefetch(p, mpp, reader, geo, blocks(geo, selected, classifier.n), threads)
+    reading = prefetch_blocks(p, mpp, reader, geo, blocks(geo, selected, classifier.n), threads)
     probability, status = _classify_blocks(reading, classifier, geo, selected, sid, progress)
     failed = int((status == STATUS_DECODE_ERROR).sum())
     if failed:
@@ -281,8 +315,8 @@ def analyse_slide(
     category = _category(largest, opts.itc_mm, opts.micro_mm, unread, notes)
     seconds = time.perf_counter() - start
     result = SlideResult(
-        sid, p, reader_name, geo, thumb, mask, used_threshold, fractions, probability, status,
-        lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
+        sid, p, found.reader, geo, thumb, found.mask, found.threshold, found.fractions, probability,
+        status, lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
         classifier.tta, (opts.itc_mm, opts.micro_mm), notes, classifier.bundle.warning,
         post, score,
     )  # fmt: skip
@@ -290,7 +324,7 @@ def analyse_slide(
     log.info(
         "%s: %s, level %d (%.3f um/px, scale %.3f), %d tiles in %.1f s (%.0f tiles/s, %s), "
         "%d lesions, largest %s: %s",
-        sid, reader_name, geo.level, geo.level_mpp, geo.scale, done_tiles, seconds,
+        sid, found.reader, geo.level, geo.level_mpp, geo.scale, done_tiles, seconds,
         done_tiles / seconds if seconds > 0 else 0.0, classifier.mode, len(lesions),
         f"{largest:.2f} mm" if largest is not None else "none", category,
     )  # fmt: skip
