@@ -39,7 +39,7 @@ from metastasis.data import pcam_h5
 from metastasis.data.decode import PATCH_SHAPE, decode_file, pixel_digest
 from metastasis.data.layouts import open_layout
 from metastasis.data.listing import BAD_LABEL, Finding, Listing
-from metastasis.errors import OutputError
+from metastasis.errors import DataError, OutputError
 from metastasis.io import (
     atomic_write_json,
     dir_mode,
@@ -388,3 +388,22 @@ def open_split(
     layout = open_layout(path)
     name = layout.choose_split(split, prefer)
     return open_cache(layout.listing(name), cache_root, progress=progress)
+
+
+def open_labelled(
+    path: str | Path,
+    split: str | None,
+    prefer: tuple[str, ...],
+    cache_root: str | Path | None,
+    progress: bool,
+    needs: str,
+) -> tuple[CachedSplit, np.ndarray]:
+    """``open_split`` for a use that needs labels (``needs`` says which, for the message): the
+    split and its usable rows; a `DataError` when it has no labels or no usable patches."""
+    cached = open_split(path, split, prefer, Path(cache_root) if cache_root else None, progress)
+    if not cached.labelled:
+        raise DataError(f"{cached.name}: has no labels; {needs}")
+    rows = cached.usable_indices()
+    if len(rows) == 0:
+        raise DataError(f"{cached.name}: no usable patches")
+    return cached, rows

@@ -25,11 +25,11 @@ import torch
 import yaml
 
 from metastasis.checkpoint import FILENAME, Bundle, checkpoint_path, save_checkpoint
-from metastasis.data.cache import CachedSplit, open_split
+from metastasis.data.cache import CachedSplit, open_labelled
 from metastasis.ensemble.bundle import Member, ensemble_bundle, load_members
 from metastasis.ensemble.cost import seconds_per_patch
 from metastasis.ensemble.options import EnsembleOptions
-from metastasis.errors import DataError, OutputError
+from metastasis.errors import OutputError
 from metastasis.inference.predictor import Predictor, auto_device
 from metastasis.io import atomic_write_json, atomic_write_text, check_outputs, output_dir
 from metastasis.metrics.evaluation import evaluation_metrics
@@ -91,7 +91,9 @@ def build_ensemble(
     bundle = ensemble_bundle(members, tta=tta)
     runner = Runner(engine, batch_size, device)
     if val_data is not None:
-        cached, rows = _labelled(val_data, split, cache_dir, progress)
+        cached, rows = open_labelled(
+            val_data, split, VAL_SPLITS, cache_dir, progress, "--val-data needs labelled patches"
+        )
         metrics, table = _validate(bundle, members, cached, rows, options, runner, progress)
     else:
         metrics, table = _unvalidated(bundle, members), None
@@ -113,18 +115,6 @@ def _check_out(out_dir: Path, runs: Sequence[str | Path]) -> None:
         folders=[out_dir],
         inputs=[checkpoint_path(r) for r in runs],
     )
-
-
-def _labelled(
-    data: str | Path, split: str | None, cache_dir: str | Path | None, progress: bool
-) -> tuple[CachedSplit, np.ndarray]:
-    cached = open_split(data, split, VAL_SPLITS, Path(cache_dir) if cache_dir else None, progress)
-    if not cached.labelled:
-        raise DataError(f"{cached.name}: has no labels; --val-data needs labelled patches")
-    rows = cached.usable_indices()
-    if len(rows) == 0:
-        raise DataError(f"{cached.name}: no usable patches")
-    return cached, rows
 
 
 def _validate(

@@ -6,13 +6,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from metastasis.checkpoint import checkpoint_path
-from metastasis.data.cache import CachedSplit, open_split
+from metastasis.data.cache import CachedSplit, open_labelled
 from metastasis.data.layouts import open_layout
-from metastasis.errors import DataError, MetastasisError
+from metastasis.errors import MetastasisError
 from metastasis.inference.error_gallery import GALLERY_SIZE, ErrorGallery, write_error_gallery
 from metastasis.inference.predictor import Predictor
 from metastasis.io import atomic_path, atomic_write_json, check_outputs, output_dir
@@ -60,7 +59,9 @@ def evaluate_checkpoint(
         checkpoint, device=device, batch_size=batch_size, tta=tta, engine=engine,
         threshold=threshold,
     )  # fmt: skip
-    cached, idx = _labelled_rows(data, split, cache_dir, progress)
+    cached, idx = open_labelled(
+        data, split, EVAL_SPLITS, cache_dir, progress, "evaluate needs labels (use predict)"
+    )
     log.info("engine: %s", predictor.engine.describe())  # once the data is known to be good
     probs, labels = predictor.predict_split(cached, idx, progress)
     output_dir(out_dir)
@@ -79,19 +80,6 @@ def evaluate_checkpoint(
         sections["Error gallery"] = _gallery_section(errors, gallery)
     _write_report(out_dir, checkpoint, data, predictor, metrics, sections)
     return metrics
-
-
-def _labelled_rows(
-    data: str | Path, split: str | None, cache_dir: str | Path | None, progress: bool
-) -> tuple[CachedSplit, np.ndarray]:
-    """The cached split to evaluate on and its usable rows; refused without labels or rows."""
-    cached = open_split(data, split, EVAL_SPLITS, Path(cache_dir) if cache_dir else None, progress)
-    if not cached.labelled:
-        raise DataError(f"{cached.name}: has no labels; evaluate needs labels (use predict)")
-    idx = cached.usable_indices()
-    if len(idx) == 0:
-        raise DataError(f"{cached.name}: no usable patches")
-    return cached, idx
 
 
 def _provenance(
