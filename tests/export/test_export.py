@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from tests.helpers import model_families
 from torch import nn
 
 from metastasis.checkpoint import Bundle, load_checkpoint, state_dict_cpu
@@ -20,7 +21,7 @@ from metastasis.export import bundle as export_bundle_module
 from metastasis.export.bundle import export_bundle, export_checkpoint
 from metastasis.export.onnx import read_onnx_metadata
 from metastasis.export.torchscript import load_torchscript
-from metastasis.models import create_model, default_preprocessing, list_models
+from metastasis.models import create_model, default_preprocessing
 from metastasis.transforms.presets import Preprocessing
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -62,7 +63,7 @@ def _run_file(fmt: str, path: Path, x: torch.Tensor) -> tuple[np.ndarray, dict]:
         return module(x).reshape(-1).numpy(), meta
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", model_families())
 def test_every_registered_model_exports_with_parity_and_metadata(name: str, tmp_path: Path) -> None:
     bundle, model = _random_bundle(name)
     images, _ = synthetic.make_patches(6, seed=2)

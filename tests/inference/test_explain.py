@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
+from tests.helpers import model_families
 from torch import nn
 
 from metastasis.checkpoint import load_checkpoint
@@ -32,7 +33,7 @@ from metastasis.inference.explain import (
     overlay,
 )
 from metastasis.inference.predictor import Predictor
-from metastasis.models import create_model, default_preprocessing, list_models, target_layer
+from metastasis.models import create_model, default_preprocessing, target_layer
 from metastasis.transforms.augment import d4_view
 from metastasis.transforms.presets import Preprocessing
 
@@ -43,7 +44,7 @@ def patches() -> np.ndarray:
     return images
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", model_families())
 def test_gradcam_explains_every_registered_model(name: str, patches: np.ndarray) -> None:
     timm = "cnn" not in name and name != "ensemble"  # the ensemble's default: two CNNs
     torch.manual_seed(0)
