@@ -120,7 +120,9 @@ def test_int8_refusals_are_one_line(
     assert all("\n" not in str(r) for r in refusals)
 
 
-def test_the_light_int8_path_gives_the_int8_engines_numbers(int8_run: Path, demo_data: Path) -> None:
+def test_the_light_int8_path_gives_the_int8_engines_numbers(
+    int8_run: Path, demo_data: Path
+) -> None:
     images = np.stack(_patches(demo_data))
     light = LightPredictor.from_run(int8_run, engine="int8", device="cpu")
     assert light is not None

@@ -18,7 +18,9 @@ returns float32 logits; which engine ran, and at what precision, is part of the 
   by ``auto``. Its probabilities on the probe are checked against PyTorch float32's: more than
   ``export.int8_model.PARITY_LIMIT`` apart and it is refused; the difference measured there, and
   the one on real patches when it was written, are what ``describe`` says. No int8 model, or
-  no OpenVINO, is a one-line refusal.
+  no OpenVINO, is a one-line refusal. Where the file records the SHA-256 of the checkpoint it
+  was checked against when written, and it is this one, ``inference.light`` runs it instead,
+  without PyTorch and without the probe (predict on image files, slides tile by tile).
 * ``torch``: PyTorch eager, float32, channels-last memory.
 * ``torch-bf16``: PyTorch under bfloat16 autocast: faster on CPUs with AVX512-BF16/AMX and on
   GPUs, not exact (logits differ by about 1e-2), so never chosen by ``auto``.

@@ -211,6 +211,7 @@ def _light_predictor(checkpoint: Any, kwargs: dict[str, Any]) -> LightPredictor 
         threshold=kwargs.get("threshold"), batch_size=kwargs.get("batch_size", 256),
     )  # fmt: skip
     if light is not None and fully_conv == "auto":
-        why = "the int8 model classifies tile by tile" if int8 else f"stride {stride} >= {PATCH_SIZE}"
+        why = f"stride {stride} >= {PATCH_SIZE}"
+        why = "the int8 model classifies tile by tile" if int8 else why
         log.info("per-tile classification (not fully convolutional: %s)", why)
     return light
