@@ -127,7 +127,8 @@ def run_once(code: str, args: argparse.Namespace, k: int) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(Path(code).resolve()))
     cmd = [sys.executable, __file__, "--child", str(phases), "--t0", "T0", "--",
            "slides", *args.slide, "--checkpoint", args.checkpoint, "--out", str(out),
-           "--stride", str(args.stride), "--no-progress", "-q"]  # fmt: skip
+           "--stride", str(args.stride), "--engine", args.engine, "--no-progress",
+           "-q"]  # fmt: skip
     cmd = [c for c in cmd if c != "-q"]
     c0, t = children_cpu(), time.time()
     cmd[cmd.index("T0")] = repr(t)
@@ -180,6 +181,7 @@ def main() -> int:
     ap.add_argument("--checkpoint")
     ap.add_argument("--code", action="append", default=[], help="a source tree (repeatable)")
     ap.add_argument("--stride", type=int, default=96)
+    ap.add_argument("--engine", default="auto", help="--engine of metastasis slides (int8, ...)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--work", default="/tmp/slides-phases")
     ap.add_argument("--json")

@@ -15,6 +15,7 @@ from metastasis.data.synthetic import make_patches
 from metastasis.engine.trainer import RunResult
 from metastasis.errors import MetastasisError
 from metastasis.export import quantize
+from metastasis.io import sha256_file
 from metastasis.models import create_model, default_preprocessing
 
 pytest.importorskip("openvino")
@@ -68,6 +69,7 @@ def test_export_int8_writes_beside_model_onnx_with_a_model_card(
     assert meta["parity"]["patches"].startswith("32 patches of")
     assert meta["parity"]["max_abs_probability_difference"] <= quantize.PARITY_LIMIT
     assert meta["threshold"] == load_checkpoint(run).threshold
+    assert meta["checkpoint_sha256"] == sha256_file(run / "checkpoint.pt")  # what it was checked on
     card = (run / "MODEL_CARD.md").read_text()
     assert "model.int8.xml" in card and "model.onnx" in card and "--engine int8" in card
 

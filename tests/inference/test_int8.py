@@ -1,10 +1,16 @@
 """The int8 engine (inference.runtime, export.quantize): chosen only when asked, recorded in the
-outputs, checked against PyTorch on the probe; refused requests are one line."""
+outputs, checked against PyTorch on the probe; refused requests are one line. Its light path
+(inference.light): the same numbers without PyTorch, only for an int8 model verified against
+this very checkpoint when written."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +23,8 @@ from metastasis.engine.trainer import RunResult
 from metastasis.errors import MetastasisError
 from metastasis.export import quantize
 from metastasis.inference.evaluate import evaluate_checkpoint
+from metastasis.inference.light import LightPredictor
+from metastasis.inference.predict import predict_images
 from metastasis.inference.predictor import Predictor
 from metastasis.inference.runtime import make_engine
 from metastasis.models import create_model
@@ -72,6 +80,8 @@ def test_slides_run_the_int8_model_tile_by_tile(int8_run: Path) -> None:
 
     classifier = SlideClassifier.from_checkpoint(int8_run, stride=48, engine="int8", device="cpu")
     assert classifier.mode == "per-tile" and classifier.engine_text.startswith("int8 (int8, ")
+    assert isinstance(classifier.predictor, LightPredictor)  # verified when written: no PyTorch
+    assert "not checked again" in classifier.engine_text
     with pytest.raises(MetastasisError, match="int8 model classifies tile by tile"):
         SlideClassifier.from_checkpoint(int8_run, stride=48, engine="int8", fully_conv="on")
 
@@ -108,3 +118,64 @@ def test_int8_refusals_are_one_line(
         make_engine(model, pre, CPU, "int8", onnx_file=int8_run / "model.onnx")
     refusals.append(info.value)
     assert all("\n" not in str(r) for r in refusals)
+
+
+def test_the_light_int8_path_gives_the_int8_engines_numbers(
+    int8_run: Path, demo_data: Path
+) -> None:
+    images = np.stack(_patches(demo_data))
+    light = LightPredictor.from_run(int8_run, engine="int8", device="cpu")
+    assert light is not None
+    text = light.describe()
+    assert text.startswith("int8 (int8, OpenVINO ") and "not checked again" in text
+    assert "parity measured against this checkpoint.pt" in text and "when written" in text
+    full = Predictor.from_checkpoint(int8_run, engine="int8", device="cpu")
+    assert "on a probe" in full.engine.describe()  # test-time augmentation: test_light.py
+    np.testing.assert_allclose(light.predict_proba(images), full.predict_proba(images),
+                               atol=1e-6, rtol=0)  # fmt: skip
+
+
+def test_int8_predict_and_slides_start_without_pytorch(
+    int8_run: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    image, out = sorted((demo_data / "valid").rglob("*.png"))[0], tmp_path / "one.csv"
+    script = (
+        "import sys\nfrom metastasis.cli import main\n"
+        "from metastasis.slides.classify import SlideClassifier\n"
+        f"code = main(['-q', 'predict', '--checkpoint', {str(int8_run)!r}, '--data', "
+        f"{str(image)!r}, '--out', {str(out)!r}, '--device', 'cpu', '--engine', 'int8'])\n"
+        f"c = SlideClassifier.from_checkpoint({str(int8_run)!r}, engine='int8', device='cpu')\n"
+        "print(code, c.engine_text[:5], sorted(m for m in ('torch',) if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.splitlines()[-1] == "0 int8  []", done.stderr
+    assert out.read_text().splitlines()[1].startswith(image.stem + ",")
+
+
+def test_a_stale_or_unverified_int8_model_is_checked_on_the_probe_instead(
+    int8_run: Path, demo_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("checkpoint.pt", "model.onnx", "model.int8.bin", "model.int8.xml"):
+        shutil.copy(int8_run / name, run / name)
+    caplog.set_level(logging.DEBUG, logger="metastasis.inference.light")
+    stamp = os.stat(run / "model.int8.xml").st_mtime
+    os.utime(run / "checkpoint.pt", (stamp + 10, stamp + 10))  # rewritten after the int8 model
+    assert LightPredictor.from_run(run, engine="int8", device="cpu") is None
+    assert "model.int8.xml is older than checkpoint.pt" in caplog.text
+    bundle = torch.load(run / "checkpoint.pt", weights_only=True)  # other weights, same metadata
+    bundle["state_dict"] = {k: v * 1.001 if v.is_floating_point() else v
+                           for k, v in bundle["state_dict"].items()}  # fmt: skip
+    torch.save(bundle, run / "checkpoint.pt")
+    os.utime(run / "model.int8.xml", (stamp + 20, stamp + 20))
+    assert LightPredictor.from_run(run, engine="int8", device="cpu") is None
+    assert "verified against another checkpoint.pt" in caplog.text
+    shutil.copy(int8_run / "checkpoint.pt", run / "checkpoint.pt")  # back, but the int8 file
+    xml = (run / "model.int8.xml").read_text()  # as written before the SHA-256 was recorded
+    (run / "model.int8.xml").write_text(re.sub(r"\s*<checkpoint_sha256 [^>]*/>", "", xml))
+    assert LightPredictor.from_run(run, engine="int8", device="cpu") is None
+    assert "its metadata has no checkpoint_sha256" in caplog.text
+    image = sorted((demo_data / "valid").rglob("*.png"))[0]
+    written = predict_images(run, [image], tmp_path / "p.csv", engine="int8", device="cpu")
+    assert written.engine.startswith("int8 (int8, ") and "on a probe" in written.engine

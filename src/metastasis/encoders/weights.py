@@ -14,7 +14,6 @@ is gone (another machine), the file is looked for by name in ``$METASTASIS_WEIGH
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -25,11 +24,11 @@ import torch
 
 from metastasis.encoders.registry import EncoderSpec
 from metastasis.errors import MetastasisError, first_line
+from metastasis.io import sha256_file
 
 RANDOM = "random"
 WEIGHTS_DIR_ENV = "METASTASIS_WEIGHTS_DIR"
 SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> SHA-256, per process
 _NOTICES: set[str] = set()
 
 
@@ -43,19 +42,6 @@ class Weights:
     @property
     def label(self) -> str:
         return str(self.path) if self.path is not None else RANDOM
-
-
-def sha256_file(path: Path) -> str:
-    """The file's SHA-256, computed once per process for a given (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        _HASHES[key] = h.hexdigest()
-    return _HASHES[key]
 
 
 def _where(spec: EncoderSpec) -> str:

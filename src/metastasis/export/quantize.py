@@ -9,9 +9,11 @@ NNCF quantizes the float32 ONNX graph (``export.onnx``) read by OpenVINO: weight
 (symmetric int8), activations per tensor with ranges calibrated on ``N_CALIBRATION`` training
 patches spread evenly over the split. The result is written as OpenVINO IR beside the run
 folder's ``model.onnx`` (``model.int8.xml`` and its weights ``model.int8.bin``), with
-``export.metadata``'s keys plus where the calibration patches came from and the measured parity
-(largest and 99th-percentile |probability difference| from float32 on the parity patches) in
-its ``rt_info``. A model whose probabilities move more than ``PARITY_LIMIT`` is not written.
+``export.metadata``'s keys plus where the calibration patches came from, the measured parity
+(largest and 99th-percentile |probability difference| from float32 on the parity patches) and
+the SHA-256 of the checkpoint file it was measured against in its ``rt_info``. A model whose
+probabilities move more than ``PARITY_LIMIT`` is not written. Reading and running the file,
+without PyTorch, is ``export.int8_model``'s.
 """
 
 from __future__ import annotations
@@ -30,18 +32,27 @@ import torch
 
 from metastasis.checkpoint import Bundle
 from metastasis.errors import MetastasisError, first_line
+from metastasis.export.int8_model import (  # noqa: F401 (read and run there, without PyTorch)
+    CHECKPOINT_KEY,
+    PARITY_LIMIT,
+    RT_KEY,
+    RUN_INT8,
+    compiled_runner,
+    int8_path,
+    read_int8_metadata,
+    require_int8,
+    runtime_name,
+)
 from metastasis.export.metadata import export_metadata
 from metastasis.export.onnx import RUN_ONNX, onnx_bytes
 from metastasis.extras import require
+from metastasis.io import sha256_file
 from metastasis.transforms.presets import Preprocessing
 
 log = logging.getLogger(__name__)
 
-RUN_INT8 = "model.int8.xml"  # beside model.onnx; its weights in model.int8.bin
 N_CALIBRATION = 300  # training patches the activation ranges are calibrated on
-PARITY_LIMIT = 0.05  # largest |probability difference| from float32 an int8 model may have
 CALIBRATION_BATCH = 32
-RT_KEY = "metastasis"  # rt_info section holding the metadata (JSON text per key)
 
 
 @dataclass(frozen=True)
@@ -69,36 +80,6 @@ class QuantizeResult:
     runtime: str
 
 
-def int8_path(onnx_file: str | os.PathLike[str]) -> Path:
-    """Where the int8 model of a run folder's ``model.onnx`` lives (beside it)."""
-    return Path(onnx_file).with_name(RUN_INT8)
-
-
-def require_int8(what: str = "the int8 engine") -> Any:
-    """The ``openvino`` module, or a one-line `MissingExtra` naming the install."""
-    (ov,) = require(what, "openvino")
-    return ov
-
-
-def runtime_name() -> str:
-    ov = require_int8()
-    return f"OpenVINO {ov.__version__.split('-')[0]}"
-
-
-def _core(threads: int | None = None) -> Any:
-    ov = require_int8()
-    core = ov.Core()
-    core.set_property(
-        "CPU",
-        {
-            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",  # what is not int8 stays float32 (never bf16)
-        },
-    )
-    return core
-
-
 def quantize_onnx(graph: bytes, calibration: np.ndarray) -> Any:
     """The OpenVINO int8 model of an ONNX graph, activations calibrated on ``calibration``
     (preprocessed float patches, N x 3 x S x S)."""
@@ -124,20 +105,6 @@ def quantize_onnx(graph: bytes, calibration: np.ndarray) -> Any:
         )
     finally:
         nncf_log.setLevel(level)
-
-
-def compiled_runner(model: Any, threads: int | None = None) -> Any:
-    """``float NCHW array -> logits (N)`` of an OpenVINO model (or IR path) on the CPU."""
-    core = _core(threads)
-    if isinstance(model, (str, os.PathLike)):
-        model = core.read_model(os.fspath(model))
-    request = core.compile_model(model, "CPU").create_infer_request()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        out = request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
-        return np.array(out[0], dtype=np.float32).reshape(-1)
-
-    return run
 
 
 def parity(
@@ -172,10 +139,14 @@ def quantize_bundle(
     calibration_from: str,
     parity_images: np.ndarray | None = None,
     parity_from: str | None = None,
+    checkpoint_sha256: str | None = None,
 ) -> QuantizeResult:
     """Quantize ``bundle``'s model, calibrated on ``calibration`` (uint8 patches, N x 96 x 96
     x 3, from ``calibration_from``), check it on ``parity_images`` (default: the calibration
-    patches) and write it to ``out`` (OpenVINO IR: ``.xml`` and ``.bin``) with its metadata."""
+    patches) and write it to ``out`` (OpenVINO IR: ``.xml`` and ``.bin``) with its metadata.
+    ``checkpoint_sha256``: the SHA-256 of the checkpoint file ``bundle`` was read from, hashed
+    before it was read; recorded (``CHECKPOINT_KEY``) so that ``inference.light`` may run the
+    int8 model of that checkpoint without checking it against PyTorch again."""
     if len(calibration) == 0:
         raise MetastasisError("int8 quantization needs calibration patches, got none")
     out = Path(out)
@@ -197,7 +168,7 @@ def quantize_bundle(
     x = _floats(pre, parity_images)
     with torch.inference_mode():
         reference = model(torch.from_numpy(x)).float().reshape(-1).numpy()
-    got = _batched_logits(compiled_runner(quantized), x)
+    got = _batched_logits(compiled_runner(quantized, torch.get_num_threads()), x)
     check = parity(got, reference, bundle.temperature, parity_from or "the parity patches")
     if not check.max_abs_dp <= PARITY_LIMIT:
         raise MetastasisError(
@@ -217,6 +188,8 @@ def quantize_bundle(
             "patches": check.patches,
         },
     }
+    if checkpoint_sha256 is not None:
+        meta[CHECKPOINT_KEY] = checkpoint_sha256
     _save(quantized, out, meta)
     return QuantizeResult(out, calibration_from, check, runtime_name())
 
@@ -232,27 +205,6 @@ def _save(model: Any, out: Path, meta: Mapping[str, Any]) -> None:
         ov.save_model(model, str(staged), compress_to_fp16=False)
         os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))
         os.replace(staged, out)
-
-
-def read_int8_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The metadata an int8 model was written with (``quantize_bundle``)."""
-    core = _core()
-    try:
-        model = core.read_model(os.fspath(path))
-    except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
-        raise MetastasisError(
-            f"{path}: not a readable OpenVINO model ({first_line(err)})"
-        ) from None
-    if not model.has_rt_info([RT_KEY]):
-        return {}
-    out: dict[str, Any] = {}
-    for key in model.get_rt_info()[RT_KEY]:
-        text = model.get_rt_info([RT_KEY, key]).astype(str)
-        try:
-            out[key] = json.loads(text)
-        except ValueError:
-            out[key] = text
-    return out
 
 
 def calibration_patches(
@@ -299,10 +251,11 @@ def write_run_int8(run_dir: str | os.PathLike[str], train_images: Any, train_row
     rows = _spread(np.sort(train_rows), N_CALIBRATION)
     images = np.asarray(train_images[rows])
     try:
+        digest = sha256_file(run / FILENAME)  # before it is read (see quantize_bundle)
         result = quantize_bundle(
             load_checkpoint(run / FILENAME), run / RUN_INT8, images,
             f"{len(rows)} training patches of {train_name}", probe,
-            f"{len(probe)} validation patches",
+            f"{len(probe)} validation patches", digest,
         )  # fmt: skip
     except Exception as err:  # quantization raises many kinds of error
         log.warning("no %s in the run folder (%s)", RUN_INT8, first_line(err, with_type=True))
@@ -347,6 +300,7 @@ def quantize_checkpoint(
         raise MetastasisError(f"--n-calibration must be at least 1, got {n_calibration}")
     require("int8 quantization", "openvino", "nncf")
     ckpt = checkpoint_path(checkpoint)
+    digest = sha256_file(ckpt)  # before it is read (see quantize_bundle)
     bundle = load_checkpoint(checkpoint)
     target = Path(out) if out is not None else ckpt.parent / RUN_INT8
     images, source = calibration_patches(
@@ -355,7 +309,7 @@ def quantize_checkpoint(
     checks, checks_from = (None, None)
     if data is not None:
         checks, checks_from = probe_patches(data, split, n_probe, cache_dir, progress)
-    result = quantize_bundle(bundle, target, images, source, checks, checks_from)
+    result = quantize_bundle(bundle, target, images, source, checks, checks_from, digest)
     if model_card:
         in_run = ckpt.name == FILENAME and target.parent == ckpt.parent
         metrics, data_info = read_run_info(ckpt.parent) if in_run else ({}, {})

@@ -16,9 +16,11 @@ returns float32 logits; which engine ran, and at what precision, is part of the 
   training time or by ``metastasis export --format int8``; ``export.quantize``), run by
   OpenVINO (the ``int8`` extra): post-training static quantization, not exact, so never chosen
   by ``auto``. Its probabilities on the probe are checked against PyTorch float32's: more than
-  ``export.quantize.PARITY_LIMIT`` apart and it is refused; the difference measured there, and
+  ``export.int8_model.PARITY_LIMIT`` apart and it is refused; the difference measured there, and
   the one on real patches when it was written, are what ``describe`` says. No int8 model, or
-  no OpenVINO, is a one-line refusal.
+  no OpenVINO, is a one-line refusal. Where the file records the SHA-256 of the checkpoint it
+  was checked against when written, and it is this one, ``inference.light`` runs it instead,
+  without PyTorch and without the probe (predict on image files, slides tile by tile).
 * ``torch``: PyTorch eager, float32, channels-last memory.
 * ``torch-bf16``: PyTorch under bfloat16 autocast: faster on CPUs with AVX512-BF16/AMX and on
   GPUs, not exact (logits differ by about 1e-2), so never chosen by ``auto``.
@@ -148,22 +150,23 @@ def _int8_engine(
     model: nn.Module, preprocessing: Preprocessing, reference: Engine, onnx_file: Path | None
 ) -> Engine:
     """The run folder's int8 model, checked against ``reference`` on the probe."""
-    from metastasis.export import quantize
+    from metastasis.export import int8_model
 
     if onnx_file is None:
         raise MetastasisError(
             "no int8 model: the int8 engine runs a run folder's model.int8.xml (give the run "
             "folder, or write one: metastasis export --format int8 --calibration DATA)"
         )
-    path = quantize.int8_path(onnx_file)
+    path = int8_model.int8_path(onnx_file)
     if not path.is_file():
         raise MetastasisError(
             f"{path}: no int8 model; write it with: metastasis export --checkpoint "
             f"{path.parent} --format int8 --calibration TRAINING_PATCHES"
         )
-    quantize.require_int8()
-    meta = quantize.read_int8_metadata(path)
-    run = quantize.compiled_runner(path)
+    int8_model.require_int8()
+    ir = int8_model.read_ir(path)
+    meta = int8_model.model_metadata(ir)
+    run = int8_model.compiled_runner(ir, torch.get_num_threads())
 
     def engine_run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(run(x.detach().cpu().float().numpy()))
@@ -171,26 +174,15 @@ def _int8_engine(
     probe = _probe(preprocessing)
     got, want = engine_run(probe), reference(probe)
     dp = float((torch.sigmoid(got) - torch.sigmoid(want)).abs().max())
-    if not dp <= quantize.PARITY_LIMIT:
+    if not dp <= int8_model.PARITY_LIMIT:
         raise MetastasisError(
             f"{path}: the int8 model's probabilities differ from PyTorch's by {dp:.2e} on a "
-            f"probe (> {quantize.PARITY_LIMIT:g}): not this checkpoint's? write it again"
+            f"probe (> {int8_model.PARITY_LIMIT:g}): not this checkpoint's? write it again"
         )
-    notes = []
-    if "calibration" in meta:
-        notes.append(f"calibrated on {meta['calibration']}")
-    parity = meta.get("parity") or {}
-    if "max_abs_probability_difference" in parity:
-        notes.append(
-            f"max |probability difference| from float32 "
-            f"{parity['max_abs_probability_difference']:.1e} (99th percentile "
-            f"{parity.get('p99_abs_probability_difference', float('nan')):.1e}) on "
-            f"{parity.get('patches', 'the parity patches')} when written"
-        )
-    engine = Engine("int8", "int8", engine_run, source=str(path), runtime=quantize.runtime_name())
+    engine = Engine("int8", "int8", engine_run, source=str(path), runtime=int8_model.runtime_name())
     engine.checked_diff = float((got - want).abs().max())
     engine.checked_dp = dp
-    engine.notes = tuple(notes)
+    engine.notes = int8_model.notes(meta)
     return engine
 
 

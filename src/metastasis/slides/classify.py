@@ -16,7 +16,9 @@ tile (the whole block, glass included, is computed).
 Tile by tile from a run folder with its ``model.onnx``, on the CPU, ``from_checkpoint`` runs
 ``inference.light.LightPredictor`` and never imports PyTorch (about 4 CPU seconds of start-up
 and 2-3 more to build the model and check the engine, per run: a quarter of a one-slide run's
-CPU time at stride 96 on the mosaic slide); the exactness it relies on is stated there.
+CPU time at stride 96 on the mosaic slide); so does ``engine="int8"`` (always tile by tile)
+with the run folder's ``model.int8.xml``, where its metadata shows it was checked against this
+very checkpoint when written. The exactness it relies on is stated there.
 """
 
 from __future__ import annotations
@@ -191,11 +193,13 @@ class SlideClassifier:
 
 
 def _light_predictor(checkpoint: Any, kwargs: dict[str, Any]) -> LightPredictor | None:
-    """A ``LightPredictor`` when the classifier would run tile by tile with ONNX Runtime on
-    the CPU from a run folder's ``model.onnx``; None otherwise (the constructor decides)."""
+    """A ``LightPredictor`` when the classifier would run tile by tile on the CPU from a run
+    folder's ``model.onnx`` (ONNX Runtime) or, for the int8 engine (always tile by tile),
+    ``model.int8.xml`` (OpenVINO); None otherwise (the constructor decides)."""
     stride, fully_conv = kwargs.get("stride", 96), kwargs.get("fully_conv", "auto")
-    tta = kwargs.get("tta")
-    per_tile = fully_conv == "off" or (fully_conv == "auto" and stride >= PATCH_SIZE)
+    tta, engine = kwargs.get("tta"), kwargs.get("engine", "auto")
+    int8 = engine == "int8" and fully_conv != "on"  # "on": the constructor refuses it
+    per_tile = int8 or fully_conv == "off" or (fully_conv == "auto" and stride >= PATCH_SIZE)
     if not per_tile or not isinstance(stride, int) or stride < 1:
         return None
     if tta is not None and tta not in TTA_MODES:
@@ -203,10 +207,11 @@ def _light_predictor(checkpoint: Any, kwargs: dict[str, Any]) -> LightPredictor 
     from metastasis.inference.light import LightPredictor
 
     light = LightPredictor.from_run(
-        checkpoint, engine=kwargs.get("engine", "auto"), device=kwargs.get("device", "auto"),
-        tta=tta, threshold=kwargs.get("threshold"), batch_size=kwargs.get("batch_size", 256),
+        checkpoint, engine=engine, device=kwargs.get("device", "auto"), tta=tta,
+        threshold=kwargs.get("threshold"), batch_size=kwargs.get("batch_size", 256),
     )  # fmt: skip
     if light is not None and fully_conv == "auto":
-        log.info("per-tile classification (not fully convolutional: stride %d >= %d)",
-                 stride, PATCH_SIZE)  # fmt: skip
+        why = f"stride {stride} >= {PATCH_SIZE}"
+        why = "the int8 model classifies tile by tile" if int8 else why
+        log.info("per-tile classification (not fully convolutional: %s)", why)
     return light
