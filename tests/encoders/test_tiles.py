@@ -17,9 +17,9 @@ from tests.slides.conftest import mosaic, write_pyramid
 from metastasis.cli import main
 from metastasis.encoders import store as store_module
 from metastasis.encoders.backbone import build_encoder
-from metastasis.encoders.embed import SlideEmbedResult, embed_slides, resolve_encoder
+from metastasis.encoders.embed import resolve_encoder
 from metastasis.encoders.store import preprocessing_of
-from metastasis.encoders.tiles import TILES_CSV, TILING_JSON
+from metastasis.encoders.tiles import TILES_CSV, TILING_JSON, SlideEmbedResult, embed_slides
 from metastasis.transforms.presets import PCAM_MPP
 
 TILE = 32  # the tiny ViT's input: tiles of 32 px at PCam's 0.972 um/px (the slide's level 1)
@@ -83,7 +83,7 @@ def test_the_store_is_reused_and_invalidated_when_the_slide_changes(
 ) -> None:
     slide = _slide(tmp_path / "a.tif", seed=0)
     first = _embed(slide, tiny_weights, tmp_path / "cache").stores["a"]
-    monkeypatch.setattr("metastasis.encoders.embed.build_encoder", lambda *a: _never())
+    monkeypatch.setattr("metastasis.encoders.tiles.build_encoder", lambda *a: _never())
     again = _embed(slide, tiny_weights, tmp_path / "cache").stores["a"]
     assert again.path == first.path
     monkeypatch.undo()

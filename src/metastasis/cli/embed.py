@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_slides(
     args: argparse.Namespace, values: dict[str, Any], batch_size: int, shard: str, device: str
 ) -> int:
-    from metastasis.encoders.embed import embed_slides
+    from metastasis.encoders.tiles import embed_slides
 
     result = embed_slides(
         args.slides,

@@ -28,7 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or checkpoint files")
     p.add_argument("--out", required=True, help="the ensemble's run folder (a new one)")
-    p.add_argument("--val-data", help="labelled patches to choose the threshold on and measure on")
+    p.add_argument(
+        "--val-data",
+        help="labelled patches to choose the threshold on and measure on (default: none; the "
+        "threshold is then the mean of the members')",
+    )
     p.add_argument("--split", help="split of --val-data (default: valid, val, test, the only one)")
     add_setting_flags(p, EnsembleOptions, NAMES)
     add_setting_flags(p, InferenceOptions, RUN_FLAGS)

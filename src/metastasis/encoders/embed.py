@@ -3,28 +3,26 @@
 ``resolve_encoder`` turns the user's ``--encoder``/``--weights`` (and optional timm kwargs and
 input size) into a spec and a located, hashed weight file; ``embed_split`` builds (or reuses)
 the split's store; ``embed`` is the whole command: open the data (any layout, through the patch
-cache), embed it, say where the store is. ``embed_slides`` is the command with ``--slides``:
-one store per slide of its tissue tiles (``encoders.tiles``), with the tiles' coordinates, for
-multiple-instance learning; ``shard`` takes slides ``I, I+N, ...`` of the sorted list, as
-``metastasis slides`` does.
+cache), embed it, say where the store is. The command with ``--slides`` is
+``encoders.tiles.embed_slides`` (kept there, so that this module, which probe training imports,
+never reaches the slides package): one store per slide of its tissue tiles, with the tiles'
+coordinates, for multiple-instance learning; ``shard`` takes slides ``I, I+N, ...`` of the
+sorted list, as ``metastasis slides`` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from metastasis.data.cache import CachedSplit, open_split
-from metastasis.encoders.backbone import Encoder, build_encoder
+from metastasis.encoders.backbone import build_encoder
 from metastasis.encoders.registry import EncoderSpec, get_encoder_spec
 from metastasis.encoders.store import EmbeddingStore, build_store, parse_shard
 from metastasis.encoders.weights import Weights, resolve_weights
-from metastasis.slides.options import SlideOptions
 
-__all__ = ["EmbedResult", "SlideEmbedResult", "embed", "embed_slides", "embed_split",
-           "resolve_encoder"]  # fmt: skip
+__all__ = ["EmbedResult", "embed", "embed_split", "resolve_encoder"]
 
 
 @dataclass(frozen=True)
@@ -102,77 +100,3 @@ def embed(
         progress=progress,
     )
     return EmbedResult(cached, spec, found, store, part)
-
-
-@dataclass
-class SlideEmbedResult:
-    spec: EncoderSpec
-    weights: Weights
-    shard: tuple[int, int]
-    slides: int  # slides of every shard
-    stores: dict[str, EmbeddingStore] = field(default_factory=dict)  # this shard's, by slide id
-    failed: dict[str, str] = field(default_factory=dict)  # slide id -> one-line reason
-
-
-def embed_slides(
-    paths: Sequence[str | Path] | str | Path,
-    encoder: str,
-    weights: str | Path | None,
-    *,
-    cache_dir: str | Path | None = None,
-    batch_size: int = 64,
-    model_kwargs: dict[str, Any] | None = None,
-    input_size: int | None = None,
-    device: str = "cpu",
-    progress: bool = True,
-    tile_mpp: float | None = None,
-    tile_size: int | None = None,
-    options: SlideOptions | None = None,
-    **settings: Any,
-) -> SlideEmbedResult:
-    """One store per slide of ``paths`` (files, or folders of slides) of its tissue tiles.
-
-    ``tile_mpp``, ``tile_size``: ``TileOptions`` (default 0.5 um/px, the encoder's input
-    size); ``options`` or keywords: ``SlideOptions`` (mpp, reader, tissue_threshold,
-    min_tissue, workers, block_tiles, shard). A slide that cannot be read is a one-line reason
-    in ``failed`` and the others go on."""
-    from metastasis.encoders.tiles import SlideTiles, TileOptions
-    from metastasis.errors import MetastasisError, OutputError, first_line
-    from metastasis.extras import SLIDES, require
-    from metastasis.slides.options import slide_options
-    from metastasis.slides.run import assign_ids, list_slides
-
-    require("slide embedding", *SLIDES)
-    opts = slide_options({**(options.to_dict() if options is not None else {}), **settings})
-    tiles = TileOptions.model_validate(
-        {k: v for k, v in dict(tile_mpp=tile_mpp, tile_size=tile_size).items() if v is not None}
-    )
-    spec, found = resolve_encoder(encoder, weights, model_kwargs, input_size)
-    everything = assign_ids(list_slides([paths] if isinstance(paths, (str, Path)) else paths))
-    if not everything:
-        raise MetastasisError("embed --slides: no slides found")
-    index, count = opts.shard_index
-    result = SlideEmbedResult(spec, found, (index, count), len(everything))
-    root = Path(cache_dir) / "embeddings" if cache_dir else None
-    built: list[Encoder] = []  # built once, when the first slide needs it
-
-    def once() -> Encoder:
-        if not built:
-            built.append(build_encoder(spec, found))
-        return built[0]
-
-    for sid, p in everything[index::count]:
-        rows = SlideTiles(p, sid, opts, tiles.tile_mpp, tiles.tile_size or spec.input_size)
-        try:
-            store = build_store(
-                rows, spec, found, once, root,
-                batch_size=batch_size, device=device, progress=progress, prepare=rows.write_table,
-            )  # fmt: skip
-        except OutputError:
-            raise
-        except Exception as exc:  # one slide's failure must not stop the others
-            result.failed[sid] = first_line(exc, with_type=not isinstance(exc, MetastasisError))
-            continue
-        assert store is not None  # one process builds every chunk of its slides
-        result.stores[sid] = store
-    return result

@@ -1,4 +1,4 @@
-"""A slide's tissue tiles as an embedding store's rows (``metastasis embed --slides``).
+"""A slide's tissue tiles as embedding store rows; ``embed_slides``: ``embed --slides``.
 
 Tiles are found exactly as ``metastasis slides`` finds them (``slides.analyse.find_tissue_tiles``:
 the level nearest ``tile_mpp`` from the fine side, the same tissue mask and ``min_tissue``
@@ -17,16 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metastasis.encoders.backbone import Encoder, build_encoder
+from metastasis.encoders.embed import resolve_encoder
+from metastasis.encoders.registry import EncoderSpec
+from metastasis.encoders.store import EmbeddingStore, build_store
+from metastasis.encoders.weights import Weights
+from metastasis.errors import MetastasisError, OutputError, first_line
 from metastasis.io import atomic_path, atomic_write_json
 from metastasis.settings import Settings, setting
 from metastasis.slides.analyse import TissueTiles, find_tissue_tiles, prefetch_blocks
-from metastasis.slides.options import SlideOptions
+from metastasis.slides.options import SlideOptions, slide_options
 from metastasis.slides.readers import slide_files
 from metastasis.slides.tiling import Block, tiles_per_block
 
@@ -207,3 +214,74 @@ class _TileImages:
         if step != 1:
             raise IndexError("slide tiles are read in contiguous slices")
         return self.tiles.read(start, stop)
+
+
+@dataclass
+class SlideEmbedResult:
+    spec: EncoderSpec
+    weights: Weights
+    shard: tuple[int, int]
+    slides: int  # slides of every shard
+    stores: dict[str, EmbeddingStore] = field(default_factory=dict)  # this shard's, by slide id
+    failed: dict[str, str] = field(default_factory=dict)  # slide id -> one-line reason
+
+
+def embed_slides(
+    paths: Sequence[str | Path] | str | Path,
+    encoder: str,
+    weights: str | Path | None,
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    model_kwargs: dict[str, Any] | None = None,
+    input_size: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    tile_mpp: float | None = None,
+    tile_size: int | None = None,
+    options: SlideOptions | None = None,
+    **settings: Any,
+) -> SlideEmbedResult:
+    """One store per slide of ``paths`` (files, or folders of slides) of its tissue tiles.
+
+    ``tile_mpp``, ``tile_size``: ``TileOptions`` (default 0.5 um/px, the encoder's input
+    size); ``options`` or keywords: ``SlideOptions`` (mpp, reader, tissue_threshold,
+    min_tissue, workers, block_tiles, shard). A slide that cannot be read is a one-line reason
+    in ``failed`` and the others go on."""
+    from metastasis.extras import SLIDES, require
+    from metastasis.slides.run import assign_ids, list_slides
+
+    require("slide embedding", *SLIDES)
+    opts = slide_options({**(options.to_dict() if options is not None else {}), **settings})
+    tiles = TileOptions.model_validate(
+        {k: v for k, v in dict(tile_mpp=tile_mpp, tile_size=tile_size).items() if v is not None}
+    )
+    spec, found = resolve_encoder(encoder, weights, model_kwargs, input_size)
+    everything = assign_ids(list_slides([paths] if isinstance(paths, (str, Path)) else paths))
+    if not everything:
+        raise MetastasisError("embed --slides: no slides found")
+    index, count = opts.shard_index
+    result = SlideEmbedResult(spec, found, (index, count), len(everything))
+    root = Path(cache_dir) / "embeddings" if cache_dir else None
+    built: list[Encoder] = []  # built once, when the first slide needs it
+
+    def once() -> Encoder:
+        if not built:
+            built.append(build_encoder(spec, found))
+        return built[0]
+
+    for sid, p in everything[index::count]:
+        rows = SlideTiles(p, sid, opts, tiles.tile_mpp, tiles.tile_size or spec.input_size)
+        try:
+            store = build_store(
+                rows, spec, found, once, root,
+                batch_size=batch_size, device=device, progress=progress, prepare=rows.write_table,
+            )  # fmt: skip
+        except OutputError:
+            raise
+        except Exception as exc:  # one slide's failure must not stop the others
+            result.failed[sid] = first_line(exc, with_type=not isinstance(exc, MetastasisError))
+            continue
+        assert store is not None  # one process builds every chunk of its slides
+        result.stores[sid] = store
+    return result
