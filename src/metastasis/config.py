@@ -317,7 +317,7 @@ def _check_swa(cfg: TrainConfig, source: str) -> None:
     if cfg.swa_epochs >= cfg.epochs:
         problem = f"swa_epochs must be below epochs ({cfg.epochs}), got {cfg.swa_epochs}"
     elif cfg.encoder:
-        problem = "swa_epochs averages a model trained end to end, not an encoder's probe or fine-tune"
+        problem = "swa_epochs averages a model trained end to end, not a probe or fine-tune"
     elif cfg.ema_decay:
         problem = "swa_epochs and ema_decay are two ways to average weights; set one of them to 0"
     elif cfg.early_stopping:

@@ -16,6 +16,7 @@ from tests.encoders.tiny_vit import TINY, TINY_KWARGS, save_tiny_vit
 
 from metastasis.checkpoint import Bundle, load_checkpoint, save_checkpoint
 from metastasis.config import TrainConfig
+from metastasis.data.cache import open_split
 from metastasis.encoders.embed import resolve_encoder
 from metastasis.engine.learner import parameter_groups
 from metastasis.errors import MetastasisError
@@ -43,7 +44,9 @@ def test_the_last_blocks_train_at_a_lower_rate_and_the_rest_stays_frozen_in_eval
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any(n.startswith("encoder.net.blocks.1.") for n in trainable)
     assert any(n.startswith("encoder.net.norm.") for n in trainable)
-    assert not any(n.startswith(("encoder.net.blocks.0.", "encoder.net.patch_embed")) for n in trainable)
+    assert not any(
+        n.startswith(("encoder.net.blocks.0.", "encoder.net.patch_embed")) for n in trainable
+    )
     model.train()
     net: Any = model.encoder.net  # type: ignore[union-attr]
     assert not net.blocks[0].training and net.blocks[1].training and model.head.training
@@ -73,9 +76,7 @@ def test_a_finetuned_checkpoint_round_trips_with_identical_logits(
         torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
     # strict about the keys it expects: a probe (N = 0) refuses the blocks, N = 2 needs them
     with pytest.raises(RuntimeError, match="unexpected keys"):
-        create_model("encoder-probe", **probe_kwargs(weights, 0)).load_state_dict(
-            bundle.state_dict
-        )
+        create_model("encoder-probe", **probe_kwargs(weights, 0)).load_state_dict(bundle.state_dict)
     head_only = {k: v for k, v in bundle.state_dict.items() if k.startswith("head.")}
     with pytest.raises(RuntimeError, match="Missing key"):
         model.load_state_dict(head_only)
@@ -84,7 +85,9 @@ def test_a_finetuned_checkpoint_round_trips_with_identical_logits(
 def test_more_blocks_than_the_encoder_has_or_no_encoder_is_refused_in_one_line(
     weights: Path,
 ) -> None:
-    with pytest.raises(MetastasisError, match=r"^finetune_blocks: 3 is more than the encoder's 2 blocks$"):
+    with pytest.raises(
+        MetastasisError, match=r"^finetune_blocks: 3 is more than the encoder's 2 blocks$"
+    ):
         create_model("encoder-probe", **probe_kwargs(weights, 3))
     with pytest.raises(MetastasisError, match="only timm ViT encoders") as err:
         create_model("encoder-probe", finetune_blocks=1)  # the default encoder is a ResNet
@@ -117,17 +120,20 @@ def test_one_epoch_finetunes_the_last_block_only_and_predict_and_export_read_it(
     original = load_file(str(weights))
     state = bundle.state_dict
     assert {k.split(".")[2] for k in state if k.startswith("encoder.")} == {"blocks", "norm"}
-    assert not torch.equal(state["encoder.net.blocks.1.attn.qkv.weight"], original["blocks.1.attn.qkv.weight"])
+    assert not torch.equal(
+        state["encoder.net.blocks.1.attn.qkv.weight"], original["blocks.1.attn.qkv.weight"]
+    )
     built: Any = bundle.build_model()
     for key, value in built.encoder.net.state_dict().items():
         if not key.startswith(("blocks.1.", "norm.")):
             assert torch.equal(value, original[key]), key  # the frozen part is the file's
     # predict reads it as any checkpoint: the validation predictions again
     val = pd.read_csv(run / "val_predictions.csv")
-    from metastasis.data.cache import open_split
 
     split = open_split(demo_data / "valid", cache_root=tmp_path / "cache", progress=False)
-    probs = Predictor.from_checkpoint(run, engine="torch").predict_proba(np.asarray(split.images[:16]))
+    probs = Predictor.from_checkpoint(run, engine="torch").predict_proba(
+        np.asarray(split.images[:16])
+    )
     by_id = dict(zip(val["id"].astype(str), val["probability"], strict=True))
     expected = [by_id[str(i)] for i in split.ids[:16]]
     np.testing.assert_allclose(probs, expected, atol=1e-5)
