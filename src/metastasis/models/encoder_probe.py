@@ -8,12 +8,13 @@ module's ``state_dict`` holds the head only: a checkpoint carries the head, the 
 weight path and hash, and never the encoder's (large, often licensed) weights.
 
 ``finetune_blocks=N`` (N > 0; ``metastasis train --finetune-blocks N``) makes the last N
-transformer blocks of a timm ViT (``net.blocks[-N:]``) and its final norm (``norm``, and
-``fc_norm`` where it has weights) trainable; the rest of the encoder stays frozen, with its
-gradients off and in eval mode even while the module trains (no dropout or drop-path there, and
-a CNN's batch norm statistics would stay the weight file's). The ``state_dict`` then holds the
-head and those modules (``encoder.net.blocks.11.*``, ``encoder.net.norm.*``): a checkpoint is
-the weight file (its SHA-256 checked) with the fine-tuned blocks loaded over it, strictly.
+transformer blocks of a timm ViT (``net.blocks[-N:]``) and its final norm (``norm``; and
+``fc_norm`` where it has weights and the embedding is the pooled output) trainable; the rest of
+the encoder stays frozen, with its gradients off and in eval mode even while the module trains
+(no dropout or drop-path there, and a CNN's batch norm statistics would stay the weight
+file's). The ``state_dict`` then holds the head and those modules
+(``encoder.net.blocks.11.*``, ``encoder.net.norm.*``): a checkpoint is the weight file (its
+SHA-256 checked) with the fine-tuned blocks loaded over it, strictly.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def tuned_modules(encoder: nn.Module, blocks: int) -> dict[str, nn.Module]:
     out: dict[str, nn.Module] = {
         f"encoder.net.blocks.{i}": stack[i] for i in range(len(stack) - blocks, len(stack))
     }
-    for norm in ("norm", "fc_norm"):
+    norms = ("norm", "fc_norm") if getattr(encoder, "pooling", "") == "pooled" else ("norm",)
+    for norm in norms:  # fc_norm (after pooling) only where the embedding goes through it
         module = getattr(net, norm, None)
         if isinstance(module, nn.Module) and any(True for _ in module.parameters()):
             out[f"encoder.net.{norm}"] = module
