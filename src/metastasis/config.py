@@ -138,6 +138,19 @@ class TrainConfig(Settings):
         ge=1,
     )
     probe_lr: float = setting(3e-4, "the probe's learning rate (eva: 3e-4)", gt=0)
+    finetune_blocks: int = setting(
+        0,
+        "with --encoder: fine-tune the encoder's last N transformer blocks (and its final norm) "
+        "with the head, on patches, through the normal trainer (epochs, lr, strategy, "
+        "augmentation, ... apply); 0: a probe on cached embeddings",
+        ge=0,
+    )
+    encoder_lr_scale: float = setting(
+        0.1,
+        "with finetune_blocks: the fine-tuned blocks learn at lr times this (the head at lr)",
+        gt=0,
+        le=1,
+    )
     # optimisation
     epochs: int = setting(10, "training epochs", ge=1)
     batch_size: int = setting(32, "training batch (per process)", ge=1)
@@ -280,6 +293,11 @@ class TrainConfig(Settings):
                 "or one-cycle's default rise over 30% of the run)"
             )
         _check_swa(self, source)
+        if self.finetune_blocks and not self.encoder:
+            raise MetastasisError(
+                f"{source}: finetune_blocks fine-tunes a foundation encoder's last blocks; "
+                "set --encoder NAME (and --weights PATH), or finetune_blocks 0"
+            )
         try:
             augment_spec(self.augment, self.augment_kwargs)
         except MetastasisError as err:
@@ -299,7 +317,7 @@ def _check_swa(cfg: TrainConfig, source: str) -> None:
     if cfg.swa_epochs >= cfg.epochs:
         problem = f"swa_epochs must be below epochs ({cfg.epochs}), got {cfg.swa_epochs}"
     elif cfg.encoder:
-        problem = "swa_epochs averages a model trained end to end, not an encoder's probe"
+        problem = "swa_epochs averages a model trained end to end, not a probe or fine-tune"
     elif cfg.ema_decay:
         problem = "swa_epochs and ema_decay are two ways to average weights; set one of them to 0"
     elif cfg.early_stopping:

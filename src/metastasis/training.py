@@ -45,7 +45,7 @@ def fit(
     validation patches) and ``MODEL_CARD.md``, written by rank 0 only; no figures and no
     ``report.html`` (:func:`train` adds them).
     """
-    if cfg.encoder:  # a probe on a foundation encoder's embeddings (engine.probe)
+    if cfg.encoder and not cfg.finetune_blocks:  # a probe on cached embeddings (engine.probe)
         return _fit_probe(cfg, progress)
     result = fit_engine(cfg, progress=progress, on_epoch_end=on_epoch_end, resume=resume)
     if result.is_global_zero and result.data is not None:
@@ -74,9 +74,9 @@ def train(
     """
     from metastasis.reports.run import write_run_report
 
-    if cfg.encoder:  # no epochs to track or plot: the run folder, its metrics and model card
+    if cfg.encoder and not cfg.finetune_blocks:  # a probe: no epochs to track or plot
         return _fit_probe(cfg, progress)
-    cfg = cfg.replace(out=cfg.out or str(default_run_dir(cfg.model)))
+    cfg = cfg.replace(out=cfg.out or str(default_run_dir(_run_name(cfg))))
     assert cfg.out is not None
     with open_loggers(cfg, Path(cfg.out), resume, **(tracking or {})) as trackers:
         hook = trackers.chain(on_epoch_end)
@@ -85,6 +85,13 @@ def train(
             write_run_report(result, cfg)
             trackers.finish(result.run_dir, result.metrics)
     return result
+
+
+def _run_name(cfg: TrainConfig) -> str:
+    """The model, or for a fine-tuned encoder ``finetune-ENCODER``."""
+    if not cfg.encoder:
+        return cfg.model
+    return "finetune-" + cfg.encoder.replace(":", "-").replace("/", "-")
 
 
 def _fit_probe(cfg: TrainConfig, progress: bool) -> RunResult:

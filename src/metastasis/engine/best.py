@@ -78,13 +78,15 @@ def save_best_checkpoint(
     state_dict: dict[str, torch.Tensor],
     epoch: int,
     row: Mapping[str, Any],
+    arch: tuple[str, dict[str, Any]] | None = None,
     **extra: Any,
 ) -> None:
     """Write the kept epoch's weights as the run's checkpoint (a bundle: see ``checkpoint.py``);
-    ``extra`` joins its ``metrics``."""
+    ``arch``: (architecture, arguments), else ``cfg.model``'s; ``extra`` joins its ``metrics``."""
+    name, kwargs = arch or (cfg.model, cfg.model_kwargs)
     bundle = Bundle(
-        arch=cfg.model,
-        arch_kwargs=dict(cfg.model_kwargs),
+        arch=name,
+        arch_kwargs=dict(kwargs),
         state_dict=state_dict,
         preprocessing=preprocessing,
         threshold=cfg.threshold,

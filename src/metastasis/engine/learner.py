@@ -11,7 +11,6 @@ it is built with.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,12 +21,13 @@ from torch import nn
 from metastasis.checkpoint import state_dict_cpu
 from metastasis.config import OPTIMIZERS, TrainConfig
 from metastasis.engine.ema import EMA
+from metastasis.engine.finetune import model_choice
 from metastasis.engine.loop import train_one_epoch
 from metastasis.engine.schedule import build_scheduler
 from metastasis.engine.swa import SWA, batch_norm_buffers, recompute_batch_norm
 from metastasis.errors import MetastasisError
 from metastasis.inference.batches import Batch, EpochOutput, predict
-from metastasis.models import create_model, default_preprocessing
+from metastasis.models import create_model
 from metastasis.transforms.augment import Augmenter
 
 
@@ -35,12 +35,10 @@ class Learner:
     """Built after ``seed_everything``: creating the model draws its initial weights."""
 
     def __init__(self, cfg: TrainConfig, fabric: Any, augmenter: Augmenter) -> None:
-        model = create_model(cfg.model, **cfg.model_kwargs)
-        preprocessing = default_preprocessing(cfg.model)
-        # recorded in the checkpoint with the rest of the preprocessing
-        self.preprocessing = dataclasses.replace(
-            preprocessing, input_size=cfg.input_size or preprocessing.input_size, mpp=cfg.mpp
-        )
+        # what the checkpoint records: architecture, arguments, preprocessing (finetune.py)
+        self.choice = choice = model_choice(cfg)
+        model = create_model(choice.arch, **choice.kwargs)
+        self.preprocessing = choice.preprocessing
         model = model.to(memory_format=torch.channels_last)
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
         self.swa = (
@@ -151,7 +149,7 @@ class Learner:
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = parameter_groups(model, cfg.lr, cfg.encoder_lr_scale)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -161,6 +159,22 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
             params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
         )
     raise MetastasisError(f"unknown optimizer {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+def parameter_groups(model: nn.Module, lr: float, encoder_lr_scale: float) -> Any:
+    """Every parameter at ``lr``; for a fine-tuned encoder (``model.tuned``: its trainable
+    blocks, ``models.encoder_probe``) two groups: the head at ``lr``, the blocks at
+    ``lr * encoder_lr_scale`` (pretrained blocks move less than a new head), frozen ones left
+    out."""
+    tuned = getattr(model, "tuned", None)
+    if not tuned:
+        return model.parameters()
+    encoder = {id(p) for m in tuned.values() for p in m.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in trainable if id(p) not in encoder], "lr": lr},
+        {"params": [p for p in trainable if id(p) in encoder], "lr": lr * encoder_lr_scale},
+    ]
 
 
 def _gather(fabric: Any, out: EpochOutput) -> EpochOutput:

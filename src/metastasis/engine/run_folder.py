@@ -18,6 +18,7 @@ from metastasis.data.cache import CachedSplit
 from metastasis.data.synthetic import is_synthetic
 from metastasis.engine.data import TrainingData
 from metastasis.engine.environment import environment
+from metastasis.engine.finetune import finetune_summary
 from metastasis.inference.batches import EpochOutput
 from metastasis.io import atomic_path, atomic_write_json, atomic_write_text
 from metastasis.metrics.evaluation import evaluation_metrics
@@ -107,6 +108,7 @@ def write_results(
         "epochs": len(history),
         "stopped_early": len(history) < cfg.epochs,
         "train_seconds_total": round(sum(h["train_seconds"] for h in history), 2),
+        **finetune_summary(cfg),  # a fine-tuned encoder: how many blocks, at what rate
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
     write_table(

@@ -169,8 +169,9 @@ def _save_epoch(
     training state a resumed run starts from."""
     epoch, row = int(history[-1]["epoch"]), history[-1]
     if improved:
-        weights = learner.weights()
-        save_best_checkpoint(run_dir / FILENAME, cfg, learner.preprocessing, weights, epoch, row)
+        weights, arch = learner.weights(), (learner.choice.arch, learner.choice.kwargs)
+        pre = learner.preprocessing
+        save_best_checkpoint(run_dir / FILENAME, cfg, pre, weights, epoch, row, arch=arch)
     live = _live(learner, loaders)
     state = TrainState.capture(
         epoch, **live, history=history, best=best, fingerprints=data.fingerprints
@@ -217,7 +218,8 @@ def _finish_swa(
     if learner.fabric.is_global_zero:
         weights = swa.weights()
         path, pre = run_dir / FILENAME, learner.preprocessing
-        save_best_checkpoint(path, cfg, pre, weights, epoch, row, swa_epochs=[first, epoch])
+        arch = (learner.choice.arch, learner.choice.kwargs)
+        save_best_checkpoint(path, cfg, pre, weights, epoch, row, arch, swa_epochs=[first, epoch])
     best.score, best.epoch, best.val = score(row), epoch, va
     log.info(
         "SWA of epochs %d-%d: val auc %.4f (last epoch %.4f, best epoch %d %.4f); batch norm "
@@ -250,7 +252,7 @@ def _setup(
     learner.schedule(cfg, len(loaders.train))
     log.info(
         "training %s on %d patches, validating on %d (%s); device %s, %d threads",
-        cfg.model,
+        learner.choice.arch,
         len(data.train_idx),
         len(data.val_idx),
         data.protocol,

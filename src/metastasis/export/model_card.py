@@ -148,6 +148,7 @@ def card_values(
         "warning": bundle.warning,
         "arch": bundle.arch,
         "arch_kwargs": json.dumps(bundle.arch_kwargs),
+        "finetune": _finetune(bundle),
         "input_size": p.input_size,
         "mpp": p.mpp,
         "mean": list(p.mean),
@@ -187,6 +188,21 @@ def card_values(
         "brier": _number(val.get("brier")),
         "files": list(files),
     }
+
+
+def _finetune(bundle: Bundle) -> str:
+    """What an encoder-probe's training changed in its encoder ('' for other models)."""
+    if bundle.arch != "encoder-probe":
+        return ""
+    n = int(bundle.arch_kwargs.get("finetune_blocks") or 0)
+    if not n:
+        return "frozen; only the head was trained (a probe on its embeddings)"
+    scale = bundle.config.get("encoder_lr_scale", "?")
+    return (
+        f"fine-tuned the last {n} block{'s' if n != 1 else ''} and the final norm "
+        f"(at {scale} x the head's learning rate), the rest frozen; the checkpoint holds the "
+        "head and those blocks, the rest is read from the weight file"
+    )
 
 
 def _members(bundle: Bundle) -> list[str]:

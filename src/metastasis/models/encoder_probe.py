@@ -6,10 +6,20 @@ SHA-256; see ``encoders.weights`` for where the file is looked for when ``PATH``
 a head on its embedding; the output is one logit per patch, like every model here. The
 module's ``state_dict`` holds the head only: a checkpoint carries the head, the encoder's spec,
 weight path and hash, and never the encoder's (large, often licensed) weights.
+
+``finetune_blocks=N`` (N > 0; ``metastasis train --finetune-blocks N``) makes the last N
+transformer blocks of a timm ViT (``net.blocks[-N:]``) and its final norm (``norm``; and
+``fc_norm`` where it has weights and the embedding is the pooled output) trainable; the rest of
+the encoder stays frozen, with its gradients off and in eval mode even while the module trains
+(no dropout or drop-path there, and a CNN's batch norm statistics would stay the weight
+file's). The ``state_dict`` then holds the head and those modules
+(``encoder.net.blocks.11.*``, ``encoder.net.norm.*``): a checkpoint is the weight file (its
+SHA-256 checked) with the fine-tuned blocks loaded over it, strictly.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +29,7 @@ from torch import nn
 from metastasis.encoders.backbone import build_encoder, embed_dim
 from metastasis.encoders.registry import EncoderSpec, get_encoder_spec
 from metastasis.encoders.weights import resolve_weights
+from metastasis.errors import MetastasisError
 from metastasis.models.registry import register_model
 
 HEADS = ("linear", "mlp")
@@ -35,33 +46,92 @@ def make_head(kind: str, dim: int, hidden: int = MLP_HIDDEN) -> nn.Module:
 
 
 class EncoderProbe(nn.Module):
-    """encoder (frozen) -> embedding -> head -> logit, shape ``(N,)``."""
+    """encoder (frozen, but for its last ``finetune_blocks`` blocks) -> embedding -> head ->
+    logit, shape ``(N,)``."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, head: nn.Module, finetune_blocks: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.finetune_blocks = finetune_blocks
+        self.tuned = tuned_modules(encoder, finetune_blocks)  # name (from here) -> module
+        for module in self.tuned.values():
+            module.requires_grad_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.head(self.encoder(x))
         return out.squeeze(1)
 
+    def train(self, mode: bool = True) -> EncoderProbe:
+        """The head and the fine-tuned modules train; the frozen encoder stays in eval mode."""
+        super().train(mode)
+        self.encoder.eval()
+        for module in self.tuned.values():
+            module.train(mode)
+        return self
+
+    def trained_modules(self) -> dict[str, nn.Module]:
+        """What training changes and the ``state_dict`` holds: the head, the fine-tuned blocks."""
+        return {"head": self.head, **self.tuned}
+
     def state_dict(  # type: ignore[override]
         self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False
     ) -> dict[str, Any]:
-        """The head's tensors only (``head.*``): the encoder comes from its own file."""
-        return self.head.state_dict(
-            destination=destination, prefix=prefix + "head.", keep_vars=keep_vars
-        )
+        """The head's tensors (``head.*``) and the fine-tuned modules' (under their names):
+        the rest of the encoder comes from its own file."""
+        out = OrderedDict() if destination is None else destination
+        for name, module in self.trained_modules().items():
+            module.state_dict(destination=out, prefix=f"{prefix}{name}.", keep_vars=keep_vars)
+        return out
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
     ) -> Any:
-        other = [k for k in state_dict if not k.startswith("head.")]
+        modules = self.trained_modules()
+        parts: dict[str, dict[str, Any]] = {name: {} for name in modules}
+        other = []
+        for key, value in state_dict.items():
+            name = next((n for n in modules if key.startswith(n + ".")), None)
+            if name is None:
+                other.append(key)
+            else:
+                parts[name][key[len(name) + 1 :]] = value
         if strict and other:
-            raise RuntimeError(f"unexpected keys outside the head: {other[:3]}")
-        head = {k.removeprefix("head."): v for k, v in state_dict.items() if k.startswith("head.")}
-        return self.head.load_state_dict(head, strict=strict, assign=assign)
+            raise RuntimeError(f"unexpected keys outside the trained modules: {other[:3]}")
+        missing: list[str] = []
+        unexpected: list[str] = list(other)
+        for name, module in modules.items():
+            res = module.load_state_dict(parts[name], strict=strict, assign=assign)
+            missing += [f"{name}.{k}" for k in res.missing_keys]
+            unexpected += [f"{name}.{k}" for k in res.unexpected_keys]
+        return nn.modules.module._IncompatibleKeys(missing, unexpected)
+
+
+def tuned_modules(encoder: nn.Module, blocks: int) -> dict[str, nn.Module]:
+    """The last ``blocks`` transformer blocks of a timm ViT encoder and its final norm(s), by
+    their names in ``EncoderProbe``; refused in one line where there are no such blocks."""
+    if blocks <= 0:
+        return {}
+    net = getattr(encoder, "net", encoder)
+    stack = getattr(net, "blocks", None)
+    if getattr(encoder, "hf", False) or not isinstance(stack, (nn.Sequential, nn.ModuleList)):
+        raise MetastasisError(
+            f"finetune_blocks: only timm ViT encoders (with `blocks`) can be fine-tuned, "
+            f"not {type(net).__name__}; use finetune_blocks 0 (a probe)"
+        )
+    if blocks > len(stack):
+        raise MetastasisError(
+            f"finetune_blocks: {blocks} is more than the encoder's {len(stack)} blocks"
+        )
+    out: dict[str, nn.Module] = {
+        f"encoder.net.blocks.{i}": stack[i] for i in range(len(stack) - blocks, len(stack))
+    }
+    norms = ("norm", "fc_norm") if getattr(encoder, "pooling", "") == "pooled" else ("norm",)
+    for norm in norms:  # fc_norm (after pooling) only where the embedding goes through it
+        module = getattr(net, norm, None)
+        if isinstance(module, nn.Module) and any(True for _ in module.parameters()):
+            out[f"encoder.net.{norm}"] = module
+    return out
 
 
 def _default_encoder() -> dict[str, Any]:
@@ -92,9 +162,11 @@ def encoder_probe(
     head: str = "linear",
     hidden: int = MLP_HIDDEN,
     pretrained: bool = False,  # accepted like every family's; the weights are ``weights``
+    finetune_blocks: int = 0,
 ) -> nn.Module:
     """``weights`` None: random encoder weights (drawn from seed 0, so the same every time),
-    like ``pretrained=False`` elsewhere; the CLI always passes a file or ``random``."""
+    like ``pretrained=False`` elsewhere; the CLI always passes a file or ``random``.
+    ``finetune_blocks``: the last blocks that train with the head (see the module doc)."""
     if encoder is None:
         encoder = _default_encoder()
     spec = (
@@ -106,4 +178,4 @@ def encoder_probe(
         enc = build_encoder(spec, found)
         dim = spec.embed_dim or embed_dim(enc, spec.input_size)
         probe_head = make_head(head, dim, hidden)
-    return EncoderProbe(enc, probe_head)
+    return EncoderProbe(enc, probe_head, finetune_blocks)
