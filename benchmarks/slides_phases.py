@@ -8,12 +8,14 @@ checkout's); for each, ``metastasis slides SLIDE --checkpoint RUN --out OUT --st
 --no-progress`` runs as a process from an empty output folder (runs interleaved, ``--repeats``
 times; medians reported). Inside the process the functions of each phase are wrapped with
 timers (``--child``; nothing in the package changes; each module is wrapped when the package
-imports it, so that lazy imports stay where the package pays them): the wall and CPU seconds of each call are
-summed by phase. CPU: the process's CPU time for phases of the main thread (other threads'
-concurrent work included), the thread's own for phases of the reader and writer threads (ONNX
-Runtime's compute threads are counted only in the process CPU of "read + classify"). "imports
-and parsing" is the time from the process start to the first phase. The whole run's wall and
-CPU seconds are measured from outside (``resource.getrusage`` of the children).
+imports it, so that what the package imports lazily stays lazy): the wall and CPU seconds of
+each call are summed by phase. CPU: the process's CPU time for phases of the main thread
+(other threads' concurrent work included), the thread's own for phases of the reader and
+writer threads (ONNX Runtime's compute threads are counted only in the process CPU of "read +
+classify"). "imports and parsing" is the time from the process start to the first phase;
+"outside the slide", the whole process's wall time less the slide's own (its ``summary.json``).
+The whole run's wall and CPU seconds are measured from outside (``resource.getrusage`` of the
+children).
 """
 
 from __future__ import annotations
@@ -202,6 +204,11 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
         cells.append(med(results[c], lambda r: r["process_wall_s"]))
         cells.append(med(results[c], lambda r: r["process_cpu_s"]))
     lines.append("| **whole process** | " + " | ".join(cells) + " |")
+    cells = []
+    for c in codes:
+        cells.append(med(results[c], lambda r: r["process_wall_s"] - r["slide_seconds"]))
+        cells.append("")
+    lines.append("| outside the slide (whole - inside) | " + " | ".join(cells) + " |")
     cells = []
     for c in codes:
         cells.append(med(results[c], lambda r: r["process_wall_s"] / r["slide_seconds"]))

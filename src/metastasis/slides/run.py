@@ -24,18 +24,21 @@ model and one ONNX session (``SlideClassifier``) serve every slide of the run.
 
 Start-up: the modules only the outputs need (pandas for the tables, Matplotlib for the heatmap,
 Jinja2 for the report: about 1 CPU s together) are not imported before the first slide; a
-background thread (``preload``) imports them while the slide is read and classified, so that a
-one-slide run does not pay for them in series after its slide.
+background thread (``preload``) imports them while its tiles are read and classified (ONNX
+Runtime and the decoders release the GIL there), so that a one-slide run does not pay for them
+in series after its slide. Started earlier, with the classifier, the thread only slowed the
+thumbnail and tissue mask down by as much (both threads then run Python, under the GIL).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,7 +179,6 @@ def run_slides(
         dict(engine=engine, tta=tta, device=device, batch_size=batch_size, threshold=threshold)
     )
     plan = plan_run([paths] if isinstance(paths, (str, Path)) else paths, checkpoint, out, opts)
-    preload(OUTPUT_MODULES)  # while the classifier loads and the first slide is analysed
     # the checkpoint, engine and device are checked here too, before any slide
     classifier = SlideClassifier.from_checkpoint(
         checkpoint, stride=opts.stride, fully_conv=opts.fully_conv, block_tiles=opts.block_tiles,
@@ -186,9 +188,11 @@ def run_slides(
     if plan.todo:
         log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text,
                  opts.stride)  # fmt: skip
+    # the outputs' modules, imported while the first slide's tiles are read and classified
+    on_reading = functools.cache(functools.partial(preload, OUTPUT_MODULES))
     with SlideWriter(opts.geojson_tiles) as writer:
         for sid, p in plan.todo:
-            _analyse_into(p, sid, plan.out / sid, classifier, opts, progress, writer)
+            _analyse_into(p, sid, plan.out / sid, classifier, opts, progress, writer, on_reading)
     return write_tables(plan, classifier.bundle.warning)
 
 
@@ -230,7 +234,7 @@ def preload(modules: Sequence[str]) -> threading.Thread:
         for name in modules:
             try:
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001, S112: reported where the module is used
+            except Exception:  # raised again where the module is used
                 continue
 
     thread = threading.Thread(target=work, name="slide-preload", daemon=True)
@@ -283,12 +287,14 @@ class SlideWriter:
 def _analyse_into(
     p: Path, sid: str, folder: Path, classifier: SlideClassifier, opts: SlideOptions,
     progress: bool, writer: SlideWriter | None = None,
+    on_reading: Callable[[], object] = lambda: None,
 ) -> None:  # fmt: skip
     """Analyse one slide into ``folder`` (its outputs written by ``writer`` in the background,
     or here without one); a failure is written as ``failed.json`` there."""
     clear_slide_folder(folder)  # half-written by a killed run, or failed before: redo
     try:
-        result = analyse_slide(p, classifier, opts, slide_id=sid, progress=progress)
+        result = analyse_slide(p, classifier, opts, slide_id=sid, progress=progress,
+                               on_reading=on_reading)  # fmt: skip
         result.path = Path(display(p))
     except OutputError:  # the output folder itself is broken: every slide would fail
         raise
