@@ -7,18 +7,22 @@ Each ``--code`` is a source tree (this worktree's ``src`` and, for a before/afte
 checkout's); for each, ``metastasis slides SLIDE --checkpoint RUN --out OUT --stride 96
 --no-progress`` runs as a process from an empty output folder (runs interleaved, ``--repeats``
 times; medians reported). Inside the process the functions of each phase are wrapped with
-timers (``--child``; nothing in the package changes): the wall and CPU seconds of each call are
-summed by phase. CPU: the process's CPU time for phases of the main thread (other threads'
-concurrent work included), the thread's own for phases of the reader and writer threads (ONNX
-Runtime's compute threads are counted only in the process CPU of "read + classify"). "imports
-and parsing" is the time from the process start to the first phase. The whole run's wall and
-CPU seconds are measured from outside (``resource.getrusage`` of the children).
+timers (``--child``; nothing in the package changes; each module is wrapped when the package
+imports it, so that what the package imports lazily stays lazy): the wall and CPU seconds of
+each call are summed by phase. CPU: the process's CPU time for phases of the main thread
+(other threads' concurrent work included), the thread's own for phases of the reader and
+writer threads (ONNX Runtime's compute threads are counted only in the process CPU of "read +
+classify"). "imports and parsing" is the time from the process start to the first phase;
+"outside the slide", the whole process's wall time less the slide's own (its ``summary.json``).
+The whole run's wall and CPU seconds are measured from outside (``resource.getrusage`` of the
+children).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.abc
 import json
 import os
 import resource
@@ -74,12 +78,12 @@ def _timed(name: str, fn: Any) -> Any:
     return wrapper
 
 
-def install() -> None:
-    """Wrap each phase's function where it is looked up (module attribute or method)."""
-    import importlib
-
-    for name, module, attr in PHASES:
-        mod = importlib.import_module(module)
+def _wrap(module: str) -> None:
+    """Wrap the phases of ``module`` (just imported) where they are looked up."""
+    mod = sys.modules[module]
+    for name, where, attr in PHASES:
+        if where != module:
+            continue
         owner: Any = mod
         parts = attr.split(".")
         for part in parts[:-1]:
@@ -91,11 +95,44 @@ def install() -> None:
             setattr(owner, parts[-1], classmethod(_timed(name, fn.__func__)))
         else:
             setattr(owner, parts[-1], _timed(name, fn))
-    # the phases analyse/run/outputs import by name from other modules
-    import metastasis.slides.analyse as analyse
-    import metastasis.slides.run as run
 
-    run.analyse_slide = _timed("inside the slide", analyse.analyse_slide)
+
+class _WrapOnImport(importlib.abc.MetaPathFinder):
+    """Wraps a phase's module as soon as it is imported, so that the timers import nothing
+    themselves: modules the package imports lazily stay lazy (and their import is timed where
+    the package pays it)."""
+
+    def __init__(self, modules: set[str]) -> None:
+        self.modules = modules
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in self.modules:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        exec_module = spec.loader.exec_module
+
+        def exec_and_wrap(module: Any) -> None:
+            exec_module(module)
+            _wrap(fullname)
+
+        spec.loader.exec_module = exec_and_wrap
+        return spec
+
+
+def install() -> None:
+    """Wrap each phase's function where it is looked up (module attribute or method), in
+    modules imported already now, in the others when they are imported."""
+    modules = {module for _, module, _ in PHASES}
+    for module in sorted(modules & set(sys.modules)):
+        _wrap(module)
+    sys.meta_path.insert(0, _WrapOnImport(modules - set(sys.modules)))
 
 
 def child(argv: list[str], t0: float, out_json: str) -> int:
@@ -167,6 +204,11 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
         cells.append(med(results[c], lambda r: r["process_wall_s"]))
         cells.append(med(results[c], lambda r: r["process_cpu_s"]))
     lines.append("| **whole process** | " + " | ".join(cells) + " |")
+    cells = []
+    for c in codes:
+        cells.append(med(results[c], lambda r: r["process_wall_s"] - r["slide_seconds"]))
+        cells.append("")
+    lines.append("| outside the slide (whole - inside) | " + " | ".join(cells) + " |")
     cells = []
     for c in codes:
         cells.append(med(results[c], lambda r: r["process_wall_s"] / r["slide_seconds"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,6 +263,7 @@ def analyse_slide(
     device: str = "auto",
     threshold: float | None = None,
     progress: bool = True,
+    on_reading: Callable[[], object] = lambda: None,
     **settings: Any,
 ) -> SlideResult:
     """Classify the tissue of one slide; nothing is written here (``write_slide_outputs``).
@@ -271,7 +272,7 @@ def analyse_slide(
     folder / ``Bundle``, made into one with ``engine``, ``tta``, ``device``, ``threshold``
     and the options' ``stride`` and ``fully_conv``; ``options``: a ``SlideOptions``, or its
     settings as keywords (those of a folder run, ``shard``, ``patients`` and the like, do
-    nothing here)."""
+    nothing here). ``on_reading`` is called when the tiles start to be read and classified."""
     require("whole-slide analysis", *SLIDES)  # one line naming the extra, not a traceback
     start = time.perf_counter()
     if options is None or settings:  # a given SlideOptions is already checked: use it as is
@@ -283,10 +284,8 @@ def analyse_slide(
             fully_conv=opts.fully_conv, block_tiles=opts.block_tiles, threshold=threshold,
         )  # fmt: skip
     post = PostProcess.from_options(opts, classifier.threshold)  # before any slide is read
-    p = Path(path)
-    sid = slide_id or p.name
+    p, sid = Path(path), slide_id or Path(path).name
     notes = [f"the model was {classifier.bundle.warning}"] if classifier.bundle.warning else []
-    mpp, reader = opts.mpp, opts.reader
     found = find_tissue_tiles(
         p, opts, classifier.model_mpp, classifier.patch, classifier.stride, sid, notes
     )
@@ -298,7 +297,9 @@ def analyse_slide(
             _slide_stain(p, opts, geo, selected, ref, notes) if per_slide else None
         )
     threads = opts.workers or (1 if classifier.device_type == "cpu" else 4)
-    reading = prefetch_blocks(p, mpp, reader, geo, blocks(geo, selected, classifier.n), threads)
+    reading = prefetch_blocks(p, opts.mpp, opts.reader, geo, blocks(geo, selected, classifier.n),
+                              threads)  # fmt: skip
+    on_reading()
     probability, status = _classify_blocks(reading, classifier, geo, selected, sid, progress)
     failed = int((status == STATUS_DECODE_ERROR).sum())
     if failed:

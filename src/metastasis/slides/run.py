@@ -21,20 +21,28 @@ A slide whose writing fails is reported as that slide's failure (``failed.json``
 folder, nothing else left there), as a failed analysis is, and ``summary.json`` stays the last
 file written in each folder; the tables are rebuilt once every slide is written. One loaded
 model and one ONNX session (``SlideClassifier``) serve every slide of the run.
+
+Start-up: the modules only the outputs need (pandas for the tables, Matplotlib for the heatmap,
+Jinja2 for the report: about 1 CPU s together) are not imported before the first slide; a
+background thread (``preload``) imports them while its tiles are read and classified (ONNX
+Runtime and the decoders release the GIL there), so that a one-slide run does not pay for them
+in series after its slide. Started earlier, with the classifier, the thread only slowed the
+thumbnail and tissue mask down by as much (both threads then run Python, under the GIL).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from metastasis.checkpoint import Bundle, checkpoint_path
 from metastasis.errors import DataError, MetastasisError, OutputError, first_line
@@ -60,6 +68,9 @@ from metastasis.slides.readers import (
     slide_files,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 SLIDES_CSV = "slides.csv"
@@ -71,6 +82,8 @@ COLUMNS = [
     "lesions", "tissue_area_mm2", "tiles_classified", "tiles_failed", "reader", "level", "mpp",
     "scale", "seconds",
 ]  # fmt: skip
+# what the outputs import (tables, report, heatmap) and the slide itself does not
+OUTPUT_MODULES = ("pandas", "metastasis.slides.report", "metastasis.slides.heatmap")
 
 
 def display(path: Path | str) -> str:
@@ -175,9 +188,11 @@ def run_slides(
     if plan.todo:
         log.info("classifier: %s, %s, stride %d", classifier.mode, classifier.engine_text,
                  opts.stride)  # fmt: skip
+    # the outputs' modules, imported while the first slide's tiles are read and classified
+    on_reading = functools.cache(functools.partial(preload, OUTPUT_MODULES))
     with SlideWriter(opts.geojson_tiles) as writer:
         for sid, p in plan.todo:
-            _analyse_into(p, sid, plan.out / sid, classifier, opts, progress, writer)
+            _analyse_into(p, sid, plan.out / sid, classifier, opts, progress, writer, on_reading)
     return write_tables(plan, classifier.bundle.warning)
 
 
@@ -206,6 +221,25 @@ def plan_run(
     if len(todo) < len(mine):
         log.info("%d of %d slides already done; skipping them", len(mine) - len(todo), len(mine))
     return Plan(everything, todo, out_dir, patients)
+
+
+def preload(modules: Sequence[str]) -> threading.Thread:
+    """Import ``modules`` in a background thread (a daemon: it never holds up the exit).
+
+    Whoever needs one of them imports it as usual: it waits for the thread's import where that
+    is under way (Python's import lock), and a module that failed here fails there again, with
+    its error where it is used."""
+
+    def work() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # raised again where the module is used
+                continue
+
+    thread = threading.Thread(target=work, name="slide-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 class SlideWriter:
@@ -253,12 +287,14 @@ class SlideWriter:
 def _analyse_into(
     p: Path, sid: str, folder: Path, classifier: SlideClassifier, opts: SlideOptions,
     progress: bool, writer: SlideWriter | None = None,
+    on_reading: Callable[[], object] = lambda: None,
 ) -> None:  # fmt: skip
     """Analyse one slide into ``folder`` (its outputs written by ``writer`` in the background,
     or here without one); a failure is written as ``failed.json`` there."""
     clear_slide_folder(folder)  # half-written by a killed run, or failed before: redo
     try:
-        result = analyse_slide(p, classifier, opts, slide_id=sid, progress=progress)
+        result = analyse_slide(p, classifier, opts, slide_id=sid, progress=progress,
+                               on_reading=on_reading)  # fmt: skip
         result.path = Path(display(p))
     except OutputError:  # the output folder itself is broken: every slide would fail
         raise
@@ -306,6 +342,8 @@ def slides_table(slides: list[tuple[str, Path]], out_dir: Path) -> pd.DataFrame:
     """One row per slide of the full list, from the slide folders (ok / failed / pending)."""
     import json
 
+    import pandas as pd
+
     rows: list[dict[str, Any]] = []
     for sid, p in slides:
         folder = out_dir / sid
@@ -335,6 +373,8 @@ def patient_stages(table: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
 
     A row's ``slide`` matches a slide id, a file name or a file stem. A patient with a slide
     that failed, is missing or is ``unknown`` gets ``unknown``."""
+    import pandas as pd
+
     lookup: dict[str, Any] = {}
     for _, row in table.iterrows():
         name = Path(str(row["path"])).name
