@@ -50,15 +50,12 @@ def model_choice(cfg: TrainConfig) -> ModelChoice:
 def finetune_choice(cfg: TrainConfig) -> ModelChoice:
     """The encoder resolved (spec with ``model_kwargs``/``input_size``; weight file located and
     hashed) into ``encoder-probe``'s arguments, as the checkpoint records them."""
-    # not encoders.embed's resolve_encoder (the same two lines): it reaches the slides package
-    from metastasis.encoders.registry import get_encoder_spec
+    from metastasis.encoders.embed import resolve_encoder
     from metastasis.encoders.store import preprocessing_of
-    from metastasis.encoders.weights import resolve_weights
     from metastasis.models.encoder_probe import MLP_HIDDEN
 
     assert cfg.encoder is not None
-    spec = get_encoder_spec(cfg.encoder).with_overrides(cfg.model_kwargs, cfg.input_size)
-    weights = resolve_weights(spec, cfg.weights)
+    spec, weights = resolve_encoder(cfg.encoder, cfg.weights, cfg.model_kwargs, cfg.input_size)
     kwargs = {
         "encoder": spec.to_dict(),
         "weights": weights.label,
