@@ -71,8 +71,9 @@ def test_each_trial_is_a_run_of_the_study_experiment(demo_data: Path, tmp_path: 
 def test_pruned_trials_end_as_killed_runs(
     demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fake_fit(cfg: TrainConfig, progress: bool = True, on_epoch_end: Any = None) -> RunResult:
-        """Training replaced by a curve that only depends on lr: higher lr, better AUC."""
+    def fake_fit(cfg: TrainConfig, on_epoch_end: Any = None, **_: Any) -> RunResult:
+        """Training replaced by a curve that only depends on lr: higher lr, better AUC (real
+        training as trials is the test above; this one is about pruned trials' run status)."""
         Path(str(cfg.out)).mkdir(parents=True)
         auc = 0.0
         for epoch in range(1, cfg.epochs + 1):
@@ -80,7 +81,12 @@ def test_pruned_trials_end_as_killed_runs(
             on_epoch_end(epoch, {"epoch": epoch, "val_roc_auc": auc, "val_loss": 1 - auc})
         return RunResult(Path(str(cfg.out)), {"val": {"roc_auc": auc}}, cfg.epochs, pd.DataFrame())
 
-    monkeypatch.setattr("metastasis.engine.trainer.fit", fake_fit)
+    def fake_report(result: RunResult, cfg: TrainConfig) -> None:
+        (result.run_dir / "report.html").write_text("<html></html>")
+
+    # the names train() calls: its own module's fit, and the report function it imports
+    monkeypatch.setattr("metastasis.training.fit", fake_fit)
+    monkeypatch.setattr("metastasis.reports.run.write_run_report", fake_report)
     space = parse_space({"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "epochs": 4})
     base = settings_for(demo_data, tmp_path / "s").base.replace(
         loggers=["mlflow"], experiment="pruning"
