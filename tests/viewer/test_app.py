@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 from xml.etree import ElementTree
@@ -22,9 +23,11 @@ from metastasis.viewer.app import Viewer
 
 def test_slide_list_and_description(live_viewer: LiveViewer) -> None:
     with live_viewer.client() as c:
-        listing = c.get("/api/slides").json()["slides"]
+        listed = c.get("/api/slides").json()
         info = c.get("/api/slides/blob").json()
         drawn = c.get(info["lesions_url"]).json()
+    listing = listed["slides"]
+    assert listed["first"] == info  # the page opens the first slide without another request
     assert [(s["name"], s["status"], s["viewable"]) for s in listing] == [
         ("blob", "ok", True),
         ("broken", "failed", False),
@@ -90,7 +93,9 @@ def test_unknown_things_are_one_line_404s(live_viewer: LiveViewer, url: str) -> 
     assert error == "Not Found" or ("\n" not in error and len(error) < 300), r.text
 
 
-def test_a_slide_file_gone_is_a_404_naming_it(live_viewer: LiveViewer, tmp_path: Path) -> None:
+def test_a_slide_file_gone_is_a_404_naming_it(
+    live_viewer: LiveViewer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "out"
     shutil.copytree(live_viewer.run.out, out)
     summary = json.loads((out / "blob" / "summary.json").read_text())
@@ -98,8 +103,12 @@ def test_a_slide_file_gone_is_a_404_naming_it(live_viewer: LiveViewer, tmp_path:
     (out / "blob" / "summary.json").write_text(json.dumps(summary))
     (out / "slides.csv").write_text((out / "slides.csv").read_text().replace(
         str(live_viewer.run.slide), str(tmp_path / "moved.tif")))  # fmt: skip
+    viewer = Viewer(out)
+    with caplog.at_level(logging.WARNING, logger="metastasis.viewer.app"):
+        viewer.warm()  # what `metastasis view` does before it answers: a warning, no stop
+    assert "moved.tif is not found" in caplog.text
     with pytest.raises(HTTPException) as caught:
-        Viewer(out).tiles("blob")
+        viewer.tiles("blob")
     assert caught.value.status_code == 404 and "moved.tif is not found" in caught.value.detail
 
 

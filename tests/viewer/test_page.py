@@ -1,6 +1,7 @@
 """The viewer page in a real headless Chromium, served by a real uvicorn: the first tiles load,
 the probability overlay toggles and follows the opacity slider, the lesion outlines and the
-scale bar are drawn, zooming in loads tiles of a finer level; nothing leaves the machine."""
+scale bar are drawn, the zoom buttons zoom, zooming in loads tiles of a finer level; nothing
+leaves the machine."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import time
 from typing import Any
 
+import pytest
 from tests.viewer.conftest import LiveViewer
 
 STATE = "window.metastasisViewer"
@@ -58,6 +60,12 @@ def _session(browser: Any, url: str) -> dict[str, Any]:
         out["lesions"] = page.evaluate(f"{STATE}.lesionsDrawn")
         out["scale"] = page.inner_text("#scalebar")
         before = max(tiles)
+        zoom = f"{STATE}.viewer.viewport.getZoom()"
+        home = page.evaluate(zoom)
+        page.click("#zoom-in")  # the page's own buttons (OpenSeadragon's are not loaded)
+        out["zoom"] = [home, page.evaluate(zoom)]
+        page.click("#zoom-home")
+        out["zoom"].append(page.evaluate(zoom))
         page.evaluate(f"{STATE}.viewer.viewport.zoomTo({STATE}.viewer.viewport.getMaxZoom())")
         _until(page, f"Math.max(...{STATE}.levels) > {before}")
         out["levels_before"], out["levels_after"] = before, max(tiles)
@@ -74,4 +82,6 @@ def test_viewer_in_chromium(live_viewer: LiveViewer, chromium: Any) -> None:
     assert seen["opacity"] == [0.5, 0, 0.8]  # toggled off, on, then the slider
     assert seen["lesions"] >= 1
     assert re.fullmatch(r"\d+(\.\d+)? (mm|µm)", seen["scale"].strip()), seen["scale"]
+    home, zoomed, back = seen["zoom"]
+    assert zoomed == pytest.approx(1.5 * home) and back == pytest.approx(home)
     assert seen["levels_after"] > seen["levels_before"]  # zooming in: a finer level

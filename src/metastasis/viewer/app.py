@@ -2,7 +2,8 @@
 ``metastasis slides`` output folder, and ``view(out, host, port)``, which runs it with uvicorn.
 
 * ``GET /``: the viewer page (``static/``: OpenSeadragon, vendored, and the page's own script);
-* ``GET /api/slides``: the slide list with categories; ``GET /api/slides/{name}``: one slide's
+* ``GET /api/slides``: the slide list with categories, and the first viewable slide described as
+  below (the page shows it without another round trip); ``GET /api/slides/{name}``: one slide's
   size, um/px, Deep Zoom address and the probability overlay's placement;
   ``GET /api/slides/{name}/lesions``: the lesion outlines with their diameters;
 * ``GET /slides/{name}/slide.dzi`` and ``/slides/{name}/slide_files/{level}/{col}_{row}.jpeg``:
@@ -11,7 +12,8 @@
 
 A name in a URL is only ever a key of the folder's table (:mod:`metastasis.viewer.folder`),
 never a path. Unknown slides, levels and tiles are a 404 with one line
-``{"error": "..."}``. Slides are opened on first use and a few kept open (``OPEN_SLIDES``).
+``{"error": "..."}``. Slides are opened on first use and a few kept open (``OPEN_SLIDES``);
+``view`` opens the first one before it starts answering (``Viewer.warm``).
 """
 
 from __future__ import annotations
@@ -143,6 +145,25 @@ class Viewer:
                 self._lesions.pop(next(iter(self._lesions)))
         return self._lesions[name]
 
+    def first(self) -> str | None:
+        """The slide the page opens when its address names none: the first viewable one."""
+        return next((name for name, e in self.folder.slides.items() if e.ok), None)
+
+    def warm(self) -> None:
+        """Before the server answers: open the first slide, make its smallest tile, overlay
+        and outlines (the file's first read, the first JPEG and PNG encodes), so the first page
+        load after start costs what later ones cost. A slide that fails here fails the same
+        way, one line, when the page asks for it."""
+        name = self.first()
+        if name is None:
+            return
+        try:
+            self.tiles(name).jpeg(0, 0, 0)
+            self.overlay(name)
+            self.lesions(name)
+        except (StarletteHTTPException, TileUnavailable) as exc:
+            log.warning("slide %r not prepared at start: %s", name, getattr(exc, "detail", exc))
+
     def close(self) -> None:
         with self._lock:
             for source in self._open.values():
@@ -181,8 +202,16 @@ def healthz() -> dict[str, str]:
 
 @routes.get("/api/slides")
 def slides(request: Request) -> dict[str, Any]:
-    folder = _viewer(request).folder
-    return {"folder": str(folder.out), "slides": folder.listing(), "version": __version__}
+    """The slides, and the first viewable one described (the page opens it without a second
+    round trip when its address names no slide)."""
+    viewer = _viewer(request)
+    first = viewer.first()
+    try:
+        described = viewer.describe(first) if first is not None else None
+    except StarletteHTTPException:
+        described = None  # the page asks for it again and shows the error
+    return {"folder": str(viewer.folder.out), "slides": viewer.folder.listing(),
+            "first": described, "version": __version__}  # fmt: skip
 
 
 @routes.get("/api/slides/{name}")
@@ -257,6 +286,7 @@ def view(out: str | Path, host: str = "127.0.0.1", port: int = 8001, backend: st
     import uvicorn
 
     app = create_app(out, backend)
+    app.state.viewer.warm()
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach it can see these slides", host)
     n = len(app.state.viewer.folder.slides)

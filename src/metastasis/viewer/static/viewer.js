@@ -63,6 +63,9 @@
       drawer: "canvas",
       showNavigator: true,
       navigatorPosition: "TOP_RIGHT",
+      // the page's own zoom buttons: OpenSeadragon's would fetch 20 images that queue with
+      // the slide list and the first tiles (a browser opens 6 connections per server)
+      showNavigationControl: false,
       maxZoomPixelRatio: 2,
       visibilityRatio: 0.5,
       imageLoaderLimit: 6,
@@ -80,11 +83,11 @@
     return viewer;
   }
 
-  async function openSlide(name) {
+  async function openSlide(name, described) {
     const started = performance.now();
-    let info;
+    let info = described;
     try {
-      info = await getJSON("/api/slides/" + encodeURIComponent(name));
+      if (!info || info.name !== name) info = await getJSON("/api/slides/" + encodeURIComponent(name));
     } catch (err) {
       showWarning(String(err.message || err));
       return;
@@ -223,16 +226,21 @@
   }
 
   async function main() {
+    const listed = getJSON("/api/slides");  // first: nothing queues before it (preloaded)
     state.viewer = makeViewer();
+    const vp = () => state.viewer.viewport;
+    $("zoom-in").addEventListener("click", () => { vp().zoomBy(1.5); vp().applyConstraints(); });
+    $("zoom-out").addEventListener("click", () => { vp().zoomBy(1 / 1.5); vp().applyConstraints(); });
+    $("zoom-home").addEventListener("click", () => vp().goHome());
     state.viewer.addHandler("open", onOpen);
     $("show-overlay").addEventListener("change", updateOverlay);
     $("opacity").addEventListener("input", updateOverlay);
     $("show-lesions").addEventListener("change", draw);
     window.addEventListener("hashchange", () => { const n = fromHash(); if (n !== null) openSlide(n); });
-    const listing = await getJSON("/api/slides");
+    const listing = await listed;
     listSlides(listing.folder, listing.slides);
     const first = fromHash() ?? (listing.slides.find((s) => s.viewable) || {}).name;
-    if (first !== undefined) await openSlide(first);
+    if (first !== undefined) await openSlide(first, listing.first);
     else showWarning("no slide of this folder can be shown");
   }
 
