@@ -78,12 +78,16 @@ def test_post_processing_keeps_the_lesion_and_drops_scattered_false_positives() 
     assert lesion_mask(p, PostProcess.raw(0.5)).sum() == 36 + len(specks)
 
 
-def test_slide_score_is_the_smoothed_maximum_or_the_largest_diameter() -> None:
+def test_slide_score_is_the_peak_the_smoothed_maximum_or_the_largest_diameter() -> None:
     p = np.full((5, 5), 0.2, np.float32)
     p[2, 2] = 0.9
-    post = PostProcess(sigma=1.0, seed=0.9, grow=0.5, min_tiles=1)
+    p[0, 0] = np.nan
+    peak = PostProcess(sigma=1.0, seed=0.9, grow=0.5, min_tiles=1)  # the default score
+    assert slide_score(p, None, peak) == pytest.approx(0.9)  # not smoothed: sigma is ignored
+    post = PostProcess(sigma=1.0, seed=0.9, grow=0.5, min_tiles=1, score="max")
     assert slide_score(p, None, post) == pytest.approx(float(np.nanmax(smooth(p, 1.0))))
-    assert slide_score(p, None, PostProcess.raw(0.5)) == pytest.approx(0.9)
+    assert slide_score(p, None, post) < 0.5
+    assert slide_score(p, None, PostProcess.raw(0.5, "max")) == pytest.approx(0.9)
     diameter = PostProcess(score="diameter")
     assert slide_score(p, 1.5, diameter) == 1.5 and slide_score(p, None, diameter) == 0.0
     assert slide_score(np.full((2, 2), np.nan), None, post) is None

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pandas only where the patients' table is read
 MIN_TISSUE = 0.25  # tiles with less tissue than this (share of the tile) are not classified
 Reader = Literal["auto", "openslide", "tifffile", "image"]
 FullyConv = Literal["auto", "on", "off"]
-Score = Literal["max", "diameter"]
+Score = Literal["peak", "max", "diameter"]
 # Lesion post-processing (``slides.postprocess``): chosen on 25 synthetic evaluation slides with
 # two models of different strength (benchmarks/README.md, "Issue 23"); never on one slide. No
 # seed above the grow threshold by default: on the smoothed map an absolute seed (0.9) dropped
@@ -84,9 +84,9 @@ class SlideOptions(Settings):
         MIN_LESION_TILES, "report lesions of at least this many tiles", ge=1
     )
     slide_score: Score = setting(
-        "max",
-        "the slide's score for slide-level AUC: max of the "
-        "smoothed map, or the largest lesion's diameter",
+        "peak",
+        "the slide's score for slide-level AUC: the largest tile probability (peak), the "
+        "smoothed map's max, or the largest lesion's diameter",
     )
     fully_conv: FullyConv = setting("auto", "fully convolutional pass where the model allows it")
     workers: int | None = setting(None, "reading threads", default_text="1 on a CPU, 4 on a GPU",
