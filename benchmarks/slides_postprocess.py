@@ -56,9 +56,11 @@ from metastasis.slides.staging import CATEGORIES, STAGES, pn_stage, slide_catego
 TOLERANCE_UM = 75.0  # CAMELYON16: annotations dilated by 75 um (5 tumour cells)
 
 
-def run_slides(slides: Path, checkpoint: Path, out: Path) -> dict[str, float]:
+def run_slides(slides: Path, checkpoint: Path, out: Path, tta: str | None) -> dict[str, float]:
     cmd = [sys.executable, "-m", "metastasis", "slides", str(slides), "--checkpoint",
            str(checkpoint), "--out", str(out), "--no-progress"]  # fmt: skip
+    if tta:
+        cmd += ["--tta", tta]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -206,10 +208,15 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True, help="work folder")
     ap.add_argument("--no-run", action="store_true", help="reuse OUT/slides from an earlier run")
+    ap.add_argument("--tta", choices=["none", "d4"], help="slides' --tta (default: the model's)")
     ap.add_argument("--sweep", action="store_true", help="also a grid of settings")
     args = ap.parse_args()
     truth = json.loads((args.slides / "truth.json").read_text())
-    timing = {} if args.no_run else run_slides(args.slides, args.checkpoint, args.out / "slides")
+    timing = (
+        {}
+        if args.no_run
+        else run_slides(args.slides, args.checkpoint, args.out / "slides", args.tta)
+    )
     slides = load(args.out / "slides", truth)
     threshold = slides[0]["meta"]["threshold"]
     results: dict[str, Any] = {"checkpoint": str(args.checkpoint), "threshold": threshold,
