@@ -190,6 +190,9 @@ def settings(threshold: float, sweep: bool) -> dict[str, PostProcess]:
     named = {
         "raw": PostProcess.raw(threshold),
         "defaults": PostProcess.from_options(slide_options({}), threshold),
+        "defaults without shuffles": PostProcess.from_options(
+            slide_options({"lesion_shuffles": 0}), threshold
+        ),
     }
     if sweep:
         sigmas = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)

@@ -10,6 +10,7 @@ from metastasis.errors import MetastasisError
 from metastasis.slides.options import slide_options
 from metastasis.slides.postprocess import (
     PostProcess,
+    chance_min_tiles,
     drop_small,
     hysteresis,
     lesion_mask,
@@ -98,7 +99,7 @@ def test_options_give_one_line_errors_and_the_seed_is_never_below_grow() -> None
     with pytest.raises(MetastasisError, match=r"lesion_grow \(0.8\) <= lesion_seed \(0.6\)"):
         slide_options({"lesion_grow": 0.8, "lesion_seed": 0.6})
     for bad in ({"lesion_sigma": -1}, {"min_lesion_tiles": 0}, {"slide_score": "mean"},
-                {"lesion_seed": 1.5}):  # fmt: skip
+                {"lesion_seed": 1.5}, {"lesion_shuffles": -1}):  # fmt: skip
         with pytest.raises(MetastasisError) as err:
             slide_options(bad)
         assert "\n" not in str(err.value) and next(iter(bad)) in str(err.value)
@@ -107,3 +108,49 @@ def test_options_give_one_line_errors_and_the_seed_is_never_below_grow() -> None
     assert (post.grow, post.seed) == (0.85, 0.85)
     with pytest.raises(MetastasisError, match="grow"):
         PostProcess(seed=0.4, grow=0.6)
+
+
+def _noisy_slide(rate: float, seed: int = 0) -> np.ndarray:
+    """60 x 60 cells of tissue: false-positive tiles (p 0.95) at ``rate`` on a 0.05 background,
+    a 3 x 3 corner of glass, and an 8 x 8 lesion (p 0.9) in the middle."""
+    rng = np.random.default_rng(seed)
+    p = np.where(rng.random((60, 60)) < rate, 0.95, 0.05).astype(np.float32)
+    p[:3, :3] = np.nan
+    p[26:34, 26:34] = 0.9
+    return p
+
+
+def test_lesions_no_larger_than_chance_are_dropped_on_a_slide_dense_with_false_tiles() -> None:
+    post = PostProcess(sigma=1.0, seed=0.5, grow=0.5, min_tiles=4, shuffles=50)
+    fixed = PostProcess(sigma=1.0, seed=0.5, grow=0.5, min_tiles=4)
+    dense = _noisy_slide(0.2)
+    from scipy import ndimage
+
+    _, n_fixed = ndimage.label(lesion_mask(dense, fixed))
+    assert n_fixed > 3  # the fixed size lets chance clusters through
+    k = chance_min_tiles(dense, post)
+    assert k > 4 and k == chance_min_tiles(dense, post)  # larger; the same for the same map
+    labels, n = ndimage.label(lesion_mask(dense, post))
+    sizes = np.bincount(labels.ravel())[1:]
+    assert n >= 1 and (sizes >= k).all()
+    assert labels[30, 30] > 0  # the real lesion stays
+    # Chance clusters of the shuffled background: the largest of 200 independent draws of the
+    # same density is below k about 95% of the time (here: at most 10% above it).
+    over = 0
+    for seed in range(1, 41):
+        shuffled = _noisy_slide(0.2, seed)
+        shuffled[26:34, 26:34] = np.where(np.random.default_rng(seed).random((8, 8)) < 0.2,
+                                          0.95, 0.05)  # fmt: skip
+        lab, m = ndimage.label(lesion_mask(shuffled, PostProcess(1.0, 0.5, 0.5, 1)))
+        over += bool(m) and int(np.bincount(lab.ravel())[1:].max()) >= k
+    assert over <= 4
+
+
+def test_a_clean_slide_keeps_the_fixed_minimum_and_zero_shuffles_is_off() -> None:
+    clean = _noisy_slide(0.0)
+    post = PostProcess(sigma=1.0, seed=0.5, grow=0.5, min_tiles=4, shuffles=50)
+    assert chance_min_tiles(clean, post) == 4
+    off = PostProcess(sigma=1.0, seed=0.5, grow=0.5, min_tiles=4, shuffles=0)
+    assert chance_min_tiles(_noisy_slide(0.3), off) == 4
+    assert chance_min_tiles(np.full((4, 4), np.nan), post) == 4  # nothing classified
+    assert np.array_equal(lesion_mask(clean, post), lesion_mask(clean, off))

@@ -105,6 +105,7 @@ def test_slide_outputs_agree_with_each_other_and_with_the_layout(
     post = PostProcess(**summary["lesion_postprocess"])  # the lesions are the post-processed map's
     assert area == pytest.approx(lesion_mask(prob, post).sum() * cell_mm2, rel=1e-4)
     assert summary["slide_score"] == pytest.approx(slide_score(prob, None, post))
+    assert summary["lesion_min_tiles"] >= post.min_tiles and post.shuffles > 0  # the default
     for name in ("heatmap.png", "tissue.png", "thumbnail.png"):
         assert (d / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

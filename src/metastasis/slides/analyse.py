@@ -25,7 +25,7 @@ from metastasis.extras import SLIDES, require
 from metastasis.slides import staging
 from metastasis.slides.classify import SlideClassifier
 from metastasis.slides.options import SlideOptions, slide_options
-from metastasis.slides.postprocess import PostProcess, slide_score
+from metastasis.slides.postprocess import PostProcess, chance_min_tiles, slide_score
 from metastasis.slides.readers import SlideReader, open_slide, read_scaled
 from metastasis.slides.regions import Lesion, find_lesions
 from metastasis.slides.tiling import Block, Geometry, blocks, make_geometry, tissue_fractions
@@ -109,6 +109,9 @@ class SlideResult:
             "slide_score": self.score,
             "slide_score_definition": self.post.score_definition() if self.post else None,
             "lesion_postprocess": self.post.describe() if self.post else None,
+            "lesion_min_tiles": chance_min_tiles(self.probability, self.post)
+            if self.post
+            else None,
             "seconds": round(self.seconds, 3),
             "tiles_per_s": round(classified / self.seconds, 1) if self.seconds > 0 else None,
             "notes": self.notes,

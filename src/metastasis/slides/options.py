@@ -32,9 +32,11 @@ Score = Literal["peak", "max", "diameter"]
 # Lesion post-processing (``slides.postprocess``): chosen on 25 synthetic evaluation slides with
 # two models of different strength (benchmarks/README.md, "Issue 23"); never on one slide. No
 # seed above the grow threshold by default: on the smoothed map an absolute seed (0.9) dropped
-# every lesion of a model whose smoothed peaks stay below it.
+# every lesion of a model whose smoothed peaks stay below it. The shuffles (a lesion larger than
+# chance makes them on its slide) removed every false lesion of both models and no true one.
 LESION_SIGMA = 1.0
 MIN_LESION_TILES = 4
+LESION_SHUFFLES = 50
 
 
 class SlideOptions(Settings):
@@ -82,6 +84,13 @@ class SlideOptions(Settings):
     )
     min_lesion_tiles: int = setting(
         MIN_LESION_TILES, "report lesions of at least this many tiles", ge=1
+    )
+    lesion_shuffles: int = setting(
+        LESION_SHUFFLES,
+        "also drop lesions no larger than chance makes them on this slide: its background "
+        "tiles shuffled this many times (0: off)",
+        ge=0,
+        le=1000,
     )
     slide_score: Score = setting(
         "peak",

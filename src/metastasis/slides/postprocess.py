@@ -10,7 +10,14 @@ lesions (``regions.find_lesions``) three steps, each a ``SlideOptions`` setting:
 2. **hysteresis**: a lesion is a 4-connected set of cells at or above the *grow* threshold
    holding at least one cell at or above the *seed* threshold (the seed is never below the
    grow threshold);
-3. **minimum size**: lesions of fewer than ``min_tiles`` cells are dropped.
+3. **minimum size**: lesions of fewer than ``min_tiles`` cells are dropped, and with
+   ``shuffles`` > 0 also lesions no larger than chance makes them on this slide
+   (:func:`chance_min_tiles`: the slide's background tiles shuffled over its tissue ``shuffles``
+   times, the same steps drawn on each; a lesion must be larger than 95% of the largest chance
+   lesions). A weak model's false-positive tiles are denser on some slides than on others; a
+   fixed size lets chance clusters through on the dense ones. On the evaluation slides
+   (benchmarks/README.md, "Issue 23") this removed every false lesion on the negative slides,
+   with both models, and no true one.
 
 The raw probabilities are kept for everything else (``tiles.csv``, ``probability.npy``, a
 lesion's mean and largest probability). With ``sigma 0``, seed = grow = the model's threshold
@@ -54,6 +61,7 @@ class PostProcess:
     grow: float = 0.5  # ...and every 4-connected cell at or above this around it
     min_tiles: int = 1  # smaller lesions are dropped
     score: str = "peak"
+    shuffles: int = 0  # > 0: lesions no larger than chance makes them are dropped too
 
     def __post_init__(self) -> None:
         if self.sigma < 0 or not np.isfinite(self.sigma):
@@ -63,6 +71,8 @@ class PostProcess:
                                   f"seed ({self.seed}) <= 1")  # fmt: skip
         if self.min_tiles < 1:
             raise MetastasisError(f"min_lesion_tiles must be >= 1, got {self.min_tiles}")
+        if self.shuffles < 0:
+            raise MetastasisError(f"lesion_shuffles must be >= 0, got {self.shuffles}")
         if self.score not in SCORES:
             raise MetastasisError(f"unknown slide_score {self.score!r}; known: "
                                   f"{', '.join(SCORES)}")  # fmt: skip
@@ -80,7 +90,7 @@ class PostProcess:
         grow = threshold if options.lesion_grow is None else options.lesion_grow
         seed = grow if options.lesion_seed is None else max(options.lesion_seed, grow)
         return cls(options.lesion_sigma, seed, grow, options.min_lesion_tiles,
-                   options.slide_score)  # fmt: skip
+                   options.slide_score, options.lesion_shuffles)  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         """The settings as ``summary.json`` records them."""
@@ -136,10 +146,55 @@ def drop_small(mask: np.ndarray, min_tiles: int) -> np.ndarray:
     return keep[labels]
 
 
-def lesion_mask(probability: np.ndarray, post: PostProcess) -> np.ndarray:
-    """The cells that belong to reported lesions: smoothing, hysteresis, minimum size."""
+CHANCE_QUANTILE = 0.95  # a lesion must be larger than this share of the chance lesions
+CHANCE_SEED = 0  # the shuffles are the same for the same map: a run redraws its own lesions
+
+
+def _drawn(probability: np.ndarray, post: PostProcess, min_tiles: int) -> np.ndarray:
     smoothed = smooth(probability, post.sigma)
-    return drop_small(hysteresis(smoothed, post.seed, post.grow), post.min_tiles)
+    return drop_small(hysteresis(smoothed, post.seed, post.grow), min_tiles)
+
+
+def chance_min_tiles(probability: np.ndarray, post: PostProcess) -> int:
+    """The smallest lesion (tiles) this slide's map is not expected to form by chance, and
+    never below ``post.min_tiles``. The background is drawn with replacement over all classified
+    cells ``post.shuffles`` times, lesions are drawn from each shuffle as from the map, and the
+    answer is one more than the ``CHANCE_QUANTILE`` quantile of the largest chance lesion. The
+    background is first every classified cell, then (a second pass) the cells outside the
+    lesions the first pass kept: a large true lesion must not make chance look larger, and
+    chance clusters must stay in the background that measures them.
+    ``post.shuffles == 0``: ``post.min_tiles``."""
+    if post.shuffles <= 0:
+        return post.min_tiles
+    p = np.asarray(probability, np.float32)
+    known = np.isfinite(p)
+    if not known.any():
+        return post.min_tiles
+    rng = np.random.default_rng(CHANCE_SEED)
+    k = _chance_size(p, known, p[known], post, rng)
+    background = p[known & ~_drawn(p, post, k)]
+    if background.size:
+        k = _chance_size(p, known, background, post, rng)
+    return k
+
+
+def _chance_size(p: np.ndarray, known: np.ndarray, background: np.ndarray, post: PostProcess,
+                 rng: np.random.Generator) -> int:  # fmt: skip
+    from scipy import ndimage
+
+    largest = []
+    shuffled = np.full(p.shape, np.nan, np.float32)
+    for _ in range(post.shuffles):
+        shuffled[known] = rng.choice(background, int(known.sum()))
+        labels, n = ndimage.label(_drawn(shuffled, post, 1))
+        largest.append(int(np.bincount(labels.ravel())[1:].max()) if n else 0)
+    return max(post.min_tiles, int(np.quantile(largest, CHANCE_QUANTILE)) + 1)
+
+
+def lesion_mask(probability: np.ndarray, post: PostProcess) -> np.ndarray:
+    """The cells that belong to reported lesions: smoothing, hysteresis, minimum size (the
+    larger of ``post.min_tiles`` and what chance reaches, :func:`chance_min_tiles`)."""
+    return _drawn(probability, post, chance_min_tiles(probability, post))
 
 
 def slide_score(

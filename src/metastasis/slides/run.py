@@ -169,10 +169,10 @@ def run_slides(
     ``tta``, ``device``, ``batch_size``, ``threshold``: as ``InferenceOptions``; ``options``: a
     ``SlideOptions``, or its settings as keywords (stride, mpp, reader, tissue_threshold,
     min_tissue, itc_mm, micro_mm, lesion_sigma, lesion_seed, lesion_grow,
-    min_lesion_tiles, slide_score, fully_conv, workers, block_tiles, geojson_tiles, shard,
-    patients, resume). Every option, input and output is checked before the first slide
-    is read. See the module notes for resume, shards and failures; ``analyse_slide`` and
-    ``outputs`` for the rest."""
+    min_lesion_tiles, lesion_shuffles, slide_score, fully_conv, workers, block_tiles,
+    geojson_tiles, shard, patients, resume). Every option, input and output is checked
+    before the first slide is read. See the module notes for resume, shards and failures;
+    ``analyse_slide`` and ``outputs`` for the rest."""
     require("whole-slide analysis", *SLIDES)  # one line naming the extra, not a traceback
     opts = slide_options({**(options.to_dict() if options is not None else {}), **settings})
     run = inference_options(
