@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,7 @@ class SlideResult:
     model_warning: str | None = None  # what the checkpoint says of itself (synthetic data)
     post: PostProcess | None = None  # how the lesions were drawn from the map (postprocess)
     score: float | None = None  # the slide's score for slide-level AUC (post.score)
+    min_tiles: int | None = None  # the smallest lesion reported here (chance_min_tiles)
 
     @property
     def cell_origin(self) -> tuple[float, float]:
@@ -109,9 +110,7 @@ class SlideResult:
             "slide_score": self.score,
             "slide_score_definition": self.post.score_definition() if self.post else None,
             "lesion_postprocess": self.post.describe() if self.post else None,
-            "lesion_min_tiles": chance_min_tiles(self.probability, self.post)
-            if self.post
-            else None,
+            "lesion_min_tiles": self.min_tiles,
             "seconds": round(self.seconds, 3),
             "tiles_per_s": round(classified / self.seconds, 1) if self.seconds > 0 else None,
             "notes": self.notes,
@@ -310,9 +309,9 @@ def analyse_slide(
         log.warning("%s: %d tiles could not be decoded; marked in tiles.csv", sid, failed)
     threshold = classifier.threshold
     cell = (geo.patch - geo.stride) / 2 * geo.level0_per_model
-    lesions = find_lesions(
-        probability, threshold, (cell, cell), geo.stride * geo.level0_per_model, geo.mpp0, post
-    )
+    min_tiles = chance_min_tiles(probability, post)  # once: the shuffles cost a little
+    lesions = find_lesions(probability, threshold, (cell, cell), geo.stride * geo.level0_per_model,
+                           geo.mpp0, replace(post, min_tiles=min_tiles, shuffles=0))  # fmt: skip
     largest = lesions[0].diameter_mm if lesions else None
     score = slide_score(probability, largest, post)
     unread = bool(failed) or (thumb.bad is not None and bool(thumb.bad.any()))
@@ -322,7 +321,7 @@ def analyse_slide(
         sid, p, found.reader, geo, thumb, found.mask, found.threshold, found.fractions, probability,
         status, lesions, threshold, category, seconds, classifier.mode, classifier.engine_text,
         classifier.tta, (opts.itc_mm, opts.micro_mm), notes, classifier.bundle.warning,
-        post, score,
+        post, score, min_tiles,
     )  # fmt: skip
     done_tiles = int((status == STATUS_OK).sum())
     log.info(
