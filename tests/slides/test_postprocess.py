@@ -154,3 +154,16 @@ def test_a_clean_slide_keeps_the_fixed_minimum_and_zero_shuffles_is_off() -> Non
     assert chance_min_tiles(_noisy_slide(0.3), off) == 4
     assert chance_min_tiles(np.full((4, 4), np.nan), post) == 4  # nothing classified
     assert np.array_equal(lesion_mask(clean, post), lesion_mask(clean, off))
+
+
+def test_a_slide_mostly_taken_by_tumour_keeps_its_lesion() -> None:
+    """Chance is measured on the background outside lesions larger than chance: shuffling the
+    tumour in with it would make chance larger than the tumour (it did, at 60% of the slide)."""
+    rng = np.random.default_rng(1)
+    p = np.where(rng.random((60, 60)) < 0.1, 0.95, 0.05).astype(np.float32)
+    for rows in (36, 48):  # 60% and 80% of the tissue
+        slide = p.copy()
+        slide[:rows] = np.where(rng.random((rows, 60)) < 0.85, 0.92, 0.3)
+        post = PostProcess(sigma=1.0, seed=0.5, grow=0.5, min_tiles=2, shuffles=50)
+        assert chance_min_tiles(slide, post) < 10
+        assert lesion_mask(slide, post)[: rows - 2].mean() > 0.95

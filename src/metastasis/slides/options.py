@@ -34,7 +34,8 @@ Score = Literal["peak", "max", "diameter"]
 # seed above the grow threshold by default: on the smoothed map an absolute seed (0.9) dropped
 # every lesion of a model whose smoothed peaks stay below it. The shuffles (a lesion larger than
 # chance makes them on its slide) removed every false lesion of both models and no true one;
-# with them, a floor of 2 tiles (a lone tile is never a lesion) found one lesion more than 4.
+# with them, a floor of 2 tiles (a lone tile is never a lesion) found one lesion more than 4
+# on the weaker model.
 LESION_SIGMA = 1.0
 MIN_LESION_TILES = 2
 LESION_SHUFFLES = 50
