@@ -172,8 +172,9 @@ def chance_min_tiles(probability: np.ndarray, post: PostProcess) -> int:
     p = np.asarray(probability, np.float32)
     known = np.isfinite(p)
     rng = np.random.default_rng(CHANCE_SEED)
+    every = _drawn(p, post, 1)  # the map smoothed and thresholded once; each pass only sizes
     for _ in range(CHANCE_PASSES):
-        background = p[known & ~_drawn(p, post, k)]
+        background = p[known & ~drop_small(every, k)]
         if background.size == 0:
             break
         bigger = _chance_size(p, known, background, post, rng)
