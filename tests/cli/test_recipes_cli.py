@@ -56,9 +56,15 @@ def test_measured_numbers_are_the_readme_s() -> None:
         numbers = measured(path)
         if numbers is None:
             continue
-        (row,) = [row for row in rows if row.startswith(f"| `{name}` ")]
-        for number in re.findall(r"\d+[.:]\d+", numbers):
-            assert number in row, f"{name}: {number} is not in the README's row"
+        # a recipe may have several rows (e.g. the same recipe trained on another CPU): the
+        # numbers `metastasis recipes` prints must all be in one of them
+        own = [row for row in rows if row.startswith(f"| `{name}` ")]
+        assert own, f"{name}: no row in the README's recipe table"
+        wanted = re.findall(r"\d+[.:]\d+", numbers)
+        assert wanted
+        assert any(all(number in row for number in wanted) for row in own), (
+            f"{name}: no README row holds all of {wanted}"
+        )
         found += 1
     assert found >= 3
 
