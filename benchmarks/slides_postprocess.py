@@ -41,6 +41,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def detections(prob: np.ndarray, post: PostProcess, origin: float, step: float) 
     """(x, y, score) of each reported lesion: its cell of largest smoothed probability."""
     from scipy import ndimage
 
-    s = smooth(prob, post.sigma)
+    s = smooth(prob, post.sigma_cells)
     labels, n = ndimage.label(lesion_mask(prob, post))
     out = []
     for k in range(1, n + 1):
@@ -105,6 +106,8 @@ def evaluate_slide(sl: dict[str, Any], post: PostProcess) -> dict[str, Any]:
 
     meta, t = sl["meta"], sl["truth"]
     origin, step, mpp = meta["cell_origin_level0"][0], meta["step_level0"], meta["mpp"]
+    if post != PostProcess.raw(post.grow, post.score):  # raw: every set of cells, at any stride
+        post = replace(post, tile_cells=meta["tile_size_level0"] / step)  # sigma, sizes in tiles
     prob = sl["probability"]
     found = find_lesions(prob, meta["threshold"], (origin, origin), step, mpp, post)
     truth_polys = [p for p, _, _ in sl["lesions"]]

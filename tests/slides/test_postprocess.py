@@ -3,6 +3,8 @@ probability grids; the options' one-line errors."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,44 @@ def test_a_slide_mostly_taken_by_tumour_keeps_its_lesion() -> None:
         post = PostProcess(sigma=1.0, seed=0.5, grow=0.5, min_tiles=2, shuffles=50)
         assert chance_min_tiles(slide, post) < 10
         assert lesion_mask(slide, post)[: rows - 2].mean() > 0.95
+
+
+def _overlapping_tiles(seed: int, rate: float = 0.35, n: int = 64) -> np.ndarray:
+    """A map at half a tile's stride (2 x 2 cells a tile) of a slide without tumour: the tissue
+    is units of half a tile, tumour-like at ``rate``, and a tile's probability follows the share
+    of its 2 x 2 units that look like tumour, so neighbouring tiles share half their pixels and
+    their false positives cluster (as a model's do on real tissue)."""
+    rng = np.random.default_rng(seed)
+    u = (rng.random((n + 1, n + 1)) < rate).astype(np.float64)
+    cover = (u[:-1, :-1] + u[1:, :-1] + u[:-1, 1:] + u[1:, 1:]) / 4
+    p = np.clip(0.05 + 0.9 * cover + rng.normal(0, 0.05, cover.shape), 0, 1).astype(np.float32)
+    p[:4, :4] = np.nan
+    return p
+
+
+def test_sigma_sizes_and_chance_are_in_tiles_whatever_the_stride(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At stride 48 (2 x 2 cells a tile) the settings mean what they mean at stride 96, and
+    chance draws the background in blocks: overlapping tiles' false positives cluster, and
+    cell-by-cell shuffles made chance clusters far smaller than the real false ones."""
+    from scipy import ndimage
+
+    def false_lesions(post: PostProcess) -> int:
+        return sum(ndimage.label(lesion_mask(_overlapping_tiles(s), post))[1] for s in range(4))
+
+    post = PostProcess(sigma=1.0, seed=0.5, grow=0.5, min_tiles=2, shuffles=50, tile_cells=2)
+    assert (post.sigma_cells, post.cells(2), post.block) == (2.0, 8, 4)
+    assert PostProcess(tile_cells=1).block == 1 and PostProcess(tile_cells=3).cells(2) == 18
+    as_cells = false_lesions(replace(post, tile_cells=1))  # stride 96's settings on cells
+    blocked = false_lesions(post)
+    for s in range(4):  # a lesion of 4 x 4 tiles stays
+        p = _overlapping_tiles(s)
+        p[30:38, 30:38] = 0.9
+        assert lesion_mask(p, post)[34, 34]
+    monkeypatch.setattr(PostProcess, "block", property(lambda self: 1))
+    cell_by_cell = false_lesions(post)  # in tiles, but chance drawn cell by cell
+    assert blocked <= 3 < 10 <= cell_by_cell < as_cells  # measured: 2, 14, 62
+    assert chance_min_tiles(_noisy_slide(0.0), post) == 2  # in tiles: 8 cells
+    with pytest.raises(MetastasisError, match="tile_cells"):
+        PostProcess(tile_cells=0)

@@ -67,7 +67,7 @@ class SlideResult:
     model_warning: str | None = None  # what the checkpoint says of itself (synthetic data)
     post: PostProcess | None = None  # how the lesions were drawn from the map (postprocess)
     score: float | None = None  # the slide's score for slide-level AUC (post.score)
-    min_tiles: int | None = None  # the smallest lesion reported here (chance_min_tiles)
+    min_tiles: float | None = None  # the smallest lesion reported here (chance_min_tiles)
 
     @property
     def cell_origin(self) -> tuple[float, float]:
@@ -285,7 +285,9 @@ def analyse_slide(
             classifier, stride=opts.stride, engine=engine, tta=tta, device=device,
             fully_conv=opts.fully_conv, block_tiles=opts.block_tiles, threshold=threshold,
         )  # fmt: skip
-    post = PostProcess.from_options(opts, classifier.threshold)  # before any slide is read
+    post = PostProcess.from_options(  # before any slide is read; sigma and sizes in tiles
+        opts, classifier.threshold, tile_cells=classifier.patch / classifier.stride
+    )
     p, sid = Path(path), slide_id or Path(path).name
     notes = [f"the model was {classifier.bundle.warning}"] if classifier.bundle.warning else []
     found = find_tissue_tiles(

@@ -60,7 +60,8 @@ class SlideOptions(Settings):
     micro_mm: float = setting(MICRO_MM, "largest micro-metastasis diameter, mm", gt=0)
     lesion_sigma: float = setting(
         LESION_SIGMA,
-        "smooth the probability map before outlining lesions: Gaussian sigma in tiles (0: none)",
+        "smooth the probability map before outlining lesions: Gaussian sigma in tiles (the "
+        "model's patch, at any stride; 0: none)",
         ge=0,
         le=50,
     )
@@ -85,12 +86,15 @@ class SlideOptions(Settings):
         le=1,
     )
     min_lesion_tiles: int = setting(
-        MIN_LESION_TILES, "report lesions of at least this many tiles", ge=1
+        MIN_LESION_TILES,
+        "report lesions of at least this area in tiles (the model's patch; at "
+        "stride 48 a tile is 2 x 2 cells of the map)",
+        ge=1,
     )
     lesion_shuffles: int = setting(
         LESION_SHUFFLES,
         "also drop lesions no larger than chance makes them on this slide: its background "
-        "tiles shuffled this many times (0: off)",
+        "tiles shuffled this many times, in blocks where tiles overlap (0: off)",
         ge=0,
         le=1000,
     )
