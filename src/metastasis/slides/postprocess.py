@@ -202,7 +202,7 @@ def chance_min_tiles(probability: np.ndarray, post: PostProcess) -> float:
 
 
 def _chance_min_cells(probability: np.ndarray, post: PostProcess) -> int:
-    k = post.cells(post.min_tiles)
+    k = floor = post.cells(post.min_tiles)
     if post.shuffles <= 0:
         return k
     p = np.asarray(probability, np.float32)
@@ -214,7 +214,7 @@ def _chance_min_cells(probability: np.ndarray, post: PostProcess) -> int:
         if not background.any():
             break
         largest = [_largest(draw, post) for draw in _chance_maps(p, known, background, post, rng)]
-        bigger = max(post.cells(post.min_tiles), int(np.quantile(largest, CHANCE_QUANTILE)) + 1)
+        bigger = max(floor, int(np.quantile(largest, CHANCE_QUANTILE)) + 1)
         if bigger <= k:
             break
         k = bigger
@@ -235,7 +235,7 @@ def _chance_maps(p: np.ndarray, known: np.ndarray, background: np.ndarray, post:
     bootstrap: overlapping tiles' cells are correlated) where the slide has such blocks."""
     b = post.block
     pool = _whole_blocks(np.where(background, p, np.nan), b) if b > 1 else None
-    shuffled = np.full(p.shape, np.nan, np.float32)
+    shuffled = np.full(p.shape, np.nan, np.float32)  # one array, refilled for each draw
     if pool is None or len(pool) == 0:
         values = p[background]
         for _ in range(post.shuffles):
